@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine: `make run` and `make test`.
+# Everything else is a step they call. uv pins Python packages from uv.lock; npm pins Azurite.
+
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+
+.PHONY: run test setup lint typecheck unit bench
+
+$(UV):
+	python3 -m pip install --quiet --target .tools/lib 'uv==0.13.9'
+	mkdir -p .tools/bin && ln -sf ../lib/bin/uv .tools/bin/uv
+
+setup: $(UV)
+	$(UV) sync --frozen --quiet
+	npm ci --no-audit --no-fund --loglevel=error
+
+## run: the main job on its embedded default (the shipped example rules and their tests)
+run: $(UV)
+	$(UV) sync --frozen --quiet --no-dev
+	$(UV) run --frozen --no-dev mlevents test
+
+lint: setup
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+typecheck: setup
+	$(UV) run --frozen mypy
+
+unit: setup
+	$(UV) run --frozen pytest
+
+## test: install what the tests need, then lint, type-check and run the whole suite
+test: lint typecheck unit
+
+bench: setup
+	$(UV) run --frozen python -m bench
