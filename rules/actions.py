@@ -1,0 +1,125 @@
+"""The data model of actions: what a rule asks the worker to do.
+
+Each action in a rule is a table with a ``type`` and that type's fields. Loading validates
+them all (unknown fields, wrong types, missing fields); carrying them out is the shell's job
+(``consumer/``). Every string field is a template rendered from the event when the action
+runs, so a field like ``to`` may read ``"{{ data.runTags.owner }}"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeAlias
+
+import msgspec
+
+
+class _Action(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"
+):
+    """Fields every action type shares."""
+
+
+class LogAction(_Action, tag="log", frozen=True):
+    """Write one structured log line about the event."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    message: str = "rule matched"
+
+
+class EmailAction(_Action, tag="email", frozen=True):
+    """Send an email over SMTP (or write ``.eml`` files locally)."""
+
+    to: list[str]
+    subject: str
+    cc: list[str] = []
+    text: str | None = None
+    html: str | None = None
+    digest_window_s: float | None = None
+    """When set, repeated events for one subject within the window become one email."""
+    max_per_hour: int | None = None
+    """Per-recipient rate limit."""
+
+    def __post_init__(self) -> None:
+        if not self.to:
+            raise ValueError("needs at least one recipient in 'to'")
+        if self.text is None and self.html is None:
+            raise ValueError("needs a body: 'text', 'html' or both")
+
+
+class WebhookAction(_Action, tag="webhook", frozen=True):
+    """POST the event to an HTTP endpoint."""
+
+    url: str
+    format: Literal["eventgrid", "cloudevents", "template"] = "eventgrid"
+    body: str | None = None
+    """The body template, for ``format = "template"``."""
+    preset: Literal["teams", "slack"] | None = None
+    headers: dict[str, str] = {}
+    timeout_s: float = 10.0
+    secret_env: str | None = None
+    """Name of the environment variable holding the Standard Webhooks signing secret."""
+
+    def __post_init__(self) -> None:
+        if (self.format == "template") != (self.body is not None):
+            raise ValueError("'body' is required with format = \"template\" and only then")
+
+
+class AdfPipelineRunAction(_Action, tag="adf_pipeline_run", frozen=True):
+    """Start an Azure Data Factory pipeline run (Pipelines - Create Run)."""
+
+    subscription_id: str
+    resource_group: str
+    factory: str
+    pipeline: str
+    parameters: dict[str, Any] = {}
+
+
+class AmlJobAction(_Action, tag="aml_job", frozen=True):
+    """Submit an Azure ML job (command or pipeline) from a YAML/JSON job spec."""
+
+    subscription_id: str
+    resource_group: str
+    workspace: str
+    job: str
+    """Path of the job spec, relative to the rules file."""
+    experiment_name: str | None = None
+
+
+class AmlDeployAction(_Action, tag="aml_deploy", frozen=True):
+    """Create or update a managed online deployment for the registered model."""
+
+    subscription_id: str
+    resource_group: str
+    workspace: str
+    endpoint: str
+    deployment: str
+    model_name: str = "{{ model.name }}"
+    model_version: str = "{{ model.version }}"
+    instance_type: str | None = None
+    instance_count: int | None = None
+    traffic_percent: int | None = None
+    timeout_s: float = 1800.0
+
+
+Action: TypeAlias = (
+    LogAction | EmailAction | WebhookAction | AdfPipelineRunAction | AmlJobAction | AmlDeployAction
+)
+ACTION_TYPES = ("log", "email", "webhook", "adf_pipeline_run", "aml_job", "aml_deploy")
+
+
+def parse_action(spec: Any) -> Action:
+    """Validate one action table.
+
+    Raises:
+        ValueError: naming the field at fault (``$.to[0]`` style paths from msgspec).
+    """
+    if not isinstance(spec, dict):
+        raise ValueError("an action must be a table with a 'type'")
+    kind = spec.get("type")
+    if kind not in ACTION_TYPES:
+        raise ValueError(f"unknown action type {kind!r}; expected one of {', '.join(ACTION_TYPES)}")
+    try:
+        action: Action = msgspec.convert(spec, Action, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ValueError(str(exc)) from None
+    return action

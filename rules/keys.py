@@ -1,0 +1,111 @@
+"""Advanced-filter keys: parsing ``data.a.b`` paths and resolving them on an event.
+
+Keys follow Event Grid: a top-level attribute of the event's schema, or ``data.`` and a
+dot-separated path into the payload, to any depth. Key names match case-insensitively
+(Azure ML payloads use PascalCase in the docs and camelCase in real events). A JSON
+``null`` reads as missing. ``EventView`` caches what one event resolves, so a rule table
+that asks a hundred rules about ``data.runStatus`` walks the payload once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from .events import Event
+from .folding import fold
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+MISSING: Final = _Missing()
+"""The value of a key that the event does not have (or has as JSON null)."""
+
+EVENTGRID_TOP_LEVEL: Final = {
+    "ID": "id",
+    "TOPIC": "topic",
+    "SUBJECT": "subject",
+    "EVENTTYPE": "eventType",
+    "DATAVERSION": "dataVersion",
+}
+"""Top-level Event Grid keys a filter may name (folded name -> JSON name)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A parsed advanced-filter key."""
+
+    text: str
+    segments: tuple[str, ...] = field(repr=False)
+    folded: tuple[str, ...] = field(repr=False)
+
+    @classmethod
+    def parse(cls, text: str) -> Key:
+        """Split ``text`` on dots; the caller has checked that no segment is empty."""
+        segments = tuple(text.split("."))
+        return cls(text, segments, tuple(fold(s) for s in segments))
+
+    def resolve(self, event: Event) -> Any:
+        """The key's value in ``event``, or ``MISSING``."""
+        head = self.folded[0]
+        if event.schema == "eventgrid":
+            if head == "DATA":
+                return _walk(event.data, self.segments[1:], self.folded[1:])
+            if len(self.folded) == 1 and head in EVENTGRID_TOP_LEVEL:
+                return _lookup(event.raw, EVENTGRID_TOP_LEVEL[head], head)
+            return MISSING
+        return _walk(event.raw, self.segments, self.folded)
+
+
+def _walk(node: Any, segments: tuple[str, ...], folded: tuple[str, ...]) -> Any:
+    for name, folded_name in zip(segments, folded, strict=True):
+        if not isinstance(node, dict):
+            return MISSING
+        node = _lookup(node, name, folded_name)
+        if node is MISSING:
+            return MISSING
+    return MISSING if node is None else node
+
+
+def _lookup(node: dict[str, Any], name: str, folded_name: str) -> Any:
+    value = node.get(name, MISSING)
+    if value is MISSING:
+        for candidate, candidate_value in node.items():
+            if fold(candidate) == folded_name:
+                value = candidate_value
+                break
+    return MISSING if value is None else value
+
+
+class EventView:
+    """One event plus the values and folded strings already resolved from it."""
+
+    __slots__ = ("_folded", "_values", "event", "folded_subject", "folded_type")
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+        self.folded_type = fold(event.type)
+        self.folded_subject = fold(event.subject) if event.subject is not None else ""
+        self._values: dict[tuple[str, ...], Any] = {}
+        self._folded: dict[tuple[str, ...], str] = {}
+
+    def value(self, key: Key) -> Any:
+        """The value of ``key`` (``MISSING`` when absent or null), resolved once."""
+        try:
+            return self._values[key.folded]
+        except KeyError:
+            value = self._values[key.folded] = key.resolve(self.event)
+            return value
+
+    def folded_string(self, key: Key, value: str) -> str:
+        """``fold(value)`` for the scalar string ``value`` of ``key``, computed once."""
+        try:
+            return self._folded[key.folded]
+        except KeyError:
+            folded = self._folded[key.folded] = fold(value)
+            return folded
