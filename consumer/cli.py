@@ -1,0 +1,187 @@
+"""The ``mlevents`` command line.
+
+Offline commands work on files and need no Azure: ``match`` (which rules each recorded
+event matches), ``explain`` (why one rule matched one event or not), ``test`` (rule tests
+with coverage and JUnit output) and ``lint`` (validate rule files, print warnings).
+With no rules given, ``test`` runs the example rule table and tests shipped with mlevents.
+
+Exit codes: 0 success; 1 a test failed or an event did not decode; 2 usage, config or
+rules errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from rules import DecodeError, Event, RuleTable, RuleTableError, decode_body
+
+from .config import load_config
+from .errors import CaseFileError, ConfigError, EventFileError
+from .eventfiles import read_event_files
+from .rulefiles import load_rule_files
+from .ruletests import junit_xml, read_cases, run_case, uncovered
+
+EXAMPLES = Path(__file__).parent / "examples"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code (the console script exits with it)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (ConfigError, CaseFileError) as exc:
+        print(f"mlevents: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RuleTableError as exc:
+        print(f"mlevents: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlevents", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    match = commands.add_parser("match", help="print the rules each recorded event matches")
+    _rules_options(match)
+    match.add_argument("--format", choices=("text", "jsonl"), default="text")
+    match.add_argument(
+        "events",
+        nargs="+",
+        metavar="EVENTS",
+        help="event files (.json, .jsonl, Capture .avro, - for stdin)",
+    )
+    match.set_defaults(func=_match)
+
+    explain = commands.add_parser("explain", help="show why a rule matched an event or not")
+    _rules_options(explain)
+    explain.add_argument("--rule", required=True, help="name of the rule to explain")
+    explain.add_argument("event", metavar="EVENT", help="an event file")
+    explain.set_defaults(func=_explain)
+
+    test = commands.add_parser("test", help="run rule tests (the shipped examples by default)")
+    _rules_options(test)
+    test.add_argument("cases", nargs="*", metavar="CASES", help="rule-test files")
+    test.add_argument("--junit-xml", metavar="PATH", help="also write a JUnit XML report")
+    test.set_defaults(func=_test)
+
+    lint = commands.add_parser("lint", help="validate rule files and print their warnings")
+    _rules_options(lint)
+    lint.set_defaults(func=_lint)
+    return parser
+
+
+def _rules_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rules", nargs="+", metavar="FILE", help="rule files (TOML or JSON)")
+    parser.add_argument("--config", metavar="PATH", help="take rule files from this config.toml")
+
+
+def _rule_paths(args: argparse.Namespace, *, default: Sequence[Path] = ()) -> list[str]:
+    if args.rules:
+        return list(args.rules)
+    if args.config:
+        return [str(p) for p in load_config(args.config, {}).rules.files]
+    if default:
+        return [str(p) for p in default]
+    raise ConfigError("no rules: give --rules FILE... or --config config.toml")
+
+
+def _load(args: argparse.Namespace, *, default: Sequence[Path] = ()) -> RuleTable:
+    loaded = load_rule_files(_rule_paths(args, default=default))
+    for warning in loaded.warnings:
+        print(f"warning: {warning.message_at()}", file=sys.stderr)
+    return loaded.table
+
+
+def _decoded(paths: Sequence[str]) -> tuple[list[tuple[str, Event]], int]:
+    """Every decoded event with where it came from; bad records go to stderr."""
+    events: list[tuple[str, Event]] = []
+    errors = 0
+    for path in paths:
+        try:
+            for record in read_event_files([path]):
+                try:
+                    events.extend((record.where, e) for e in decode_body(record.body))
+                except DecodeError as exc:
+                    errors += 1
+                    print(f"{record.where}: {exc}", file=sys.stderr)
+        except EventFileError as exc:
+            errors += 1
+            print(str(exc), file=sys.stderr)
+    return events, errors
+
+
+def _match(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    table = _load(args)
+    events, errors = _decoded(args.events)
+    for _where, event in events:
+        names = [rule.name for rule in table.match(event)]
+        if args.format == "jsonl":
+            line = {"id": event.id, "type": event.type, "subject": event.subject, "matched": names}
+            out.write(json.dumps(line) + "\n")
+        else:
+            out.write(
+                f"{event.id}  {event.type}  {event.subject}  -> "
+                f"{', '.join(names) if names else '(no rule)'}\n"
+            )
+    return EXIT_FAILED if errors else EXIT_OK
+
+
+def _explain(args: argparse.Namespace) -> int:
+    table = _load(args)
+    try:
+        rule = table.rule(args.rule)
+    except KeyError:
+        known = ", ".join(r.name for r in table.rules)
+        raise ConfigError(f"no rule named {args.rule!r}; the rules are: {known}") from None
+    events, errors = _decoded([args.event])
+    for where, event in events:
+        explanation = rule.filter.explain(event)
+        verdict = "MATCHES" if explanation.matched else "DOES NOT MATCH"
+        print(f"rule {rule.name!r} {verdict} event {event.id} ({event.type}) from {where}")
+        for check in explanation.checks:
+            print(f"  {'pass' if check.passed else 'FAIL'}  {check.part}: {check.detail}")
+    return EXIT_FAILED if errors else EXIT_OK
+
+
+def _test(args: argparse.Namespace) -> int:
+    embedded = not (args.rules or args.config or args.cases)
+    table = _load(args, default=[EXAMPLES / "rules.toml"] if embedded else ())
+    case_paths = [Path(p) for p in args.cases]
+    if not case_paths and args.config:
+        case_paths = list(load_config(args.config, {}).rules.tests)
+    if embedded:
+        case_paths = [EXAMPLES / "rules.test.toml"]
+    if not case_paths:
+        raise ConfigError("no rule tests: give CASES files (or rules.tests in config.toml)")
+    results = [run_case(table, case) for path in case_paths for case in read_cases(path)]
+    for result in results:
+        status = "pass" if result.failure is None else "FAIL"
+        detail = "" if result.failure is None else f": {result.failure}"
+        print(f"{status}  {result.case.name}{detail}")
+    missing = uncovered(table, results)
+    if missing:
+        print(f"rules no case matched: {', '.join(missing)}")
+    failed = sum(1 for r in results if r.failure is not None)
+    print(
+        f"{len(results)} cases, {len(results) - failed} passed, {failed} failed; "
+        f"{len(table) - len(missing)}/{len(table)} rules covered"
+    )
+    if args.junit_xml:
+        Path(args.junit_xml).write_text(junit_xml(results, missing), encoding="utf-8")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _lint(args: argparse.Namespace) -> int:
+    loaded = load_rule_files(_rule_paths(args))
+    for warning in loaded.warnings:
+        print(f"warning: {warning.message_at()}")
+    print(f"{len(loaded.table)} rules, {len(loaded.warnings)} warning(s)")
+    return EXIT_OK
