@@ -76,6 +76,8 @@ def is_number(value: object) -> bool:
 def make_test(op: Operator, operand: Any) -> Test:
     """The positive test for ``op`` against its compiled operand (folded strings, Decimals)."""
     name = op.name.replace("Not", "")
+    if op.kind == "null":
+        return lambda v: True  # decided by presence alone; evaluate() never calls it
     if name == "NumberIn":
         members = frozenset(operand)
         return members.__contains__
