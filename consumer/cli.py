@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
 
 from rules import DecodeError, Event, RuleTable, RuleTableError, decode_body
 
@@ -35,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        _split_rules(args)
         code: int = args.func(args)
     except (ConfigError, CaseFileError) as exc:
         print(f"mlevents: {exc}", file=sys.stderr)
@@ -54,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     match.add_argument("--format", choices=("text", "jsonl"), default="text")
     match.add_argument(
         "events",
-        nargs="+",
+        nargs="*",
         metavar="EVENTS",
         help="event files (.json, .jsonl, Capture .avro, - for stdin)",
     )
@@ -63,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="show why a rule matched an event or not")
     _rules_options(explain)
     explain.add_argument("--rule", required=True, help="name of the rule to explain")
-    explain.add_argument("event", metavar="EVENT", help="an event file")
+    explain.add_argument("event", nargs="?", metavar="EVENT", help="an event file")
     explain.set_defaults(func=_explain)
 
     test = commands.add_parser("test", help="run rule tests (the shipped examples by default)")
@@ -76,6 +77,39 @@ def _parser() -> argparse.ArgumentParser:
     _rules_options(lint)
     lint.set_defaults(func=_lint)
     return parser
+
+
+def _split_rules(args: argparse.Namespace) -> None:
+    """Give back to the positionals what ``--rules FILE...`` swallowed after the rule files.
+
+    ``--rules a.toml b.toml events.jsonl`` is ambiguous to argparse; the contents are not:
+    a rules document has a top-level ``rules`` list, an event or cases file has not.
+    """
+    rules = getattr(args, "rules", None)
+    positional = next((n for n in ("events", "cases", "event") if hasattr(args, n)), None)
+    if not rules or positional is None:
+        return
+    split = next((i for i, path in enumerate(rules) if i and not _is_rules_file(path)), len(rules))
+    args.rules, moved = rules[:split], rules[split:]
+    current = getattr(args, positional)
+    if positional == "event":
+        if moved and current is None:
+            args.event, moved = moved[0], moved[1:]
+        if moved:
+            raise ConfigError(f"explain takes one EVENT file; also got {', '.join(moved)}")
+    else:
+        setattr(args, positional, [*moved, *current])
+
+
+def _is_rules_file(path: str) -> bool:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        document = json.loads(text) if path.lower().endswith(".json") else tomllib.loads(text)
+    except (OSError, UnicodeDecodeError):
+        return True  # reported as an unreadable rules file, where it was written
+    except ValueError:
+        return not path.lower().endswith((".json", ".jsonl"))
+    return isinstance(document, dict) and "rules" in document
 
 
 def _rules_options(parser: argparse.ArgumentParser) -> None:
@@ -118,23 +152,25 @@ def _decoded(paths: Sequence[str]) -> tuple[list[tuple[str, Event]], int]:
     return events, errors
 
 
-def _match(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def _match(args: argparse.Namespace) -> int:
+    if not args.events:
+        raise ConfigError("match needs EVENTS: event files, or - for standard input")
     table = _load(args)
     events, errors = _decoded(args.events)
     for _where, event in events:
         names = [rule.name for rule in table.match(event)]
         if args.format == "jsonl":
             line = {"id": event.id, "type": event.type, "subject": event.subject, "matched": names}
-            out.write(json.dumps(line) + "\n")
+            print(json.dumps(line))
         else:
-            out.write(
-                f"{event.id}  {event.type}  {event.subject}  -> "
-                f"{', '.join(names) if names else '(no rule)'}\n"
-            )
+            matched = ", ".join(names) if names else "(no rule)"
+            print(f"{event.id}  {event.type}  {event.subject}  -> {matched}")
     return EXIT_FAILED if errors else EXIT_OK
 
 
 def _explain(args: argparse.Namespace) -> int:
+    if args.event is None:
+        raise ConfigError("explain needs an EVENT file")
     table = _load(args)
     try:
         rule = table.rule(args.rule)

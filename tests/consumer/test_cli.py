@@ -1,0 +1,276 @@
+"""The offline commands: match, explain, test and lint, as a user runs them."""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import fastavro
+import pytest
+
+from consumer.cli import EXAMPLES, main
+
+from ..factories import event_json
+
+RULES = """\
+[[rules]]
+name = "failed"
+[rules.filter]
+advancedFilters = [{ operatorType = "StringIn", key = "data.runStatus", values = ["failed"] }]
+[[rules.actions]]
+type = "log"
+
+[[rules]]
+name = "everything"
+[[rules.actions]]
+type = "log"
+"""
+
+
+@pytest.fixture
+def rules_file(tmp_path: Path) -> Path:
+    path = tmp_path / "rules.toml"
+    path.write_text(RULES)
+    return path
+
+
+def _body(**overrides: object) -> str:
+    return json.dumps([event_json(**overrides)])
+
+
+def test_match_jsonl_prints_one_exact_line_per_event(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """jsonl output is exactly id, type, subject and matched rule names in table order."""
+    events = tmp_path / "events.jsonl"
+    ok = json.dumps(event_json(id="b", data={"runStatus": "Completed"}))
+    events.write_text(_body(id="a") + "\n\n" + ok + "\n")
+    assert main(["match", "--rules", str(rules_file), "--format", "jsonl", str(events)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines == [
+        {
+            "id": "a",
+            "type": "Microsoft.MachineLearningServices.RunStatusChanged",
+            "subject": "experiments/e1/runs/r1",
+            "matched": ["failed", "everything"],
+        },
+        {
+            "id": "b",
+            "type": "Microsoft.MachineLearningServices.RunStatusChanged",
+            "subject": "experiments/e1/runs/r1",
+            "matched": ["everything"],
+        },
+    ]
+
+
+def test_match_reports_bad_lines_with_file_and_line_and_goes_on(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad line is reported as file:line: reason on stderr; the rest still matches; exit 1."""
+    events = tmp_path / "events.jsonl"
+    events.write_text("not json\n" + _body(id="ok") + "\n" + '[{"id": "x"}]\n')
+    code = main(["match", "--rules", str(rules_file), "--format", "jsonl", str(events)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert [json.loads(line)["id"] for line in captured.out.splitlines()] == ["ok"]
+    errors = captured.err.splitlines()
+    assert errors[0].startswith(f"{events}:1: body is not JSON")
+    assert errors[1] == f"{events}:3: event [0] has no 'eventType' (Event Grid schema)"
+
+
+def test_match_reads_standard_input_and_missing_files(
+    rules_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-` reads JSON Lines from stdin; a missing file is reported and gives exit 1."""
+    stdin = io.TextIOWrapper(io.BytesIO((_body(id="s") + "\n").encode()))
+    monkeypatch.setattr("sys.stdin", stdin)
+    code = main(["match", "--rules", str(rules_file), "--format", "jsonl", "-", "nope.json"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert json.loads(captured.out)["id"] == "s"
+    assert "nope.json: cannot read" in captured.err
+
+
+def test_match_reads_event_hubs_capture_avro(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each Capture record's Body is one body; an empty Capture file has no events."""
+    schema = fastavro.parse_schema(
+        {
+            "type": "record",
+            "name": "EventData",
+            "namespace": "Microsoft.ServiceBus.Messaging",
+            "fields": [
+                {"name": "SequenceNumber", "type": "long"},
+                {"name": "Offset", "type": "string"},
+                {"name": "EnqueuedTimeUtc", "type": "string"},
+                {
+                    "name": "SystemProperties",
+                    "type": {"type": "map", "values": ["long", "double", "string", "bytes"]},
+                },
+                {
+                    "name": "Properties",
+                    "type": {"type": "map", "values": ["long", "double", "string", "bytes"]},
+                },
+                {"name": "Body", "type": ["null", "bytes"]},
+            ],
+        }
+    )
+    records = [
+        {
+            "SequenceNumber": n,
+            "Offset": str(n * 100),
+            "EnqueuedTimeUtc": "5/14/2024 9:21:38 AM",
+            "SystemProperties": {},
+            "Properties": {"aeg-event-type": "Notification"},
+            "Body": _body(id=f"cap-{n}").encode(),
+        }
+        for n in range(3)
+    ]
+    capture = tmp_path / "17.avro"
+    with capture.open("wb") as handle:
+        fastavro.writer(handle, schema, records)
+    empty = tmp_path / "18.avro"
+    empty.write_bytes(b"")
+    code = main(
+        ["match", "--rules", str(rules_file), "--format", "jsonl", str(capture), str(empty)]
+    )
+    assert code == 0
+    ids = [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()]
+    assert ids == ["cap-0", "cap-1", "cap-2"]
+
+
+def test_match_text_format(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Text output names the event and its rules, or says no rule matched."""
+    event = tmp_path / "e.json"
+    event.write_text(json.dumps(event_json(eventType="Other", data={})))
+    assert main(["match", "--rules", str(rules_file), str(event)]) == 0
+    assert capsys.readouterr().out.strip().endswith("-> everything")
+
+
+def test_explain_shows_each_check(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """explain prints the verdict and one line per part of the filter."""
+    event = tmp_path / "e.json"
+    event.write_text(_body(data={"runStatus": 3}))
+    assert main(["explain", "--rules", str(rules_file), "--rule", "failed", str(event)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("rule 'failed' DOES NOT MATCH event id-1")
+    assert out[1].startswith("  pass  includedEventTypes")
+    assert out[2].startswith("  FAIL  advancedFilters[0]: data.runStatus StringIn ['failed']")
+    assert "not of string type" in out[2]
+
+
+def test_explain_unknown_rule_is_a_usage_error(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Naming a rule that does not exist exits 2 and lists the rules."""
+    event = tmp_path / "e.json"
+    event.write_text(_body())
+    assert main(["explain", "--rules", str(rules_file), "--rule", "nope", str(event)]) == 2
+    assert "the rules are: failed, everything" in capsys.readouterr().err
+
+
+def test_embedded_examples_pass_and_cover_every_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    """`mlevents test` with no arguments runs the shipped examples, all green and covered."""
+    assert main(["test"]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out
+    assert out.splitlines()[-1].endswith("0 failed; 6/6 rules covered")
+
+
+def test_test_failures_exit_1_and_write_junit(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failing case exits 1, names the difference and lands in the JUnit report."""
+    cases = tmp_path / "cases.toml"
+    cases.write_text(
+        "[[cases]]\n"
+        'name = "good"\n'
+        f"body = '''{_body()}'''\n"
+        'expect = ["failed", "everything"]\n'
+        'actions = ["log", "log"]\n'
+        "[[cases]]\n"
+        'name = "bad"\n'
+        f"body = '''{_body()}'''\n"
+        'expect = ["everything"]\n'
+    )
+    report = tmp_path / "junit.xml"
+    code = main(["test", "--rules", str(rules_file), str(cases), "--junit-xml", str(report)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL  bad: expected ['everything'], matched ['failed', 'everything']" in out
+    suite = ET.parse(report).getroot()
+    assert suite.get("tests") == "2"
+    assert suite.get("failures") == "1"
+    failed = [tc.get("name") for tc in suite.iter("testcase") if tc.find("failure") is not None]
+    assert failed == ["bad"]
+
+
+def test_test_reports_uncovered_rules(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rules that no case matched are listed as uncovered."""
+    cases = tmp_path / "cases.json"
+    body = _body(data={"runStatus": "Completed"})
+    cases.write_text(json.dumps({"cases": [{"name": "c", "body": body, "expect": ["everything"]}]}))
+    assert main(["test", "--rules", str(rules_file), str(cases)]) == 0
+    out = capsys.readouterr().out
+    assert "rules no case matched: failed" in out
+    assert out.splitlines()[-1].endswith("1/2 rules covered")
+
+
+def test_bad_case_file_is_a_usage_error(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A case with neither event nor body exits 2 naming the file and case."""
+    cases = tmp_path / "cases.toml"
+    cases.write_text('[[cases]]\nname = "x"\nexpect = []\n')
+    assert main(["test", "--rules", str(rules_file), str(cases)]) == 2
+    assert f"{cases}: cases[0]: give exactly one of 'event'" in capsys.readouterr().err
+
+
+def test_lint_prints_warnings_and_fails_on_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """lint exits 0 with warnings for a valid table and 2 with every error for a bad one."""
+    good = tmp_path / "good.toml"
+    good.write_text('[[rules]]\nname = "quiet"\n')
+    assert main(["lint", "--rules", str(good)]) == 0
+    assert "warning: " in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[rules]]\nname = "x"\nfilter = { isSubjectCaseSensitive = "yes" }\n')
+    assert main(["lint", "--rules", str(bad)]) == 2
+    assert "filter.isSubjectCaseSensitive: must be a boolean" in capsys.readouterr().err
+
+
+def test_config_supplies_rules_and_tests(capsys: pytest.CaptureFixture[str]) -> None:
+    """The repository's config.toml is a working example for test and lint."""
+    config = str(Path(__file__).resolve().parents[2] / "config.toml")
+    assert main(["test", "--config", config]) == 0
+    assert main(["lint", "--config", config]) == 0
+    assert "6 rules, 0 warning(s)" in capsys.readouterr().out
+
+
+def test_examples_are_shipped_inside_the_package() -> None:
+    """The embedded default lives inside the consumer package, so the wheel carries it."""
+    assert (EXAMPLES / "rules.toml").is_file()
+    assert (EXAMPLES / "rules.test.toml").is_file()
+
+
+def test_several_rule_files_then_events_without_a_separator(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--rules a.toml b.json events.json` takes the rule files by content, then the events."""
+    more = tmp_path / "more.json"
+    more.write_text(json.dumps({"rules": [{"name": "json-rule"}]}))
+    event = tmp_path / "e.json"
+    event.write_text(_body())
+    code = main(["match", "--rules", str(rules_file), str(more), str(event), "--format", "jsonl"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["matched"] == ["failed", "everything", "json-rule"]

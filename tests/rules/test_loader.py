@@ -1,0 +1,139 @@
+"""The rules loader: TOML and JSON documents, validation that reports every problem."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rules import LogAction, RuleSource, RuleTableError, WebhookAction, load_table
+
+GOOD_TOML = """\
+[[rules]]
+name = "failed"
+description = "failed runs"
+[rules.filter]
+includedEventTypes = ["Microsoft.MachineLearningServices.RunStatusChanged"]
+advancedFilters = [{ operatorType = "NumberGreaterThan", key = "data.x", value = 0.1 }]
+[[rules.actions]]
+type = "log"
+"""
+
+
+def _problems(*sources: RuleSource) -> list[str]:
+    with pytest.raises(RuleTableError) as caught:
+        load_table(list(sources))
+    return [p.message_at() for p in caught.value.problems]
+
+
+def test_toml_document_loads_with_decimal_values() -> None:
+    """TOML floats are read as Decimal, so filter values keep every digit."""
+    loaded = load_table([RuleSource("r.toml", GOOD_TOML)])
+    (rule,) = loaded.table.rules
+    assert rule.name == "failed"
+    assert rule.line == 2
+    assert str(rule.filter.advanced[0].operand) == "0.1"
+    assert rule.actions == (LogAction(),)
+
+
+def test_json_document_loads() -> None:
+    """A JSON rules document with the same shape loads the same way."""
+    text = (
+        '{"rules": [{"name": "hook", "filter": {}, '
+        '"actions": [{"type": "webhook", "url": "http://x"}]}]}'
+    )
+    (rule,) = load_table([RuleSource("r.json", text)]).table.rules
+    assert rule.actions == (WebhookAction(url="http://x"),)
+    assert rule.filter.event_types is None
+
+
+def test_every_problem_is_reported_at_once_with_file_line_rule_and_key() -> None:
+    """Faults in several rules and keys all come back in one error, each located."""
+    text = """\
+[[rules]]
+name = "a"
+[rules.filter]
+advancedFilters = [
+  { operatorType = "StringIn", key = "data.x", values = [1] },
+  { operatorType = "NumberFoo", key = "data.y", values = [1] },
+]
+[[rules.actions]]
+type = "email"
+subject = "x"
+
+[[rules]]
+name = "b"
+colour = "red"
+[rules.filter]
+subjectBeginsWith = 5
+"""
+    messages = _problems(RuleSource("bad.toml", text))
+    assert any(
+        m.startswith("bad.toml:2: rule 'a': filter.advancedFilters[0].values[0]: StringIn")
+        for m in messages
+    )
+    assert any("filter.advancedFilters[1].operatorType" in m and "NumberFoo" in m for m in messages)
+    assert any("rule 'a': actions[0]" in m and "to" in m for m in messages)
+    assert any(
+        m.startswith("bad.toml:13: rule 'b': colour: unknown rule property") for m in messages
+    )
+    assert any("rule 'b': filter.subjectBeginsWith: must be a string" in m for m in messages)
+    assert len(messages) == 5
+
+
+def test_duplicate_names_across_files_are_an_error() -> None:
+    """Rule names are unique across all files; the error points at the first definition."""
+    messages = _problems(RuleSource("a.toml", GOOD_TOML), RuleSource("b.toml", GOOD_TOML))
+    assert messages == [
+        "b.toml:2: rule 'failed': name: duplicate rule name, first defined at a.toml:2"
+    ]
+
+
+def test_syntax_errors_name_the_file_and_line() -> None:
+    """A JSON syntax error carries the file and line of the fault."""
+    messages = _problems(RuleSource("r.json", '{"rules": [\n  {"name": "x",,}\n]}'))
+    assert len(messages) == 1
+    assert messages[0].startswith("r.json:2: not valid JSON")
+
+
+def test_missing_rules_list_and_unknown_top_level_keys() -> None:
+    """A document without a rules list, or with other top-level keys, is rejected."""
+    messages = _problems(RuleSource("r.toml", 'rule = "x"\n'))
+    assert any("unknown top-level key(s) 'rule'" in m for m in messages)
+    assert any("needs a top-level 'rules' list" in m for m in messages)
+
+
+def test_event_grid_limits_are_warnings_not_errors() -> None:
+    """26 advanced filters, 26 values and a 513-character string load, with warnings."""
+    filters = [
+        {"operatorType": "StringIn", "key": f"data.k{i}", "values": ["v"]} for i in range(26)
+    ]
+    filters[0]["values"] = ["x" * 513]
+    text = f'{{"rules": [{{"name": "big", "filter": {{"advancedFilters": {filters!r}}}}}]}}'
+    loaded = load_table([RuleSource("r.json", text.replace("'", '"'))])
+    warnings = [w.message_at() for w in loaded.warnings]
+    assert any("26 advanced filters" in w for w in warnings)
+    assert any("26 filter values" in w for w in warnings)
+    assert any("string of 513 characters" in w for w in warnings)
+    assert any("has no actions" in w for w in warnings)
+
+
+@pytest.mark.parametrize(
+    ("action", "fragment"),
+    [
+        ({"type": "smoke-signal"}, "unknown action type 'smoke-signal'"),
+        ({"type": "webhook"}, "missing required field `url`"),
+        ({"type": "webhook", "url": "u", "format": "template"}, "'body' is required"),
+        ({"type": "email", "to": ["a@b"], "subject": "s"}, "needs a body"),
+        ({"type": "log", "level": "loud"}, "at `$.level`"),
+        ({"type": "aml_deploy", "subscription_id": "s"}, "missing required field"),
+        ({"type": "log", "colour": "red"}, "unknown field `colour`"),
+    ],
+)
+def test_actions_are_validated_when_loaded(action: dict[str, object], fragment: str) -> None:
+    """Each action type's fields are checked at load time, naming the action."""
+    text = json.dumps({"rules": [{"name": "r", "actions": [action]}]})
+    messages = _problems(RuleSource("r.json", text))
+    assert len(messages) == 1
+    assert "rule 'r': actions[0]" in messages[0]
+    assert fragment in messages[0]

@@ -1,0 +1,117 @@
+"""The rule table: order, indexes that never change a verdict, plans and idempotency keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rules import EventView, plan
+
+from ..factories import RUN_STATUS_CHANGED, make_event, make_table
+
+TYPES = [RUN_STATUS_CHANGED, "Microsoft.MachineLearningServices.RunCompleted", "Other.Type"]
+KEYS = ["data.runStatus", "data.experimentName", "data.runTags.team", "subject"]
+WORDS = ["Failed", "failed", "Completed", "exp", "risk", "ops", ""]
+
+advanced = st.fixed_dictionaries(
+    {
+        "operatorType": st.sampled_from(["StringIn", "StringNotIn", "StringBeginsWith"]),
+        "key": st.sampled_from(KEYS),
+        "values": st.lists(st.sampled_from([w for w in WORDS if w]), min_size=1, max_size=3),
+    }
+)
+filters = st.fixed_dictionaries(
+    {},
+    optional={
+        "includedEventTypes": st.lists(st.sampled_from([*TYPES, "All"]), max_size=2),
+        "enableAdvancedFilteringOnArrays": st.booleans(),
+        "advancedFilters": st.lists(advanced, max_size=3),
+    },
+)
+scalars = st.one_of(st.sampled_from(WORDS), st.integers(-2, 2), st.none())
+values = st.one_of(scalars, st.lists(scalars, max_size=3))
+
+
+@st.composite
+def events(draw: st.DrawFn) -> Any:
+    data = {
+        "runStatus": draw(values),
+        "experimentName": draw(values),
+        "runTags": {"team": draw(values)},
+    }
+    return make_event(eventType=draw(st.sampled_from(TYPES)), data=data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(filters, min_size=1, max_size=12), st.lists(events(), min_size=1, max_size=4))
+def test_indexed_match_equals_trying_every_rule(specs: list[Any], evs: list[Any]) -> None:
+    """The type and StringIn indexes only skip rules whose filter would fail anyway."""
+    table = make_table(*({"name": f"r{i}", "filter": f} for i, f in enumerate(specs)))
+    for event in evs:
+        expected = [r.name for r in table.rules if r.filter.matches(event)]
+        assert [r.name for r in table.match(event)] == expected
+        assert [r.name for r in table.match(EventView(event))] == expected
+
+
+def test_matches_come_back_in_table_order() -> None:
+    """Rules are returned in the order they were written, whatever the index does."""
+    table = make_table(
+        {"name": "z-last-typed", "filter": {"includedEventTypes": [RUN_STATUS_CHANGED]}},
+        {"name": "a-any", "filter": {}},
+        {
+            "name": "m-guarded",
+            "filter": {
+                "advancedFilters": [
+                    {"operatorType": "StringIn", "key": "data.runStatus", "values": ["failed"]}
+                ]
+            },
+        },
+    )
+    assert [r.name for r in table.match(make_event())] == ["z-last-typed", "a-any", "m-guarded"]
+
+
+def test_guarded_rule_with_array_flag_matches_any_element() -> None:
+    """A StringIn guard on an array value looks up every element when arrays are enabled."""
+    table = make_table(
+        {
+            "name": "team",
+            "filter": {
+                "enableAdvancedFilteringOnArrays": True,
+                "advancedFilters": [
+                    {"operatorType": "StringIn", "key": "data.teams", "values": ["RISK"]}
+                ],
+            },
+        }
+    )
+    assert [r.name for r in table.match(make_event(data={"teams": ["ops", "risk"]}))] == ["team"]
+    assert table.match(make_event(data={"teams": ["ops"]})) == ()
+
+
+def test_plan_lists_every_action_with_a_stable_idempotency_key() -> None:
+    """Each action of each matched rule becomes a decision keyed by event, rule and position."""
+    table = make_table(
+        {
+            "name": "a",
+            "filter": {},
+            "actions": [{"type": "log"}, {"type": "log", "level": "error"}],
+        },
+        {"name": "b", "filter": {"includedEventTypes": ["Nope"]}, "actions": [{"type": "log"}]},
+    )
+    decisions = plan(table, make_event(id="ev-7"))
+    assert [d.key for d in decisions] == ["ev-7/a/0", "ev-7/a/1"]
+    assert [d.action for d in decisions] == list(table.rules[0].actions)
+
+
+def test_rule_lookup_by_name() -> None:
+    """A table finds a rule by name and raises KeyError for an unknown one."""
+    table = make_table({"name": "a"})
+    assert table.rule("a").name == "a"
+    assert len(table) == 1
+    try:
+        table.rule("b")
+    except KeyError:
+        pass
+    else:  # pragma: no cover
+        raise AssertionError("expected KeyError")
