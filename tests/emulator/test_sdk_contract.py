@@ -1,0 +1,200 @@
+"""Contract tests: the unmodified azure-eventhub SDK against the emulator (send, receive, metadata)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+from azure.eventhub import EventData
+from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
+from azure.eventhub.exceptions import ConnectError, EventHubError
+
+from emulator import Emulator
+
+from .peers import receive, send
+
+
+async def test_batch_to_partition_is_read_back_in_order(emulator: Emulator) -> None:
+    """A batch sent to one partition comes back in order, with consecutive sequence numbers."""
+    cs = emulator.connection_string("hub")
+    await send(cs, [f"event-{i}" for i in range(20)], partition_id="2")
+    events = await receive(cs, 20, partition_id="2", starting_position="-1")
+    assert [e.body_as_str() for e in events] == [f"event-{i}" for i in range(20)]
+    assert [e.sequence_number for e in events] == list(range(20))
+    offsets = [int(e.offset) for e in events]
+    assert offsets == sorted(offsets) and len(set(offsets)) == 20
+    assert all(e.enqueued_time is not None for e in events)
+
+
+async def test_single_events_and_round_robin_batches_reach_the_hub(emulator: Emulator) -> None:
+    """send_event and batches without a partition are all stored and readable."""
+    cs = emulator.connection_string("hub")
+    async with EventHubProducerClient.from_connection_string(cs) as producer:
+        await producer.send_event(EventData("single"))
+        for n in range(3):
+            batch = await producer.create_batch()
+            batch.add(EventData(f"batch-{n}"))
+            await producer.send_batch(batch)
+    events = await receive(cs, 4, starting_position="-1")
+    assert sorted(e.body_as_str() for e in events) == ["batch-0", "batch-1", "batch-2", "single"]
+
+
+async def test_partition_key_keeps_events_together(emulator: Emulator) -> None:
+    """Events sent with one partition key land in a single partition and carry the key."""
+    cs = emulator.connection_string("hub")
+    await send(cs, ["a", "b", "c"], partition_key="job-42")
+    async with EventHubProducerClient.from_connection_string(cs) as producer:
+        await producer.send_event(EventData("d"), partition_key="job-42")
+    events = await receive(cs, 4, starting_position="-1", settle_s=0.5)
+    assert [e.body_as_str() for e in events] == ["a", "b", "c", "d"]
+    assert {e.partition_key for e in events} == {b"job-42"}
+
+
+async def test_properties_survive_the_round_trip(emulator: Emulator) -> None:
+    """Application properties and the body set by the producer are delivered unchanged."""
+    cs = emulator.connection_string("solo")
+    async with EventHubProducerClient.from_connection_string(cs) as producer:
+        event = EventData(b'{"eventType": "ModelRegistered"}')
+        event.properties = {"source": "aml", "attempt": 3}
+        event.content_type = "application/json"
+        await producer.send_event(event)
+    (received,) = await receive(cs, 1, starting_position="-1")
+    assert received.body_as_json() == {"eventType": "ModelRegistered"}
+    assert received.properties == {b"source": b"aml", b"attempt": 3}
+    assert received.content_type == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("position", "inclusive", "expected"),
+    [
+        ("-1", False, [0, 1, 2, 3, 4]),
+        (2, False, [3, 4]),
+        (2, True, [2, 3, 4]),
+        ("offset-of-2", False, [3, 4]),
+        ("offset-of-2", True, [2, 3, 4]),
+    ],
+)
+async def test_starting_positions(
+    emulator: Emulator, position: object, inclusive: bool, expected: list[int]
+) -> None:
+    """Sequence-number and offset starting positions are exclusive unless told otherwise."""
+    cs = emulator.connection_string("solo")
+    await send(cs, [str(i) for i in range(5)])
+    if position == "offset-of-2":
+        everything = await receive(cs, 5, starting_position="-1")
+        position = everything[2].offset
+    events = await receive(
+        cs,
+        len(expected),
+        starting_position=position,
+        starting_position_inclusive=inclusive,
+        settle_s=0.3,
+    )
+    assert [e.sequence_number for e in events] == expected
+
+
+async def test_enqueued_time_position(emulator: Emulator) -> None:
+    """A datetime starting position skips events enqueued before it."""
+    cs = emulator.connection_string("solo")
+    await send(cs, ["old"])
+    await asyncio.sleep(0.05)
+    cut = dt.datetime.now(dt.UTC)
+    await asyncio.sleep(0.05)
+    await send(cs, ["new"])
+    events = await receive(cs, 1, starting_position=cut, settle_s=0.3)
+    assert [e.body_as_str() for e in events] == ["new"]
+
+
+async def test_latest_reads_only_new_events(emulator: Emulator) -> None:
+    """The default '@latest' position skips the backlog and delivers what is sent afterwards."""
+    cs = emulator.connection_string("solo")
+    await send(cs, ["backlog"])
+
+    async def send_later() -> None:
+        await asyncio.sleep(2.5)
+        await send(cs, ["fresh"])
+
+    sender = asyncio.create_task(send_later())
+    events = await receive(cs, 1, starting_position="@latest", timeout_s=15)
+    await sender
+    assert [e.body_as_str() for e in events] == ["fresh"]
+
+
+async def test_hub_and_partition_properties(emulator: Emulator) -> None:
+    """get_eventhub_properties, get_partition_ids and get_partition_properties describe the hub."""
+    cs = emulator.connection_string("hub")
+    await send(cs, ["x", "y"], partition_id="1")
+    async with EventHubConsumerClient.from_connection_string(cs, "$Default") as client:
+        hub = await client.get_eventhub_properties()
+        ids = await client.get_partition_ids()
+        one = await client.get_partition_properties("1")
+        empty = await client.get_partition_properties("3")
+    assert hub["eventhub_name"] == "hub" and hub["partition_ids"] == ["0", "1", "2", "3"]
+    assert ids == ["0", "1", "2", "3"]
+    assert one["last_enqueued_sequence_number"] == 1 and not one["is_empty"]
+    assert one["beginning_sequence_number"] == 0 and int(one["last_enqueued_offset"]) > 0
+    assert empty["is_empty"] and empty["last_enqueued_sequence_number"] == -1
+
+
+async def test_runtime_metrics_track_the_last_enqueued_event(emulator: Emulator) -> None:
+    """With track_last_enqueued_event_properties the consumer sees the partition's tail."""
+    cs = emulator.connection_string("solo")
+    await send(cs, ["a", "b", "c"])
+    client = EventHubConsumerClient.from_connection_string(cs, "$Default")
+    seen: list[dict[str, object]] = []
+
+    async def on_event(context: object, event: EventData | None) -> None:
+        seen.append(context.last_enqueued_event_properties)  # type: ignore[attr-defined]
+
+    task = asyncio.create_task(
+        client.receive(on_event, starting_position="-1", track_last_enqueued_event_properties=True)
+    )
+    for _ in range(200):
+        if len(seen) >= 3:
+            break
+        await asyncio.sleep(0.05)
+    await client.close()
+    task.cancel()
+    assert seen and seen[-1]["sequence_number"] == 2
+
+
+async def test_unknown_hub_is_not_found(emulator: Emulator) -> None:
+    """Management calls on a hub the emulator does not serve fail with a ConnectError."""
+    client = EventHubProducerClient.from_connection_string(
+        emulator.connection_string("nope"), retry_total=0
+    )
+    async with client:
+        with pytest.raises(ConnectError, match="could not be found"):
+            await client.get_eventhub_properties()
+
+
+async def test_unknown_partition_is_not_found(emulator: Emulator) -> None:
+    """Partition properties and sends for a partition that does not exist fail."""
+    cs = emulator.connection_string("hub")
+    client = EventHubProducerClient.from_connection_string(cs, retry_total=0)
+    async with client:
+        with pytest.raises(ConnectError):
+            await client.get_partition_properties("9")
+        with pytest.raises(EventHubError):
+            await client.send_event(EventData("x"), partition_id="9")
+
+
+async def test_event_over_one_mebibyte_is_rejected(emulator: Emulator) -> None:
+    """An event larger than 1 MiB is refused and nothing is stored."""
+    cs = emulator.connection_string("solo")
+    async with EventHubProducerClient.from_connection_string(cs, retry_total=0) as producer:
+        with pytest.raises((EventHubError, ValueError)):
+            await producer.send_event(EventData(b"x" * (1024 * 1024 + 10)))
+        props = await producer.get_partition_properties("0")
+    assert props["is_empty"]
+
+
+async def test_event_just_under_the_limit_is_accepted_and_delivered(emulator: Emulator) -> None:
+    """A ~1000 KB event is stored and delivered whole (multi-frame in both directions)."""
+    cs = emulator.connection_string("solo")
+    body = bytes(range(256)) * 4000
+    async with EventHubProducerClient.from_connection_string(cs) as producer:
+        await producer.send_event(EventData(body))
+    (event,) = await receive(cs, 1, starting_position="-1")
+    assert b"".join(event.body) == body
