@@ -678,6 +678,19 @@ KEY_CASE_CASES = [
 ]
 
 
+def test_non_ascii_key_names_case_insensitive() -> None:
+    """Key lookup folds non-ASCII letters too (ordinal ignore-case: Ä == ä)."""
+    data = {"Ärger": {"Σ": "x"}}
+    check(flt(adv("StringIn", "data.äRGER.σ", values=["X"])), eg_event(data), True)
+
+
+def test_data_property_is_not_a_top_level_key() -> None:
+    """A key without the data. prefix does not reach into data (Event Grid schema)."""
+    data = {"runStatus": "Failed"}
+    check(flt(adv("IsNullOrUndefined", "runStatus")), eg_event(data), True)
+    check(flt(adv("StringIn", "runStatus", values=["Failed"])), eg_event(data), False)
+
+
 @pytest.mark.parametrize("key", KEY_CASE_CASES)
 def test_data_key_names_case_insensitive(key: str) -> None:
     """data.* key names are looked up case-insensitively (including the data prefix)."""
@@ -719,6 +732,19 @@ SUBJECT_CASE_CASES = [
     _p(True, flt(subjectBeginsWith="experiments/", isSubjectCaseSensitive=True), eg_event(), "b"),
     _p(True, flt(subjectEndsWith="x7k2m9q1pz", isSubjectCaseSensitive=True), eg_event(), "e"),
     _p(True, flt(subjectBeginsWith="EXPERIMENTS/"), ce_event(), "cloudevents-begins"),
+    _p(True, flt(subjectBeginsWith="", isSubjectCaseSensitive=True), eg_event(), "sensitive-empty"),
+    _p(
+        True,
+        flt(subjectBeginsWith="models/ärger", subjectEndsWith="ÄRGER:1"),
+        eg_event(subject="models/Ärger-Ärger:1"),
+        "non-ascii-insensitive",
+    ),
+    _p(
+        False,
+        flt(subjectBeginsWith="models/ärger", isSubjectCaseSensitive=True),
+        eg_event(subject="models/Ärger:1"),
+        "non-ascii-sensitive",
+    ),
     _p(False, flt(subjectEndsWith="PZ", isSubjectCaseSensitive=True), ce_event(), "ce-sensitive"),
     _p(
         True,
