@@ -11,7 +11,6 @@ exactly as Event Grid does with .NET ``decimal``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -30,8 +29,7 @@ MAX_DEPTH = 64
 _decoder = msgspec.json.Decoder(float_hook=Decimal)
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(msgspec.Struct, frozen=True, kw_only=True):
     """One decoded event, in either schema, with its original JSON object kept in ``raw``."""
 
     id: str
@@ -67,6 +65,8 @@ def decode_body(body: bytes | str, *, max_bytes: int = MAX_BODY_BYTES) -> tuple[
     if len(body) > max_bytes:
         raise DecodeError(f"body is {len(body)} bytes, more than the limit of {max_bytes}")
     parsed = _parse_json(body)
+    if parsed.__class__ is list and len(parsed) == 1 and parsed[0].__class__ is dict:
+        return (_event(parsed[0], 0),)  # what Event Grid writes, every time
     if isinstance(parsed, dict):
         return (_event(parsed, None),)
     if isinstance(parsed, list):
@@ -77,9 +77,9 @@ def decode_body(body: bytes | str, *, max_bytes: int = MAX_BODY_BYTES) -> tuple[
 
 
 def _parse_json(body: bytes) -> Any:
-    _check_depth(body)
     try:
-        return _decoder.decode(body)
+        # msgspec guards its own recursion (RecursionError), so decoding first is safe.
+        parsed = _decoder.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         try:
             body.decode("utf-8")
@@ -87,32 +87,30 @@ def _parse_json(body: bytes) -> Any:
             raise DecodeError(
                 f"body is not UTF-8: {utf8_exc.reason} at byte {utf8_exc.start}"
             ) from None
+        if isinstance(exc, RecursionError):
+            raise DecodeError(f"body is nested more than {MAX_DEPTH} levels deep") from None
         raise DecodeError(f"body is not JSON: {exc}") from None
+    # Counting brackets is one fast pass; only a body with many of them needs the walk.
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH:
+        _check_depth(parsed)
+    return parsed
 
 
-def _check_depth(body: bytes) -> None:
-    # Counting brackets is one fast pass; only a body with many of them needs the real walk.
-    opens = body.count(b"[") + body.count(b"{")
-    if opens <= MAX_DEPTH:
-        return
-    depth = 0
-    in_string = escaped = False
-    for byte in body:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise DecodeError(f"body is nested more than {MAX_DEPTH} levels deep")
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
+def _check_depth(parsed: Any) -> None:
+    level: list[Any] = [parsed]
+    for _ in range(MAX_DEPTH):
+        level = [child for node in level for child in _children(node)]
+        if not level:
+            return
+    raise DecodeError(f"body is nested more than {MAX_DEPTH} levels deep")
+
+
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, dict):
+        return [v for v in node.values() if isinstance(v, dict | list)]
+    if isinstance(node, list):
+        return [v for v in node if isinstance(v, dict | list)]
+    return []
 
 
 def _event(obj: object, index: int | None) -> Event:
@@ -125,10 +123,21 @@ def _event(obj: object, index: int | None) -> Event:
 
 
 def _eventgrid_event(obj: dict[str, Any], where: str) -> Event:
+    event_id, event_type, subject = obj.get("id"), obj.get("eventType"), obj.get("subject")
+    if not (
+        isinstance(event_id, str)
+        and isinstance(event_type, str)
+        and isinstance(subject, str)
+        and event_id
+        and event_type
+    ):
+        event_id = _required(obj, "id", where)
+        event_type = _required(obj, "eventType", where, hint=" (Event Grid schema)")
+        subject = _required(obj, "subject", where)
     return Event(
-        id=_required(obj, "id", where),
-        type=_required(obj, "eventType", where, hint=" (Event Grid schema)"),
-        subject=_required(obj, "subject", where),
+        id=event_id,
+        type=event_type,
+        subject=subject,
         source=_optional(obj, "topic", where),
         time=_optional(obj, "eventTime", where),
         schema="eventgrid",
@@ -141,12 +150,11 @@ def _cloud_event(obj: dict[str, Any], where: str) -> Event:
     version = obj["specversion"]
     if version != "1.0":
         raise DecodeError(f"{where}: CloudEvents specversion {version!r} is not supported (1.0 is)")
-    _required(obj, "source", where)
     return Event(
         id=_required(obj, "id", where),
         type=_required(obj, "type", where, hint=" (CloudEvents)"),
         subject=_optional(obj, "subject", where),
-        source=obj["source"],
+        source=_required(obj, "source", where),
         time=_optional(obj, "time", where),
         schema="cloudevents",
         data=obj.get("data"),
@@ -155,6 +163,7 @@ def _cloud_event(obj: dict[str, Any], where: str) -> Event:
 
 
 def _required(obj: dict[str, Any], name: str, where: str, hint: str = "") -> str:
+    """``obj[name]`` if it is a string (non-empty but for the subject); else why not."""
     if name not in obj:
         raise DecodeError(f"{where} has no {name!r}{hint}")
     value = obj[name]
@@ -166,7 +175,7 @@ def _required(obj: dict[str, Any], name: str, where: str, hint: str = "") -> str
 
 
 def _optional(obj: dict[str, Any], name: str, where: str) -> str | None:
-    value = obj.get(name)
+    value: object = obj.get(name)
     if value is None or isinstance(value, str):
         return value
     raise DecodeError(f"{where}: {name!r} is a JSON {_json_type(value)}, not a string")

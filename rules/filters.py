@@ -9,7 +9,7 @@ values, 512 characters per string) are warnings, since a rule table is not bound
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
@@ -44,18 +44,32 @@ class AdvancedFilter:
     """``value``, ``values`` or ranges as given (numbers as Decimal, strings unfolded)."""
     test: Test = field(repr=False, compare=False)
     arrays: bool = False
+    passes: Callable[[EventView], bool] = field(init=False, repr=False, compare=False)
+    """Whether this filter passes for the event in a view."""
 
-    def passes(self, view: EventView) -> bool:
-        """Whether this filter passes for the event in ``view``."""
-        value = view.value(self.key)
-        return evaluate(
-            self.operator,
-            self.test,
-            value,
-            self.arrays,
-            lambda s: view.folded_string(self.key, s),
-            fold,
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "passes", _checker(self.operator, self.key, self.test, self.arrays)
         )
+
+
+def _checker(op: Operator, key: Key, test: Test, arrays: bool) -> Callable[[EventView], bool]:
+    """A closure with a fast path for the common case: a scalar of the operator's type."""
+    negated = op.negated
+    fast_type: tuple[type, ...] = {"string": (str,), "number": (int, Decimal), "bool": (bool,)}.get(
+        op.kind, ()
+    )
+
+    def passes(view: EventView) -> bool:
+        value = view.value(key)
+        kind = value.__class__
+        if kind in fast_type:
+            if kind is str:
+                return test(view.folded_string(key, value)) is not negated
+            return test(value) is not negated
+        return evaluate(op, test, value, arrays, lambda s: view.folded_string(key, s), fold)
+
+    return passes
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +97,10 @@ class Filter:
         """The subject and advanced parts only (a rule table indexes on the type)."""
         if (self.subject_begins_with or self.subject_ends_with) and not self.subject_passes(view):
             return False
-        return all(f.passes(view) for f in self.advanced)
+        for advanced in self.advanced:  # noqa: SIM110 - a loop is faster than all() here
+            if not advanced.passes(view):
+                return False
+        return True
 
     def explain(self, event: Event) -> Explanation:
         """Part by part, why this filter matches ``event`` or not."""

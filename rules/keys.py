@@ -43,12 +43,15 @@ class Key:
     text: str
     segments: tuple[str, ...] = field(repr=False)
     folded: tuple[str, ...] = field(repr=False)
+    cache_key: str = field(repr=False)
+    """The folded dotted path: what an ``EventView`` caches this key's value under."""
 
     @classmethod
     def parse(cls, text: str) -> Key:
         """Split ``text`` on dots; the caller has checked that no segment is empty."""
         segments = tuple(text.split("."))
-        return cls(text, segments, tuple(fold(s) for s in segments))
+        folded = tuple(fold(s) for s in segments)
+        return cls(text, segments, folded, ".".join(folded))
 
     def resolve(self, event: Event) -> Any:
         """The key's value in ``event``, or ``MISSING``."""
@@ -82,30 +85,39 @@ def _lookup(node: dict[str, Any], name: str, folded_name: str) -> Any:
     return MISSING if value is None else value
 
 
+_UNSET: Final = object()
+
+
 class EventView:
     """One event plus the values and folded strings already resolved from it."""
 
-    __slots__ = ("_folded", "_values", "event", "folded_subject", "folded_type")
+    __slots__ = ("_folded", "_subject", "_values", "event", "folded_type")
 
     def __init__(self, event: Event) -> None:
         self.event = event
         self.folded_type = fold(event.type)
-        self.folded_subject = fold(event.subject) if event.subject is not None else ""
-        self._values: dict[tuple[str, ...], Any] = {}
-        self._folded: dict[tuple[str, ...], str] = {}
+        self._subject: str | None = None
+        self._values: dict[str, Any] = {}
+        self._folded: dict[str, str] = {}
+
+    @property
+    def folded_subject(self) -> str:
+        """The subject folded for case-insensitive comparison (``""`` when there is none)."""
+        if self._subject is None:
+            subject = self.event.subject
+            self._subject = "" if subject is None else fold(subject)
+        return self._subject
 
     def value(self, key: Key) -> Any:
         """The value of ``key`` (``MISSING`` when absent or null), resolved once."""
-        try:
-            return self._values[key.folded]
-        except KeyError:
-            value = self._values[key.folded] = key.resolve(self.event)
-            return value
+        value = self._values.get(key.cache_key, _UNSET)
+        if value is _UNSET:
+            value = self._values[key.cache_key] = key.resolve(self.event)
+        return value
 
     def folded_string(self, key: Key, value: str) -> str:
         """``fold(value)`` for the scalar string ``value`` of ``key``, computed once."""
-        try:
-            return self._folded[key.folded]
-        except KeyError:
-            folded = self._folded[key.folded] = fold(value)
-            return folded
+        folded = self._folded.get(key.cache_key)
+        if folded is None:
+            folded = self._folded[key.cache_key] = fold(value)
+        return folded

@@ -88,10 +88,14 @@ class RuleTable:
     def match(self, event: Event | EventView) -> tuple[Rule, ...]:
         """The rules whose filters pass for ``event``, in table order."""
         view = event if isinstance(event, EventView) else EventView(event)
-        bucket = self._bucket(view.folded_type)
-        candidates = _candidates(bucket, view)
+        bucket = self._buckets.get(view.folded_type) or self._bucket(view.folded_type)
         rules = self.rules
-        return tuple(rules[p] for p in candidates if rules[p].filter.matches_besides_type(view))
+        matched = []
+        for position in _candidates(bucket, view):
+            rule = rules[position]
+            if rule.filter.matches_besides_type(view):
+                matched.append(rule)
+        return tuple(matched)
 
     def _bucket(self, folded_type: str) -> _Bucket:
         bucket = self._buckets.get(folded_type)
@@ -104,18 +108,21 @@ class RuleTable:
 
 
 def _candidates(bucket: _Bucket, view: EventView) -> Sequence[int]:
+    """Positions worth trying, in table order: the unguarded ones and the guards' hits."""
     if not bucket.guards:
         return bucket.unguarded
-    found = set(bucket.unguarded)
+    parts = [bucket.unguarded] if bucket.unguarded else []
     for guard in bucket.guards:
         value = view.value(guard.key)
-        if isinstance(value, str):
-            found.update(guard.groups.get(view.folded_string(guard.key, value), ()))
+        if value.__class__ is str:
+            hits = guard.groups.get(view.folded_string(guard.key, value))
+            if hits:
+                parts.append(hits)
         elif isinstance(value, list) and guard.arrays:
-            for element in value:
-                if isinstance(element, str):
-                    found.update(guard.groups.get(fold(element), ()))
-    return sorted(found)
+            parts.extend(guard.groups.get(fold(e), ()) for e in value if isinstance(e, str))
+    if len(parts) == 1:
+        return parts[0]  # each part is sorted already; only a union needs sorting
+    return sorted({position for part in parts for position in part})
 
 
 def _build_bucket(rules: Sequence[Rule], positions: Iterable[int]) -> _Bucket:
