@@ -22,7 +22,7 @@ def fold(text: str) -> str:
 @cache
 def _simple_upper_table() -> dict[int, int]:
     table: dict[int, int] = {}
-    for code in range(0x80, 0x10000):
+    for code in range(0x10000):
         if 0xD800 <= code <= 0xDFFF:
             continue
         upper = chr(code).upper()

@@ -35,6 +35,12 @@ EVENTGRID_TOP_LEVEL: Final = {
 }
 """Top-level Event Grid keys a filter may name (folded name -> JSON name)."""
 
+CLOUDEVENTS_NOT_FILTERABLE: Final = frozenset(
+    {"TIME", "DATACONTENTTYPE", "DATASCHEMA", "DATA_BASE64"}
+)
+"""CloudEvents attributes a filter cannot name: the filterable ones are id, source, subject,
+type, specversion, extension attributes and ``data.`` paths (like ``eventTime`` in Event Grid)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Key:
@@ -61,6 +67,8 @@ class Key:
                 return _walk(event.data, self.segments[1:], self.folded[1:])
             if len(self.folded) == 1 and head in EVENTGRID_TOP_LEVEL:
                 return _lookup(event.raw, EVENTGRID_TOP_LEVEL[head], head)
+            return MISSING
+        if head in CLOUDEVENTS_NOT_FILTERABLE and len(self.folded) == 1:
             return MISSING
         return _walk(event.raw, self.segments, self.folded)
 
