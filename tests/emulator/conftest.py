@@ -29,8 +29,10 @@ def azurite_blob() -> Iterator[Azurite]:
 
 
 @pytest.fixture
-def checkpoint_store(azurite_blob: Azurite) -> BlobCheckpointStore:
+async def checkpoint_store(azurite_blob: Azurite) -> AsyncIterator[BlobCheckpointStore]:
     """A BlobCheckpointStore on a fresh Azurite container, for one test."""
     name = f"checkpoints-{uuid.uuid4().hex[:12]}"
     create_container(azurite_blob, name)
-    return BlobCheckpointStore.from_connection_string(azurite_blob.connection_string, name)
+    store = BlobCheckpointStore.from_connection_string(azurite_blob.connection_string, name)
+    async with store:
+        yield store

@@ -1,0 +1,182 @@
+"""Checkpointing and load balancing: BlobCheckpointStore on Azurite with the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from dataclasses import dataclass, field
+
+from azure.eventhub import EventData
+from azure.eventhub.aio import EventHubConsumerClient
+from azure.eventhub.exceptions import ConnectionLostError
+from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
+
+from emulator import Emulator
+
+from .peers import send
+
+
+@dataclass(eq=False)
+class Member:
+    """One load-balanced consumer client and what it received."""
+
+    client: EventHubConsumerClient
+    seen: list[tuple[str, int]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def start(cls, cs: str, store: BlobCheckpointStore) -> Member:
+        """Start receiving from the whole hub, checkpointing every event."""
+        client = EventHubConsumerClient.from_connection_string(
+            cs,
+            "$Default",
+            checkpoint_store=store,
+            load_balancing_interval=1,
+            partition_ownership_expiration_interval=4,
+        )
+        member = cls(client)
+
+        async def on_event(context: object, event: EventData | None) -> None:
+            if event is not None:
+                member.seen.append((context.partition_id, event.sequence_number))  # type: ignore[attr-defined]
+                await context.update_checkpoint(event)  # type: ignore[attr-defined]
+
+        member.task = asyncio.create_task(client.receive(on_event, starting_position="-1"))
+        return member
+
+    async def stop(self) -> None:
+        """Close the client (releasing its partitions) and end its receive task."""
+        await self.client.close()
+        assert self.task is not None
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+async def wait_until(predicate: object, timeout_s: float) -> None:
+    """Poll ``predicate()`` until it is true; fail after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not predicate():  # type: ignore[operator]
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
+
+
+async def owners(store: BlobCheckpointStore, emulator: Emulator) -> Counter[str]:
+    """How many partitions each owner id holds right now."""
+    listed = await store.list_ownership(f"127.0.0.1:{emulator.port}", "hub", "$Default")
+    return Counter(o["owner_id"] for o in listed if o.get("owner_id"))
+
+
+def keys(members: list[Member]) -> set[tuple[str, int]]:
+    """Every (partition, sequence number) any member received."""
+    return {key for member in members for key in member.seen}
+
+
+async def test_checkpoints_let_a_restarted_consumer_resume(
+    emulator: Emulator, checkpoint_store: BlobCheckpointStore
+) -> None:
+    """After a restart, a consumer resumes from its checkpoints without re-reading events."""
+    cs = emulator.connection_string("hub")
+    for pid in "0123":
+        await send(cs, [f"{pid}-{i}" for i in range(5)], partition_id=pid)
+    first = Member.start(cs, checkpoint_store)
+    await wait_until(lambda: len(first.seen) >= 20, 30)
+    await asyncio.sleep(0.5)  # let the last checkpoints land
+    await first.stop()
+    await send(cs, ["later-0", "later-1"], partition_id="1")
+    second = Member.start(cs, checkpoint_store)
+    await wait_until(lambda: len(second.seen) >= 2, 30)
+    await asyncio.sleep(1.0)
+    await second.stop()
+    assert len(set(first.seen)) == 20
+    assert second.seen == [("1", 5), ("1", 6)]
+
+
+async def test_two_consumers_split_partitions_and_take_over(
+    emulator: Emulator, checkpoint_store: BlobCheckpointStore
+) -> None:
+    """Two clients in one group own two partitions each; when one closes the other takes all."""
+    cs = emulator.connection_string("hub")
+    a = Member.start(cs, checkpoint_store)
+    b = Member.start(cs, checkpoint_store)
+    try:
+        for _ in range(150):
+            if sorted((await owners(checkpoint_store, emulator)).values()) == [2, 2]:
+                break
+            await asyncio.sleep(0.2)
+        assert sorted((await owners(checkpoint_store, emulator)).values()) == [2, 2]
+        for pid in "0123":
+            await send(cs, [f"{pid}-{i}" for i in range(10)], partition_id=pid)
+        await wait_until(lambda: len(keys([a, b])) >= 40, 30)
+        assert {p for p, _ in a.seen}.isdisjoint({p for p, _ in b.seen})
+        await a.stop()
+        for pid in "0123":
+            await send(cs, [f"{pid}-late-{i}" for i in range(5)], partition_id=pid)
+        await wait_until(lambda: len(keys([a, b])) >= 60, 40)
+        assert keys([a, b]) == {(p, s) for p in "0123" for s in range(15)}
+        assert {p for p, s in b.seen if s >= 10} == set("0123")
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_three_consumers_share_four_partitions(
+    emulator: Emulator, checkpoint_store: BlobCheckpointStore
+) -> None:
+    """Three clients split four partitions 2/1/1 and lose no event when one leaves."""
+    cs = emulator.connection_string("hub")
+    members = [Member.start(cs, checkpoint_store) for _ in range(3)]
+    try:
+        for _ in range(200):
+            if sorted((await owners(checkpoint_store, emulator)).values()) == [1, 1, 2]:
+                break
+            await asyncio.sleep(0.2)
+        assert sorted((await owners(checkpoint_store, emulator)).values()) == [1, 1, 2]
+        for pid in "0123":
+            await send(cs, [f"{pid}-{i}" for i in range(5)], partition_id=pid)
+        await wait_until(lambda: len(keys(members)) >= 20, 30)
+        await members[0].stop()
+        for pid in "0123":
+            await send(cs, [f"{pid}-late-{i}" for i in range(5)], partition_id=pid)
+        await wait_until(lambda: len(keys(members)) >= 40, 40)
+        assert keys(members) == {(p, s) for p in "0123" for s in range(10)}
+    finally:
+        for member in members:
+            await member.stop()
+
+
+async def test_equal_epoch_steals_the_partition(emulator: Emulator) -> None:
+    """A second receiver with the same owner level takes the partition; the first is told why."""
+    cs = emulator.connection_string("solo")
+    await send(cs, ["a"])
+    errors: list[Exception] = []
+    first = EventHubConsumerClient.from_connection_string(cs, "$Default")
+    second = EventHubConsumerClient.from_connection_string(cs, "$Default")
+    got_second: list[str] = []
+
+    async def on_error(_: object, error: Exception) -> None:
+        errors.append(error)
+
+    async def on_event_second(_: object, event: EventData | None) -> None:
+        if event is not None:
+            got_second.append(event.body_as_str())
+
+    async def ignore(_: object, __: EventData | None) -> None:
+        return None
+
+    t1 = asyncio.create_task(
+        first.receive(ignore, partition_id="0", owner_level=0, on_error=on_error,
+                      starting_position="-1")
+    )
+    await asyncio.sleep(2.0)
+    t2 = asyncio.create_task(
+        second.receive(on_event_second, partition_id="0", owner_level=0, starting_position="-1")
+    )
+    await wait_until(lambda: got_second == ["a"] and errors, 20)
+    for client, task in ((first, t1), (second, t2)):
+        await client.close()
+        task.cancel()
+    assert isinstance(errors[0], ConnectionLostError)
+    assert "epoch" in str(errors[0])
