@@ -291,7 +291,9 @@ def test_range_is_ge_and_le(value: Decimal | int, a: Decimal | int, b: Decimal |
 def test_number_representation_does_not_matter(value: Decimal | int, values: list[Any]) -> None:
     """Equal numbers written differently (trailing zeros, exponent) give the same answers."""
     plain = event_with(value)
-    padded = event_with(Decimal(value) + Decimal("0.000"))
+    sign, digits, exponent = Decimal(value).as_tuple()
+    assert isinstance(exponent, int)
+    padded = event_with(Decimal((sign, (*digits, 0, 0, 0), exponent - 3)))  # no rounding
     scaled = event_with(exponent_form(value))
     for operator in ("NumberIn", "NumberNotIn"):
         expected = passes(plain, adv(operator, values=values))
@@ -523,3 +525,171 @@ def test_event_type_list_membership(event_type: str, others: list[str], flips: l
     assert passes(event, includedEventTypes=[*others, swap_ascii_case(event_type, flips)])
     listed = any(o.upper() == event_type.upper() for o in others)
     assert passes(event, includedEventTypes=others) == listed
+
+
+# --------------------------------------------------------------------------------------
+# Differential check against a reference model of the contract
+# --------------------------------------------------------------------------------------
+# A direct transcription of the documented pseudo-code, the missing-key NOTE and the contract
+# lines ("no type coercion", "a JSON null is treated as a missing key", the array rules,
+# ordinal ignore-case, exact decimals, subject and event-type parts), compared with the
+# engine on random events and filters. Text is drawn from a small alphabet of ASCII and BMP
+# letters whose case mapping is one-to-one or absent (ß), so the model's folding is exact.
+
+MODEL_ALPHABET = "aAäÄßσςΣ.0"
+model_text = st.text(alphabet=MODEL_ALPHABET, max_size=4)
+model_filter_text = st.text(alphabet=MODEL_ALPHABET, min_size=1, max_size=2)
+model_scalars = st.one_of(st.none(), model_text, numbers, st.booleans())
+model_values = st.one_of(
+    st.just(MISSING),
+    model_scalars,
+    st.lists(model_scalars, max_size=4),
+    st.dictionaries(st.sampled_from(["k", "x"]), model_scalars, max_size=2),
+)
+
+MISSING_PASSES = frozenset({"NumberNotIn", "StringNotIn", "NumberNotInRange", "IsNullOrUndefined"})
+NEGATED_OPS = frozenset(
+    {
+        "NumberNotIn",
+        "NumberNotInRange",
+        "StringNotIn",
+        "StringNotBeginsWith",
+        "StringNotEndsWith",
+        "StringNotContains",
+    }
+)
+
+
+def ordinal_fold(text: str) -> str:
+    """Per-character simple upper-case mapping (.NET OrdinalIgnoreCase)."""
+    return "".join(c.upper() if len(c.upper()) == 1 else c for c in text)
+
+
+def of_type(operator: str, value: object) -> bool:
+    if operator == "BoolEquals":
+        return isinstance(value, bool)
+    if operator.startswith("Number"):
+        return isinstance(value, int | Decimal) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def positive_test(operator: str, args: dict[str, Any], value: Any) -> bool:
+    """The MATCH test of an operator (Not operators use their positive twin's test)."""
+    base = operator.replace("Not", "") if operator in NEGATED_OPS else operator
+    if base == "BoolEquals":
+        return bool(value is args["value"])
+    if base == "NumberIn":
+        return any(Decimal(value) == Decimal(v) for v in args["values"])
+    if base == "NumberInRange":
+        return any(Decimal(lo) <= Decimal(value) <= Decimal(hi) for lo, hi in args["values"])
+    if base.startswith("Number"):
+        x, bound = Decimal(value), Decimal(args["value"])
+        return {
+            "NumberLessThan": x < bound,
+            "NumberGreaterThan": x > bound,
+            "NumberLessThanOrEquals": x <= bound,
+            "NumberGreaterThanOrEquals": x >= bound,
+        }[base]
+    key = ordinal_fold(value)
+    wanted = [ordinal_fold(v) for v in args["values"]]
+    if base == "StringIn":
+        return key in wanted
+    if base == "StringBeginsWith":
+        return any(key.startswith(v) for v in wanted)
+    if base == "StringEndsWith":
+        return any(key.endswith(v) for v in wanted)
+    assert base == "StringContains", base
+    return any(v in key for v in wanted)
+
+
+def model_advanced(advanced: dict[str, Any], value: object, arrays: bool) -> bool:
+    operator: str = advanced["operatorType"]
+    if value is MISSING or value is None:
+        return operator in MISSING_PASSES
+    if operator in ("IsNullOrUndefined", "IsNotNull"):
+        return operator == "IsNotNull"
+    negated = operator in NEGATED_OPS
+    if isinstance(value, list):
+        if not arrays:
+            return False
+        hit = any(positive_test(operator, advanced, e) for e in value if of_type(operator, e))
+    elif of_type(operator, value):
+        hit = positive_test(operator, advanced, value)
+    else:
+        hit = False
+    return not hit if negated else hit
+
+
+def model_filter(filter_obj: dict[str, Any], value: object, event_type: str, subject: str) -> bool:
+    types = filter_obj.get("includedEventTypes")
+    folded_types = {ordinal_fold(t) for t in types or ()}
+    if types is not None and "All" not in types and ordinal_fold(event_type) not in folded_types:
+        return False
+    begins = filter_obj.get("subjectBeginsWith", "")
+    ends = filter_obj.get("subjectEndsWith", "")
+    if not filter_obj.get("isSubjectCaseSensitive", False):
+        subject, begins, ends = ordinal_fold(subject), ordinal_fold(begins), ordinal_fold(ends)
+    if not (subject.startswith(begins) and subject.endswith(ends)):
+        return False
+    arrays = bool(filter_obj.get("enableAdvancedFilteringOnArrays", False))
+    return all(model_advanced(a, value, arrays) for a in filter_obj.get("advancedFilters", []))
+
+
+@st.composite
+def model_related_text(draw: st.DrawFn, pool: list[str]) -> str:
+    """A filter string: random, or a slice of an event string with letters' case swapped."""
+    pool = [p for p in pool if p]
+    if not pool or draw(st.booleans()):
+        return draw(model_filter_text)
+    base = draw(st.sampled_from(pool))
+    i = draw(st.integers(min_value=0, max_value=len(base) - 1))
+    j = draw(st.integers(min_value=i + 1, max_value=len(base)))
+    flips = draw(st.lists(st.booleans(), min_size=j - i, max_size=j - i))
+    return "".join(c.swapcase() if f else c for c, f in zip(base[i:j], flips, strict=True))
+
+
+@st.composite
+def model_advanced_filters(draw: st.DrawFn, pool: list[str]) -> dict[str, Any]:
+    advanced = draw(any_advanced("data.k"))
+    if advanced["operatorType"].startswith("String"):
+        texts = st.lists(model_related_text(pool), min_size=1, max_size=3)
+        advanced["values"] = draw(texts)
+    return advanced
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data(), model_values, st.booleans())
+def test_engine_agrees_with_reference_model(
+    data: st.DataObject, value: object, arrays: bool
+) -> None:
+    """On random events and filters the engine answers like the contract's reference model."""
+    pool = [value] if isinstance(value, str) else []
+    pool += [e for e in value if isinstance(e, str)] if isinstance(value, list) else []
+    advanced = data.draw(st.lists(model_advanced_filters(pool), max_size=3))
+    event_type = data.draw(st.sampled_from(["A.B.RunCompleted", "a.b.runcompleted", "X.Y"]))
+    subject = data.draw(st.text(alphabet=MODEL_ALPHABET, max_size=4))
+    filter_obj: dict[str, Any] = {"advancedFilters": advanced}
+    if arrays:
+        filter_obj["enableAdvancedFilteringOnArrays"] = True
+    types = data.draw(
+        st.sampled_from([None, ["All"], ["A.B.RUNCOMPLETED"], ["X.Y", "Other"], "absent"])
+    )
+    if types != "absent":
+        filter_obj["includedEventTypes"] = types
+    if data.draw(st.booleans()):
+        filter_obj["subjectBeginsWith"] = data.draw(st.text(alphabet=MODEL_ALPHABET, max_size=2))
+    if data.draw(st.booleans()):
+        filter_obj["subjectEndsWith"] = data.draw(st.text(alphabet=MODEL_ALPHABET, max_size=2))
+    if data.draw(st.booleans()):
+        filter_obj["isSubjectCaseSensitive"] = data.draw(st.booleans())
+    event = {
+        "id": "id-1",
+        "eventType": event_type,
+        "subject": subject,
+        "data": {} if value is MISSING else {"k": value},
+    }
+    (ev,) = decode_body(to_json([event]).encode("utf-8"))
+    compiled = compile_filter(filter_obj)
+    expected = model_filter(filter_obj, value, event_type, subject)
+    assert compiled.matches(ev) is expected
+    assert compiled.explain(ev).matched is expected
