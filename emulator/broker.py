@@ -87,18 +87,20 @@ class Broker:
         try:
             start = partition.start_sequence(annotation, value, inclusive)
         except ValueError as exc:
-            raise AmqpError(f"Invalid selector value {value!r}.", "com.microsoft:argument-error") from exc
+            raise AmqpError(
+                f"Invalid selector value {value!r}.", "com.microsoft:argument-error"
+            ) from exc
         properties = attach.properties or {}
         epoch = properties.get(EPOCH)
-        capabilities = attach.desired_capabilities or []
+        capabilities = attach.desired_capabilities
         link = ConsumerLink(
             session,
             attach,
             partition=partition,
             group=path[2],
             next_sequence=start,
-            epoch_value=int(epoch) if isinstance(epoch, int) else None,  # type: ignore[arg-type]
-            runtime_metrics=RUNTIME_METRIC in [str(c) for c in capabilities],  # type: ignore[attr-defined]
+            epoch_value=int(epoch) if isinstance(epoch, int) else None,
+            runtime_metrics=RUNTIME_METRIC in _symbols(capabilities),
         )
         partition.add_reader(path[2], link)
         return link
@@ -132,3 +134,10 @@ class Broker:
         """Release every hub's files."""
         for hub in self.hubs.values():
             hub.close()
+
+
+def _symbols(value: object) -> list[str]:
+    """A symbol or array of symbols (capabilities may be either) as a list of strings."""
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(value)] if value is not None else []

@@ -44,7 +44,7 @@ from emulator.amqp import (
 from emulator.session import Session
 
 if TYPE_CHECKING:
-    from emulator.server import Broker
+    from emulator.broker import Broker
 
 # Our own max-frame-size: big enough that a 1 MiB event usually arrives in one frame.
 MAX_FRAME_SIZE = 1024 * 1024 + 1024
@@ -143,13 +143,25 @@ class Connection:
     def _open(self, open_: Open) -> None:
         self.remote_max_frame = max(MIN_MAX_FRAME_SIZE, open_.max_frame_size or MAX_FRAME_SIZE)
         idle_ms = self.broker.idle_timeout_ms
-        self._send(0, Open(
-            CONTAINER_ID, None, UInt(MAX_FRAME_SIZE), UShort(open_.channel_max or 0xFFFF),
-            UInt(idle_ms) if idle_ms else None, None, None, None, None,
-            {Symbol("product"): CONTAINER_ID}))
+        self._send(
+            0,
+            Open(
+                CONTAINER_ID,
+                None,
+                UInt(MAX_FRAME_SIZE),
+                UShort(open_.channel_max or 0xFFFF),
+                UInt(idle_ms) if idle_ms else None,
+                None,
+                None,
+                None,
+                None,
+                {Symbol("product"): CONTAINER_ID},
+            ),
+        )
         if open_.idle_time_out or idle_ms:
             self._heartbeat = asyncio.get_running_loop().create_task(
-                self._keep_alive((open_.idle_time_out or 0) / 1000, (idle_ms or 0) / 1000))
+                self._keep_alive((open_.idle_time_out or 0) / 1000, (idle_ms or 0) / 1000)
+            )
 
     async def _keep_alive(self, remote_idle_s: float, local_idle_s: float) -> None:
         """Send heartbeats within half the client's idle timeout; enforce our own."""

@@ -44,7 +44,7 @@ class Faults:
         self.response_delay_s = max(0.0, seconds)
 
     def refuse_links(self, seconds: float, condition: str = BUSY) -> None:
-        """Refuse new producer and consumer links for ``seconds``, detaching them with ``condition``."""
+        """Refuse new producer and consumer links for ``seconds``, detaching with ``condition``."""
         self.refuse_links_until = self.clock() + seconds
         self.refuse_condition = condition
 

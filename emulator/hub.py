@@ -211,7 +211,9 @@ class Hub:
     def check_group(self, group: str) -> None:
         """Raise ``NotFound`` unless the consumer group is declared on this hub."""
         if group.lower() not in self.consumer_groups:
-            raise NotFound(f"The messaging entity '{self.name}/ConsumerGroups/{group}' could not be found.")
+            raise NotFound(
+                f"The messaging entity '{self.name}/ConsumerGroups/{group}' could not be found."
+            )
 
     def route(self, partition_key: str | None) -> Partition:
         """Choose a partition for an event sent to the hub itself."""

@@ -63,7 +63,9 @@ class Wire(Protocol):
     """The session a link lives in, as the link sees it."""
 
     channel: int
-    remote_max_frame: int
+
+    @property
+    def remote_max_frame(self) -> int: ...
 
     def write(self, data: bytes) -> None: ...
 
@@ -131,8 +133,13 @@ class ProducerLink(Link):
         """Give the client a fresh window of credit."""
         self.credit = PRODUCER_CREDIT
         session = self.wire.session_flow()
-        self.send(session._replace(handle=UInt(self.handle), delivery_count=UInt(self.received),
-                                   link_credit=UInt(self.credit)))
+        self.send(
+            session._replace(
+                handle=UInt(self.handle),
+                delivery_count=UInt(self.received),
+                link_credit=UInt(self.credit),
+            )
+        )
 
     def on_transfer(self, transfer: Transfer, payload: bytes) -> Delivery | None:
         """Collect one transfer frame; return the delivery once its last frame arrived."""
@@ -237,9 +244,13 @@ class ConsumerLink(Link):
             self._credit_event.set()
 
     def _send_flow(self) -> None:
-        self.send(self.wire.session_flow()._replace(
-            handle=UInt(self.handle), delivery_count=UInt(self.delivery_count),
-            link_credit=UInt(self.credit)))
+        self.send(
+            self.wire.session_flow()._replace(
+                handle=UInt(self.handle),
+                delivery_count=UInt(self.delivery_count),
+                link_credit=UInt(self.credit),
+            )
+        )
 
     async def _push(self) -> None:
         partition = self.partition
@@ -264,8 +275,9 @@ class ConsumerLink(Link):
         for i, message in enumerate(messages):
             payload = add_delivery_annotations(message, metrics) if metrics else message
             tag = _tag((self.delivery_count + i) & 0xFFFFFFFF)
-            out += transfer_frames(self.wire, self.handle, (first_id + i) & 0xFFFFFFFF, tag,
-                                   payload)
+            out += transfer_frames(
+                self.wire, self.handle, (first_id + i) & 0xFFFFFFFF, tag, payload
+            )
         self.next_sequence += len(messages)
         self.delivery_count += len(messages)
         self.credit -= len(messages)
@@ -283,8 +295,9 @@ class ConsumerLink(Link):
         }
 
 
-def transfer_frames(wire: Wire, handle: int, delivery_id: int, tag: bytes, payload: bytes,
-                    *, settled: bool = True) -> bytes:
+def transfer_frames(
+    wire: Wire, handle: int, delivery_id: int, tag: bytes, payload: bytes, *, settled: bool = True
+) -> bytes:
     """Encode one delivery as one or more transfer frames that fit the peer's frame size."""
     first = transfer_performative(handle, delivery_id, tag, settled=settled, more=False)
     room = wire.remote_max_frame - 8 - len(first) - 8  # frame header, performative, slack
@@ -297,8 +310,12 @@ def transfer_frames(wire: Wire, handle: int, delivery_id: int, tag: bytes, paylo
         pos += len(chunk)
         more = pos < len(payload)
         perf = transfer_performative(
-            handle, delivery_id if not out else None, tag if not out else None,
-            settled=settled, more=more)
+            handle,
+            delivery_id if not out else None,
+            tag if not out else None,
+            settled=settled,
+            more=more,
+        )
         out += encode_frame(wire.channel, perf + chunk)
     return bytes(out)
 

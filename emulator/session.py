@@ -47,7 +47,9 @@ if TYPE_CHECKING:
 
 NODES = ("$cbs", "$management")
 SELECTOR = "apache.org:selector-filter:string"
-_SELECTOR_RE = re.compile(r"amqp\.annotation\.x-opt-(offset|sequence-number|enqueued-time)\s*(>=|>)\s*'([^']*)'")
+_SELECTOR_RE = re.compile(
+    r"amqp\.annotation\.x-opt-(offset|sequence-number|enqueued-time)\s*(>=|>)\s*'([^']*)'"
+)
 WINDOW = 0x7FFFFFFF
 
 
@@ -83,8 +85,9 @@ class Session:
 
     def session_flow(self) -> Flow:
         """The session part of a flow frame."""
-        return Flow(UInt(self.next_incoming_id), UInt(WINDOW), UInt(self.next_outgoing_id),
-                    UInt(WINDOW))
+        return Flow(
+            UInt(self.next_incoming_id), UInt(WINDOW), UInt(self.next_outgoing_id), UInt(WINDOW)
+        )
 
     def forget(self, link: Link) -> None:
         """Drop a link from the session."""
@@ -93,8 +96,16 @@ class Session:
 
     def begin_reply(self, begin: Begin) -> Begin:
         """Our answer to the client's Begin."""
-        return Begin(UShort(self.channel), UInt(0), UInt(WINDOW), UInt(WINDOW), UInt(0xFFFF),
-                     None, None, None)
+        return Begin(
+            UShort(self.channel),
+            UInt(0),
+            UInt(WINDOW),
+            UInt(WINDOW),
+            UInt(0xFFFF),
+            None,
+            None,
+            None,
+        )
 
     def on_attach(self, attach: Attach) -> None:
         """Create the link the client asked for, or attach and detach it with the reason."""
@@ -108,8 +119,11 @@ class Session:
         elif isinstance(link, ConsumerLink):
             link.start()
         elif not attach.role:  # the request half of a node pair: let the client send
-            self._send(self.session_flow()._replace(
-                handle=UInt(link.handle), delivery_count=UInt(0), link_credit=UInt(1000)))
+            self._send(
+                self.session_flow()._replace(
+                    handle=UInt(link.handle), delivery_count=UInt(0), link_credit=UInt(1000)
+                )
+            )
 
     def _create(self, attach: Attach) -> tuple[Link, Attach]:
         client_receives = bool(attach.role)
@@ -207,12 +221,37 @@ def _reply(attach: Attach, client_receives: bool) -> Attach:
     if client_receives:
         capabilities = attach.desired_capabilities
         return Attach(
-            attach.name, UInt(attach.handle), False, UByte(1), UByte(0), attach.source,
-            attach.target, None, None, UInt(0), ULong(MAX_MESSAGE_SIZE),
-            capabilities if isinstance(capabilities, Array) else None, None, None)
+            attach.name,
+            UInt(attach.handle),
+            False,
+            UByte(1),
+            UByte(0),
+            attach.source,
+            attach.target,
+            None,
+            None,
+            UInt(0),
+            ULong(MAX_MESSAGE_SIZE),
+            capabilities if isinstance(capabilities, Array) else None,
+            None,
+            None,
+        )
     return Attach(
-        attach.name, UInt(attach.handle), True, attach.snd_settle_mode, attach.rcv_settle_mode,
-        attach.source, attach.target, None, None, None, ULong(MAX_MESSAGE_SIZE), None, None, None)
+        attach.name,
+        UInt(attach.handle),
+        True,
+        attach.snd_settle_mode,
+        attach.rcv_settle_mode,
+        attach.source,
+        attach.target,
+        None,
+        None,
+        None,
+        ULong(MAX_MESSAGE_SIZE),
+        None,
+        None,
+        None,
+    )
 
 
 def entity_path(address: str) -> list[str]:
@@ -231,4 +270,3 @@ def parse_selector(source: object) -> tuple[str, str, bool]:
                 raise AmqpError(f"Unsupported selector filter {text!r}.", "amqp:not-implemented")
             return match[1], match[3], match[2] == ">="
     return "offset", "-1", False
-

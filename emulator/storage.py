@@ -206,9 +206,7 @@ class EventLog:
 
 
 def _record(event: StoredEvent) -> bytes:
-    body = (
-        _BODY_HEAD.pack(event.sequence_number, event.offset, event.enqueued_ms) + event.message
-    )
+    body = _BODY_HEAD.pack(event.sequence_number, event.offset, event.enqueued_ms) + event.message
     return _RECORD_HEAD.pack(len(body), zlib.crc32(body)) + body
 
 

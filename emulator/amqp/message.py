@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from emulator.amqp.codec import Described, ULong, UInt, encode, encode_into
+from emulator.amqp.codec import Described, UInt, ULong, encode, encode_into
 from emulator.amqp.decoding import Buffer, decode, skip
 from emulator.amqp.performatives import Properties, described, from_described
 

@@ -232,9 +232,7 @@ _CODES: dict[type[Any], int] = {
 }
 _BY_CODE: dict[int, type[Any]] = {code: kind for kind, code in _CODES.items()}
 
-Performative = (
-    Open | Begin | Attach | Flow | Transfer | Disposition | Detach | End | Close
-)
+Performative = Open | Begin | Attach | Flow | Transfer | Disposition | Detach | End | Close
 
 
 def described(value: NamedTuple) -> Described:

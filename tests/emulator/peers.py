@@ -80,10 +80,14 @@ def create_container(account: Azurite, name: str) -> None:
     """Create a blob container with a SharedKey-signed REST call (the store does not create it)."""
     date = email.utils.formatdate(usegmt=True)
     version = "2021-08-06"
+    standard_headers = ["PUT"] + [""] * 11  # verb, then eleven empty standard headers
     string_to_sign = "\n".join(
-        ["PUT", "", "", "", "", "", "", "", "", "", "", ""]
-        + [f"x-ms-date:{date}", f"x-ms-version:{version}"]
-        + [f"/devstoreaccount1/devstoreaccount1/{name}\nrestype:container"]
+        [
+            *standard_headers,
+            f"x-ms-date:{date}",
+            f"x-ms-version:{version}",
+            f"/devstoreaccount1/devstoreaccount1/{name}\nrestype:container",
+        ]
     )
     key = base64.b64decode(AZURITE_KEY)
     signature = base64.b64encode(hmac.new(key, string_to_sign.encode(), hashlib.sha256).digest())

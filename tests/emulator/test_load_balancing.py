@@ -39,7 +39,8 @@ class Member:
 
         async def on_event(context: object, event: EventData | None) -> None:
             if event is not None:
-                member.seen.append((context.partition_id, event.sequence_number))  # type: ignore[attr-defined]
+                partition: str = context.partition_id  # type: ignore[attr-defined]
+                member.seen.append((partition, int(str(event.sequence_number))))
                 await context.update_checkpoint(event)  # type: ignore[attr-defined]
 
         member.task = asyncio.create_task(client.receive(on_event, starting_position="-1"))
@@ -167,8 +168,9 @@ async def test_equal_epoch_steals_the_partition(emulator: Emulator) -> None:
         return None
 
     t1 = asyncio.create_task(
-        first.receive(ignore, partition_id="0", owner_level=0, on_error=on_error,
-                      starting_position="-1")
+        first.receive(
+            ignore, partition_id="0", owner_level=0, on_error=on_error, starting_position="-1"
+        )
     )
     await asyncio.sleep(2.0)
     t2 = asyncio.create_task(

@@ -1,0 +1,94 @@
+"""Durable mode: the emulator as a subprocess, killed with SIGKILL while producers send."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from azure.eventhub import EventData
+from azure.eventhub.aio import EventHubProducerClient
+from azure.eventhub.exceptions import EventHubError
+
+from .peers import ROOT, free_port, receive, stop_process, wait_for_port
+
+KEY = "SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=emulator-key"
+
+
+@contextlib.contextmanager
+def emulator_process(data_dir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``python -m emulator`` with a data directory; stop it by PID at the end."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "emulator", "--hub", "durable:2",
+         "--port", str(port), "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, 20, process)
+        yield process
+    finally:
+        stop_process(process)
+
+
+def connection_string(port: int) -> str:
+    """The emulator's connection string for the ``durable`` hub on ``port``."""
+    return f"Endpoint=sb://127.0.0.1:{port};{KEY};UseDevelopmentEmulator=true;EntityPath=durable"
+
+
+async def produce(cs: str, name: str, acknowledged: list[str], stop: asyncio.Event) -> None:
+    """Send small batches to alternating partitions until stopped or the peer dies."""
+    producer = EventHubProducerClient.from_connection_string(cs, retry_total=0)
+    n = 0
+    with contextlib.suppress(EventHubError):
+        async with producer:
+            while not stop.is_set():
+                bodies = [f"{name}-{n + i}" for i in range(10)]
+                batch = await producer.create_batch(partition_id=str(n // 10 % 2))
+                for body in bodies:
+                    batch.add(EventData(body))
+                await producer.send_batch(batch)
+                acknowledged.extend(bodies)  # only after the service said accepted
+                n += 10
+
+
+async def test_acknowledged_events_survive_sigkill(tmp_path: Path) -> None:
+    """Every event acknowledged before a SIGKILL is readable after restart, at the same position."""
+    port = free_port()
+    cs = connection_string(port)
+    acknowledged: list[str] = []
+    stop = asyncio.Event()
+    with emulator_process(tmp_path, port) as process:
+        producers = [
+            asyncio.create_task(produce(cs, f"p{k}", acknowledged, stop)) for k in range(2)
+        ]
+        for _ in range(400):
+            if len(acknowledged) >= 300:
+                break
+            await asyncio.sleep(0.05)
+        before = await receive(cs, len(acknowledged), starting_position="-1", timeout_s=20)
+        process.send_signal(signal.SIGKILL)  # while the producers are still sending
+        process.wait(10)
+        stop.set()
+        await asyncio.gather(*producers)
+    assert len(acknowledged) >= 300
+    port = free_port()
+    with emulator_process(tmp_path, port):
+        after = await receive(
+            connection_string(port), len(acknowledged), starting_position="-1", timeout_s=30
+        )
+    positions = {e.body_as_str(): (e.partition_key, e.sequence_number, e.offset) for e in after}
+    assert set(acknowledged) <= positions.keys()
+    for event in before:
+        assert positions[event.body_as_str()] == (None, event.sequence_number, event.offset)
+    per_partition: dict[int, list[int]] = {}
+    for event in after:
+        partition = int(event.body_as_str().split("-")[1]) // 10 % 2
+        per_partition.setdefault(partition, []).append(int(str(event.sequence_number)))
+    assert sorted(per_partition) == [0, 1]
+    for numbers in per_partition.values():
+        assert sorted(numbers) == list(range(len(numbers)))
