@@ -4,6 +4,7 @@ Offline commands work on files and need no Azure: ``match`` (which rules each re
 event matches), ``explain`` (why one rule matched one event or not), ``test`` (rule tests
 with coverage and JUnit output) and ``lint`` (validate rule files, print warnings).
 With no rules given, ``test`` runs the example rule table and tests shipped with mlevents.
+``emulator`` serves a local Event Hubs and ``send`` publishes event files to a hub.
 
 Exit codes: 0 success; 1 a test failed or an event did not decode; 2 usage, config or
 rules errors.
@@ -18,6 +19,7 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
+from emulator.cli import add_emulator_parser, add_send_parser
 from rules import DecodeError, Event, RuleTable, RuleTableError, decode_body
 
 from .config import load_config
@@ -76,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     lint = commands.add_parser("lint", help="validate rule files and print their warnings")
     _rules_options(lint)
     lint.set_defaults(func=_lint)
+
+    add_emulator_parser(commands)
+    add_send_parser(commands)
     return parser
 
 
