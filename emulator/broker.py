@@ -49,6 +49,7 @@ class Broker:
         self.faults.bind(self)
         self.idle_timeout_ms = idle_timeout_ms
         self.connections: set[Connection] = set()
+        self.connections_accepted = 0
 
     def hub(self, name: str) -> Hub:
         """Return a hub by name.

@@ -108,6 +108,7 @@ class Emulator:
         self._tasks.add(task)
         connection = Connection(self.broker, reader, writer)
         self.broker.connections.add(connection)
+        self.broker.connections_accepted += 1
         try:
             await connection.run()
         finally:

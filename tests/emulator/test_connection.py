@@ -1,0 +1,74 @@
+"""Connection-level behaviour: SAS verification, heartbeats and the server's idle timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+from azure.eventhub import EventData
+from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
+from azure.eventhub.exceptions import AuthenticationError, EventHubError
+
+from emulator import Emulator, HubSpec, SasKey
+from emulator.amqp import AMQP_HEADER, Open, encode_frame, encode_performative
+
+from .peers import receive, send
+
+
+async def test_wrong_sas_key_is_rejected_when_verification_is_on() -> None:
+    """With verify_sas, a token signed with the right key works and a wrong key fails."""
+    key = SasKey("sender", "right-key")
+    async with Emulator([HubSpec("hub", 1)], sas_key=key, verify_sas=True) as emulator:
+        good = emulator.connection_string("hub")
+        await send(good, ["signed"])
+        bad = good.replace("right-key", "wrong-key")
+        async with EventHubProducerClient.from_connection_string(bad, retry_total=0) as producer:
+            with pytest.raises(AuthenticationError):
+                await producer.get_eventhub_properties()
+            with pytest.raises(EventHubError):
+                await producer.send_event(EventData("forged"))
+        assert [e.body_as_str() for e in await receive(good, 1, starting_position="-1")] == [
+            "signed"
+        ]
+
+
+async def test_heartbeats_keep_a_quiet_connection_open(emulator: Emulator) -> None:
+    """A consumer with a 1 s idle timeout stays on one connection through 4 quiet seconds."""
+    cs = emulator.connection_string("solo")
+    client = EventHubConsumerClient.from_connection_string(cs, "$Default", idle_timeout=1)
+    bodies: list[str] = []
+
+    async def on_event(_: object, event: EventData | None) -> None:
+        if event is not None:
+            bodies.append(event.body_as_str())
+
+    task = asyncio.create_task(client.receive(on_event, partition_id="0"))
+    try:
+        await asyncio.sleep(1.5)  # the receiver is attached
+        accepted = emulator.broker.connections_accepted
+        await asyncio.sleep(4)
+        assert emulator.broker.connections_accepted == accepted
+        await send(cs, ["after the quiet"])
+        for _ in range(100):
+            if bodies:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await client.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert bodies == ["after the quiet"]
+
+
+async def test_server_closes_connections_silent_past_its_idle_timeout() -> None:
+    """A peer that opens and then sends nothing is closed after the advertised idle timeout."""
+    async with Emulator([HubSpec("hub", 1)], idle_timeout_s=0.5) as emulator:
+        reader, writer = await asyncio.open_connection("127.0.0.1", emulator.port)
+        writer.write(AMQP_HEADER + encode_frame(0, encode_performative(Open("silent"))))
+        await writer.drain()
+        received = await asyncio.wait_for(reader.read(), 5)  # returns at EOF
+        writer.close()
+    assert received.startswith(AMQP_HEADER)
+    assert b"amqp:resource-limit-exceeded" in received
