@@ -89,7 +89,7 @@ async def test_refused_links_fail_with_the_chosen_condition(emulator: Emulator) 
     cs = emulator.connection_string("solo")
     emulator.faults.refuse_links(60, condition="com.microsoft:entity-disabled")
     async with EventHubProducerClient.from_connection_string(cs, retry_total=0) as producer:
-        with pytest.raises(EventHubError, match="entity-disabled|server is busy"):
+        with pytest.raises(EventHubError, match="entity-disabled"):
             await producer.send_event(EventData("refused"))
     emulator.faults.reset()
     await send(cs, ["accepted"])
