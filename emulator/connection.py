@@ -178,7 +178,7 @@ class Connection:
                 return
 
     def _send(self, channel: int, performative: tuple[object, ...]) -> None:
-        self.write(encode_frame(channel, encode_performative(performative)))  # type: ignore[arg-type]
+        self.write(encode_frame(channel, encode_performative(performative)))
 
     def _teardown(self) -> None:
         if self._heartbeat is not None:

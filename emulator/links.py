@@ -92,7 +92,7 @@ class Link:
 
     def send(self, performative: tuple[object, ...]) -> None:
         """Write one performative on this link's session."""
-        self.wire.write(encode_frame(self.wire.channel, encode_performative(performative)))  # type: ignore[arg-type]
+        self.wire.write(encode_frame(self.wire.channel, encode_performative(performative)))
 
     def detach(self, error: AmqpError | None = None) -> None:
         """Close the link from the server side, with an error condition if given."""

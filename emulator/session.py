@@ -210,7 +210,7 @@ class Session:
         self.links.clear()
 
     def _send(self, performative: tuple[object, ...]) -> None:
-        self.write(encode_frame(self.channel, encode_performative(performative)))  # type: ignore[arg-type]
+        self.write(encode_frame(self.channel, encode_performative(performative)))
 
 
 def _address(terminus: object) -> str:

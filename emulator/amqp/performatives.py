@@ -235,13 +235,13 @@ _BY_CODE: dict[int, type[Any]] = {code: kind for kind, code in _CODES.items()}
 Performative = Open | Begin | Attach | Flow | Transfer | Disposition | Detach | End | Close
 
 
-def described(value: NamedTuple) -> Described:
+def described(value: tuple[object, ...]) -> Described:
     """Wrap a composite so that it encodes with its descriptor and full field list."""
     fields = [described(v) if type(v) in _CODES else v for v in value]
     return Described(ULong(_CODES[type(value)]), fields)
 
 
-def encode_performative(value: NamedTuple) -> bytes:
+def encode_performative(value: tuple[object, ...]) -> bytes:
     """Encode a performative or composite with every field present."""
     return encode(described(value))
 
