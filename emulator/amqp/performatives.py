@@ -232,12 +232,9 @@ _CODES: dict[type[Any], int] = {
 }
 _BY_CODE: dict[int, type[Any]] = {code: kind for kind, code in _CODES.items()}
 
-Performative = Open | Begin | Attach | Flow | Transfer | Disposition | Detach | End | Close
-
-
 def described(value: tuple[object, ...]) -> Described:
     """Wrap a composite so that it encodes with its descriptor and full field list."""
-    fields = [described(v) if type(v) in _CODES else v for v in value]
+    fields = [described(v) if isinstance(v, tuple) and type(v) in _CODES else v for v in value]
     return Described(ULong(_CODES[type(value)]), fields)
 
 
