@@ -4,12 +4,21 @@ Everything here derives from ``ConsumerError``; adapters turn OS, parser and SDK
 into these with ``raise ... from exc`` so callers handle one tree::
 
     ConsumerError
-    ├── ConfigError        config.toml (or its environment) is not valid; names key and file
-    ├── EventFileError     a recorded event file (or one record of it) cannot be read
-    └── CaseFileError      a rule-test file is not valid
+    ├── ConfigError            config.toml (or its environment) is not valid; names key and file
+    ├── EventFileError         a recorded event file (or one record of it) cannot be read
+    ├── CaseFileError          a rule-test file is not valid
+    ├── CheckpointError        a checkpoint could not be written (retried at the next flush)
+    └── ActionError            an action did not complete; ``retriable`` says whether to retry
+        ├── TransientActionError   connection errors, timeouts, 408, 429, 5xx
+        └── PermanentActionError   other 4xx, auth failures, bad templates
+
+Messages never carry secrets: adapters build them from status codes and names, not from
+connection strings or response bodies that may echo credentials.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class ConsumerError(Exception):
@@ -26,3 +35,28 @@ class EventFileError(ConsumerError):
 
 class CaseFileError(ConsumerError):
     """A rule-test (cases) file is not valid; the message names the file and the case."""
+
+
+class CheckpointError(ConsumerError):
+    """Writing a checkpoint failed; the next flush tries again."""
+
+
+class ActionError(ConsumerError):
+    """An action did not complete."""
+
+    retriable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        """What the peer asked for (``Retry-After``), if anything."""
+
+
+class TransientActionError(ActionError):
+    """The action may succeed if tried again (connection error, timeout, 408, 429, 5xx)."""
+
+    retriable = True
+
+
+class PermanentActionError(ActionError):
+    """Trying again will not help (other 4xx, authentication, a template that fails)."""
