@@ -1,0 +1,290 @@
+"""An embedded, single-machine checkpoint store for the Event Hubs SDK, kept in one SQLite file.
+
+It owns the SQLite schema for partition ownership and checkpoints and implements the SDK's
+``azure.eventhub.aio.CheckpointStore`` with the same semantics as ``BlobCheckpointStore``:
+
+* keys are (namespace, event hub, consumer group, partition id), stored lower-cased as the
+  blob store lower-cases its blob names; listings echo the caller's spelling back;
+* ``claim_ownership`` is optimistic: a claim carrying an etag wins only if the stored row has
+  that etag, a claim without one wins only if no row exists. Losers are left out of the
+  result; winners come back with a new etag and ``last_modified_time`` (a float timestamp);
+* checkpoints store the offset as a string and the sequence number as an integer.
+
+Every operation is one short transaction on a worker thread (``asyncio.to_thread``), so the
+event loop never waits on the disk. The database runs in WAL mode and claims take the write
+lock up front (``BEGIN IMMEDIATE``), so several processes on one machine can share the file and
+two of them can never both win the same partition. Errors (``sqlite3.Error``) propagate as the
+blob store's storage errors do; the SDK's load-balancing loop logs them and tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from azure.eventhub.aio import CheckpointStore
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+BUSY_TIMEOUT_S = 10.0
+"""How long one operation waits for another process's write lock before failing."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ownership (
+    namespace TEXT NOT NULL,
+    eventhub TEXT NOT NULL,
+    consumer_group TEXT NOT NULL,
+    partition_id TEXT NOT NULL,
+    owner_id TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    last_modified REAL NOT NULL,
+    PRIMARY KEY (namespace, eventhub, consumer_group, partition_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoint (
+    namespace TEXT NOT NULL,
+    eventhub TEXT NOT NULL,
+    consumer_group TEXT NOT NULL,
+    partition_id TEXT NOT NULL,
+    event_offset TEXT NOT NULL,
+    sequence_number INTEGER NOT NULL,
+    PRIMARY KEY (namespace, eventhub, consumer_group, partition_id)
+) WITHOUT ROWID;
+"""
+
+_Key = tuple[str, str, str, str]
+
+
+def _group_key(namespace: str, eventhub: str, consumer_group: str) -> tuple[str, str, str]:
+    """The stored (lower-cased) spelling of one consumer group's scope."""
+    return namespace.lower(), eventhub.lower(), consumer_group.lower()
+
+
+def _partition_key(record: Mapping[str, Any]) -> _Key:
+    """The stored key of an ownership or checkpoint record."""
+    scope = _group_key(
+        str(record["fully_qualified_namespace"]),
+        str(record["eventhub_name"]),
+        str(record["consumer_group"]),
+    )
+    return (*scope, str(record["partition_id"]).lower())
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open (creating if missing) the database file in WAL mode with the schema in place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL survives process crashes; a power cut may undo the last few
+        # checkpoints, which only means events are delivered again (at-least-once anyway).
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class SqliteCheckpointStore(CheckpointStore):
+    """Partition ownership and checkpoints in a local SQLite file (shareable between processes).
+
+    The file and its folder are created by the constructor. Use ``async with store:`` or call
+    ``close()`` when done. ``clock`` supplies ownership timestamps (seconds since the epoch);
+    the SDK compares them with ``time.time()``, so only tests should replace it.
+    """
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = _connect(self.path)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the database connection. Idempotent; later operations raise."""
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``work`` with the connection on a worker thread, one operation at a time."""
+
+        def locked() -> _T:
+            with self._lock:
+                if self._conn is None:
+                    raise sqlite3.ProgrammingError(f"checkpoint store {self.path} is closed")
+                return work(self._conn)
+
+        return await asyncio.to_thread(locked)
+
+    async def list_ownership(
+        self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str, **kwargs: Any
+    ) -> list[dict[str, Any]]:
+        """Every ownership record of one consumer group (released ones have an empty owner)."""
+        scope = _group_key(fully_qualified_namespace, eventhub_name, consumer_group)
+
+        def read(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(
+                "SELECT partition_id, owner_id, etag, last_modified FROM ownership"
+                " WHERE namespace = ? AND eventhub = ? AND consumer_group = ?"
+                " ORDER BY partition_id",
+                scope,
+            ).fetchall()
+
+        rows = await self._run(read)
+        return [
+            {
+                "fully_qualified_namespace": fully_qualified_namespace,
+                "eventhub_name": eventhub_name,
+                "consumer_group": consumer_group,
+                "partition_id": partition_id,
+                "owner_id": owner_id,
+                "etag": etag,
+                "last_modified_time": last_modified,
+            }
+            for partition_id, owner_id, etag, last_modified in rows
+        ]
+
+    async def claim_ownership(
+        self, ownership_list: Iterable[Mapping[str, Any]], **kwargs: Any
+    ) -> list[dict[str, Any]]:
+        """Claim the given partitions; only the claims whose etag still matches come back."""
+        wanted = [copy.deepcopy(dict(ownership)) for ownership in ownership_list]
+        if not wanted:
+            return []
+        now = float(self._clock())
+        etags = await self._run(lambda conn: _claim_all(conn, wanted, now))
+        won: list[dict[str, Any]] = []
+        for ownership, etag in zip(wanted, etags, strict=True):
+            if etag is None:
+                logger.info(
+                    "owner %r lost the claim on namespace %r eventhub %r consumer group %r"
+                    " partition %r",
+                    ownership.get("owner_id"),
+                    ownership["fully_qualified_namespace"],
+                    ownership["eventhub_name"],
+                    ownership["consumer_group"],
+                    ownership["partition_id"],
+                )
+            else:
+                won.append({**ownership, "etag": etag, "last_modified_time": now})
+        return won
+
+    async def update_checkpoint(self, checkpoint: Mapping[str, Any], **kwargs: Any) -> None:
+        """Store the offset and sequence number of one partition (last write wins)."""
+        key = _partition_key(checkpoint)
+        values = (*key, str(checkpoint["offset"]), int(checkpoint["sequence_number"]))
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO checkpoint (namespace, eventhub, consumer_group, partition_id,"
+                " event_offset, sequence_number) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (namespace, eventhub, consumer_group, partition_id) DO UPDATE SET"
+                " event_offset = excluded.event_offset,"
+                " sequence_number = excluded.sequence_number",
+                values,
+            )
+
+        await self._run(write)
+
+    async def list_checkpoints(
+        self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str, **kwargs: Any
+    ) -> list[dict[str, Any]]:
+        """Every stored checkpoint of one consumer group."""
+        scope = _group_key(fully_qualified_namespace, eventhub_name, consumer_group)
+
+        def read(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(
+                "SELECT partition_id, event_offset, sequence_number FROM checkpoint"
+                " WHERE namespace = ? AND eventhub = ? AND consumer_group = ?"
+                " ORDER BY partition_id",
+                scope,
+            ).fetchall()
+
+        rows = await self._run(read)
+        return [
+            {
+                "fully_qualified_namespace": fully_qualified_namespace,
+                "eventhub_name": eventhub_name,
+                "consumer_group": consumer_group,
+                "partition_id": partition_id,
+                "offset": str(offset),
+                "sequence_number": int(sequence_number),
+            }
+            for partition_id, offset, sequence_number in rows
+        ]
+
+
+def _claim_all(
+    conn: sqlite3.Connection, wanted: list[dict[str, Any]], now: float
+) -> list[str | None]:
+    """In one write transaction, apply each claim whose etag matches: its new etag, or None."""
+    etags: list[str | None] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for ownership in wanted:
+            etag = uuid.uuid4().hex
+            etags.append(etag if _claim_one(conn, ownership, etag, now) else None)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return etags
+
+
+def _claim_one(
+    conn: sqlite3.Connection, ownership: Mapping[str, Any], etag: str, now: float
+) -> bool:
+    """Write one claim in the caller's transaction if its etag matches; report whether it did."""
+    key = _partition_key(ownership)
+    owner = str(ownership.get("owner_id") or "")
+    expected = ownership.get("etag")
+    if expected:
+        cursor = conn.execute(
+            "UPDATE ownership SET owner_id = ?, etag = ?, last_modified = ?"
+            " WHERE namespace = ? AND eventhub = ? AND consumer_group = ? AND partition_id = ?"
+            " AND etag = ?",
+            (owner, etag, now, *key, str(expected)),
+        )
+    else:
+        cursor = conn.execute(
+            "INSERT INTO ownership (namespace, eventhub, consumer_group, partition_id, owner_id,"
+            " etag, last_modified) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (*key, owner, etag, now),
+        )
+    return cursor.rowcount == 1
