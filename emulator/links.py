@@ -14,6 +14,7 @@ Sessions, frames on the wire and attach routing are the server's (``session.py``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
@@ -253,6 +254,10 @@ class ConsumerLink(Link):
         )
 
     async def _push(self) -> None:
+        with contextlib.suppress(ConnectionError):  # the client went away; teardown follows
+            await self._push_while_connected()
+
+    async def _push_while_connected(self) -> None:
         partition = self.partition
         assert partition is not None
         while True:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.exceptions import EventHubError
@@ -56,6 +58,9 @@ async def produce(cs: str, name: str, acknowledged: list[str], stop: asyncio.Eve
                 n += 10
 
 
+# The SDK leaves its socket objects unclosed when the peer dies under it; Python reports
+# that when they are collected. The leak is the client's, so it is not a failure here.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_acknowledged_events_survive_sigkill(tmp_path: Path) -> None:
     """Every event acknowledged before a SIGKILL is readable after restart, at the same position."""
     port = free_port()
@@ -75,6 +80,7 @@ async def test_acknowledged_events_survive_sigkill(tmp_path: Path) -> None:
         process.wait(10)
         stop.set()
         await asyncio.gather(*producers)
+        gc.collect()  # while the warning filter applies
     assert len(acknowledged) >= 300
     port = free_port()
     with emulator_process(tmp_path, port):
