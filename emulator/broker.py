@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from emulator.amqp import Attach, Symbol
+from emulator.consumer_link import ConsumerLink
 from emulator.errors import AmqpError, NotFound
 from emulator.faults import Faults
 from emulator.hub import Clock, Hub, HubSpec
-from emulator.links import ConsumerLink, ProducerLink
 from emulator.management import Nodes, SasKey
+from emulator.producer_link import ProducerLink
 from emulator.session import Session, entity_path, parse_selector
 from emulator.storage import Retention
 

@@ -31,16 +31,10 @@ from emulator.amqp import (
     encode_message,
     encode_performative,
 )
+from emulator.consumer_link import ConsumerLink
 from emulator.errors import AmqpError
-from emulator.links import (
-    MAX_MESSAGE_SIZE,
-    ConsumerLink,
-    Link,
-    NodeLink,
-    ProducerLink,
-    RefusedLink,
-    transfer_frames,
-)
+from emulator.links import MAX_MESSAGE_SIZE, Link, NodeLink, RefusedLink, transfer_frames
+from emulator.producer_link import ProducerLink
 
 if TYPE_CHECKING:
     from emulator.connection import Connection

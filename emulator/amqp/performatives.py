@@ -232,6 +232,7 @@ _CODES: dict[type[Any], int] = {
 }
 _BY_CODE: dict[int, type[Any]] = {code: kind for kind, code in _CODES.items()}
 
+
 def described(value: tuple[object, ...]) -> Described:
     """Wrap a composite so that it encodes with its descriptor and full field list."""
     fields = [described(v) if isinstance(v, tuple) and type(v) in _CODES else v for v in value]
