@@ -415,12 +415,21 @@ class BlobDeadLetterStore:
 
     @classmethod
     def from_connection_string(
-        cls, connection_string: str, container: str, *, retry_total: int | None = None
+        cls,
+        connection_string: str,
+        container: str,
+        *,
+        retry_total: int | None = None,
+        api_version: str | None = None,
     ) -> BlobDeadLetterStore:
-        """A store on ``container`` of the account the connection string names."""
+        """A store on ``container`` of the account the connection string names.
+
+        ``retry_total`` and ``api_version`` default to the SDK's; an emulator such as
+        Azurite may only speak an older ``api_version`` than the SDK's newest.
+        """
         try:
             client = ContainerClient.from_connection_string(
-                connection_string, container, **_retry_options(retry_total)
+                connection_string, container, **_client_options(retry_total, api_version)
             )
         except (ValueError, AzureError) as exc:
             # The SDK's message may quote the string it could not parse: say nothing of it.
@@ -437,11 +446,15 @@ class BlobDeadLetterStore:
         credential: AsyncTokenCredential,
         *,
         retry_total: int | None = None,
+        api_version: str | None = None,
     ) -> BlobDeadLetterStore:
         """A store on ``container`` at ``account_url``, signed in with Azure AD."""
         try:
             client = ContainerClient(
-                account_url, container, credential=credential, **_retry_options(retry_total)
+                account_url,
+                container,
+                credential=credential,
+                **_client_options(retry_total, api_version),
             )
         except (ValueError, AzureError) as exc:
             raise DeadLetterError(
@@ -530,8 +543,13 @@ def _blob_name(letter_id: str) -> str:
     return f"{BLOB_PREFIX}{check_id(letter_id)}.json"
 
 
-def _retry_options(retry_total: int | None) -> dict[str, Any]:
-    return {} if retry_total is None else {"retry_total": retry_total}
+def _client_options(retry_total: int | None, api_version: str | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if retry_total is not None:
+        options["retry_total"] = retry_total
+    if api_version is not None:
+        options["api_version"] = api_version
+    return options
 
 
 def _storage_error(operation: str, exc: AzureError) -> DeadLetterError:
@@ -555,6 +573,7 @@ def open_dead_letter_store(
     container: str | None = None,
     credential: AsyncTokenCredential | None = None,
     retry_total: int | None = None,
+    api_version: str | None = None,
 ) -> DeadLetterStore:
     """Build the store configuration names; enter it (``async with``) before use.
 
@@ -571,11 +590,11 @@ def open_dead_letter_store(
         raise DeadLetterError("a blob dead-letter store needs a container")
     if connection_string is not None:
         return BlobDeadLetterStore.from_connection_string(
-            connection_string, container, retry_total=retry_total
+            connection_string, container, retry_total=retry_total, api_version=api_version
         )
     if account_url is not None and credential is not None:
         return BlobDeadLetterStore.from_account_url(
-            account_url, container, credential, retry_total=retry_total
+            account_url, container, credential, retry_total=retry_total, api_version=api_version
         )
     raise DeadLetterError(
         "a blob dead-letter store needs a connection string, or an account URL and a credential"
