@@ -1,0 +1,172 @@
+"""Metrics: the worker's Prometheus series, in a registry of their own.
+
+``Metrics`` owns every ``mlevents_*`` series and the small typed calls the worker makes to
+move them; ``render`` gives the exposition text ``/metrics`` serves. Each instance has its
+own ``CollectorRegistry`` (never the process-global one), so tests and several workers in
+one process never see each other's counts.
+
+Two gauges are computed when scraped rather than when set: ``checkpoint_age_seconds``
+(the injected clock minus the last checkpoint time, so a stuck partition's age keeps
+growing with nothing calling us) and ``partition_lag`` (last enqueued minus last
+checkpointed sequence number, shown once both are known).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from threading import Lock
+from typing import Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+FailureReason = Literal["decode", "action"]
+ActionOutcome = Literal["ok", "failed", "dead_lettered", "skipped", "dry_run"]
+ReloadOutcome = Literal["ok", "rejected"]
+FAILURE_REASONS: tuple[FailureReason, ...] = ("decode", "action")
+RELOAD_OUTCOMES: tuple[ReloadOutcome, ...] = ("ok", "rejected")
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The media type of ``Metrics.render``'s output."""
+
+
+class _PartitionProgress(Collector):
+    """Checkpoint age and lag per partition, computed from what was recorded at scrape time."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._lock = Lock()
+        self.checkpoint_at: dict[str, float] = {}
+        self.checkpoint_sequence: dict[str, int] = {}
+        self.enqueued_sequence: dict[str, int] = {}
+
+    def forget(self, partition: str) -> None:
+        with self._lock:
+            self.checkpoint_at.pop(partition, None)
+            self.checkpoint_sequence.pop(partition, None)
+            self.enqueued_sequence.pop(partition, None)
+
+    def checkpointed(self, partition: str, sequence_number: int, at: float) -> None:
+        with self._lock:
+            self.checkpoint_at[partition] = at
+            self.checkpoint_sequence[partition] = sequence_number
+
+    def enqueued(self, partition: str, sequence_number: int) -> None:
+        with self._lock:
+            self.enqueued_sequence[partition] = sequence_number
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(with_samples=False)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(with_samples=True)
+
+    def _families(self, *, with_samples: bool) -> list[Metric]:
+        age = GaugeMetricFamily(
+            "mlevents_checkpoint_age_seconds",
+            "Seconds since the partition's last checkpoint.",
+            labels=["partition"],
+        )
+        lag = GaugeMetricFamily(
+            "mlevents_partition_lag",
+            "Last enqueued sequence number minus last checkpointed sequence number.",
+            labels=["partition"],
+        )
+        if with_samples:
+            now = self._clock()
+            with self._lock:
+                for partition, at in sorted(self.checkpoint_at.items()):
+                    # A clock that steps back must not show a negative age.
+                    age.add_metric([partition], max(0.0, now - at))
+                for partition, last in sorted(self.enqueued_sequence.items()):
+                    done = self.checkpoint_sequence.get(partition)
+                    if done is not None:
+                        lag.add_metric([partition], max(0, last - done))
+        return [age, lag]
+
+
+class Metrics:
+    """Every ``mlevents_*`` series; the worker calls the methods, ``/metrics`` calls ``render``."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self.registry = CollectorRegistry()
+        self._define_counters()
+        self._in_flight = self._gauge("in_flight", "Events received but not finished.", "partition")
+        self._rules_loaded = self._gauge("rules_loaded", "Rules in the table now running.")
+        self._progress = _PartitionProgress(clock)
+        self.registry.register(self._progress)
+        # Bounded label values start at zero so rate() sees the first increment.
+        for outcome in RELOAD_OUTCOMES:
+            self._reloads.labels(outcome)
+
+    def _define_counters(self) -> None:
+        self._received = self._counter("events_received", "Events read.", "partition")
+        self._decoded = self._counter("events_decoded", "Events decoded.", "partition")
+        self._failed = self._counter(
+            "events_failed", "Events that failed, by stage.", "partition", "reason"
+        )
+        self._matched = self._counter("rule_matches", "Events a rule matched.", "rule")
+        self._actions = self._counter("actions", "Actions by final outcome.", "type", "outcome")
+        self._retries = self._counter("action_retries", "Action attempts retried.", "type")
+        self._dead_letters = self._counter("dead_letters", "Dead letters parked.", "reason")
+        self._reloads = self._counter("rules_reloads", "Rule reloads by outcome.", "outcome")
+
+    def _counter(self, name: str, doc: str, *labels: str) -> Counter:
+        return Counter(f"mlevents_{name}", doc, labels, registry=self.registry)
+
+    def _gauge(self, name: str, doc: str, *labels: str) -> Gauge:
+        return Gauge(f"mlevents_{name}", doc, labels, registry=self.registry)
+
+    def received(self, partition: str) -> None:
+        self._received.labels(partition).inc()
+
+    def decoded(self, partition: str) -> None:
+        self._decoded.labels(partition).inc()
+
+    def failed(self, partition: str, reason: str) -> None:
+        """``reason`` is one of ``FAILURE_REASONS``."""
+        self._failed.labels(partition, reason).inc()
+
+    def matched(self, rule: str) -> None:
+        self._matched.labels(rule).inc()
+
+    def action(self, type: str, outcome: str) -> None:
+        """``outcome`` is an ``ActionOutcome``."""
+        self._actions.labels(type, outcome).inc()
+
+    def retry(self, type: str) -> None:
+        self._retries.labels(type).inc()
+
+    def dead_lettered(self, reason: str) -> None:
+        self._dead_letters.labels(reason).inc()
+
+    def set_in_flight(self, partition: str, count: int) -> None:
+        self._in_flight.labels(partition).set(count)
+
+    def checkpointed(self, partition: str, sequence_number: int, at: float | None = None) -> None:
+        """A checkpoint was written at ``sequence_number``, at ``at`` (default: now)."""
+        self._progress.checkpointed(partition, sequence_number, self._clock() if at is None else at)
+
+    def last_enqueued(self, partition: str, sequence_number: int) -> None:
+        """The newest sequence number the hub holds for the partition."""
+        self._progress.enqueued(partition, sequence_number)
+
+    def forget_partition(self, partition: str) -> None:
+        """The partition moved elsewhere: drop its series so they stop being reported here."""
+        for metric in (self._received, self._decoded, self._in_flight):
+            metric.remove(partition)
+        for reason in FAILURE_REASONS:
+            self._failed.remove(partition, reason)
+        self._progress.forget(partition)
+
+    def rules_loaded(self, count: int) -> None:
+        self._rules_loaded.set(count)
+
+    def reload(self, outcome: str) -> None:
+        """``outcome`` is a ``ReloadOutcome``."""
+        self._reloads.labels(outcome).inc()
+
+    def render(self) -> bytes:
+        """The exposition text of every series (``CONTENT_TYPE``)."""
+        return generate_latest(self.registry)
