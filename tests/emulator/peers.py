@@ -133,6 +133,19 @@ async def send(connection_string: str, bodies: list[str], **batch_options: Any) 
         await producer.send_batch(batch)
 
 
+async def send_each(connection_string: str, per_partition: dict[str, list[str]]) -> None:
+    """Send one batch to each partition, concurrently, with one SDK producer."""
+    async with EventHubProducerClient.from_connection_string(connection_string) as producer:
+
+        async def one(partition_id: str, bodies: list[str]) -> None:
+            batch = await producer.create_batch(partition_id=partition_id)
+            for body in bodies:
+                batch.add(EventData(body))
+            await producer.send_batch(batch)
+
+        await asyncio.gather(*(one(pid, bodies) for pid, bodies in per_partition.items()))
+
+
 async def receive(
     connection_string: str,
     count: int,
@@ -143,9 +156,8 @@ async def receive(
     **receive_options: Any,
 ) -> list[EventData]:
     """Receive with the SDK consumer until ``count`` events arrived (then ``settle_s`` more)."""
-    client = EventHubConsumerClient.from_connection_string(
-        connection_string, consumer_group="$Default", **(client_options or {})
-    )
+    options: dict[str, Any] = {"consumer_group": "$Default", **(client_options or {})}
+    client = EventHubConsumerClient.from_connection_string(connection_string, **options)
     events: list[EventData] = []
     enough = asyncio.Event()
 

@@ -14,7 +14,7 @@ from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
 from emulator import Emulator
 
-from .peers import send
+from .peers import send, send_each
 
 
 @dataclass(eq=False)
@@ -80,8 +80,7 @@ async def test_checkpoints_let_a_restarted_consumer_resume(
 ) -> None:
     """After a restart, a consumer resumes from its checkpoints without re-reading events."""
     cs = emulator.connection_string("hub")
-    for pid in "0123":
-        await send(cs, [f"{pid}-{i}" for i in range(5)], partition_id=pid)
+    await send_each(cs, {pid: [f"{pid}-{i}" for i in range(5)] for pid in "0123"})
     first = Member.start(cs, checkpoint_store)
     await wait_until(lambda: len(first.seen) >= 20, 30)
     await asyncio.sleep(0.5)  # let the last checkpoints land
@@ -108,13 +107,11 @@ async def test_two_consumers_split_partitions_and_take_over(
                 break
             await asyncio.sleep(0.2)
         assert sorted((await owners(checkpoint_store, emulator)).values()) == [2, 2]
-        for pid in "0123":
-            await send(cs, [f"{pid}-{i}" for i in range(10)], partition_id=pid)
+        await send_each(cs, {pid: [f"{pid}-{i}" for i in range(10)] for pid in "0123"})
         await wait_until(lambda: len(keys([a, b])) >= 40, 30)
         assert {p for p, _ in a.seen}.isdisjoint({p for p, _ in b.seen})
         await a.stop()
-        for pid in "0123":
-            await send(cs, [f"{pid}-late-{i}" for i in range(5)], partition_id=pid)
+        await send_each(cs, {pid: [f"{pid}-late-{i}" for i in range(5)] for pid in "0123"})
         await wait_until(lambda: len(keys([a, b])) >= 60, 40)
         assert keys([a, b]) == {(p, s) for p in "0123" for s in range(15)}
         assert {p for p, s in b.seen if s >= 10} == set("0123")
@@ -135,12 +132,10 @@ async def test_three_consumers_share_four_partitions(
                 break
             await asyncio.sleep(0.2)
         assert sorted((await owners(checkpoint_store, emulator)).values()) == [1, 1, 2]
-        for pid in "0123":
-            await send(cs, [f"{pid}-{i}" for i in range(5)], partition_id=pid)
+        await send_each(cs, {pid: [f"{pid}-{i}" for i in range(5)] for pid in "0123"})
         await wait_until(lambda: len(keys(members)) >= 20, 30)
         await members[0].stop()
-        for pid in "0123":
-            await send(cs, [f"{pid}-late-{i}" for i in range(5)], partition_id=pid)
+        await send_each(cs, {pid: [f"{pid}-late-{i}" for i in range(5)] for pid in "0123"})
         await wait_until(lambda: len(keys(members)) >= 40, 40)
         assert keys(members) == {(p, s) for p in "0123" for s in range(10)}
     finally:

@@ -7,6 +7,8 @@ import datetime as dt
 
 import pytest
 from azure.eventhub import EventData
+from azure.eventhub import EventHubConsumerClient as SyncConsumer
+from azure.eventhub import EventHubProducerClient as SyncProducer
 from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
 from azure.eventhub.exceptions import ConnectError, EventHubError
 
@@ -198,3 +200,87 @@ async def test_event_just_under_the_limit_is_accepted_and_delivered(emulator: Em
         await producer.send_event(EventData(body))
     (event,) = await receive(cs, 1, starting_position="-1")
     assert event.body_as_str(encoding="latin-1").encode("latin-1") == body
+
+
+async def test_sixth_reader_without_epoch_exceeds_the_quota(emulator: Emulator) -> None:
+    """Five non-epoch readers may share a partition; a sixth is refused with the quota error."""
+    cs = emulator.connection_string("solo")
+    errors: list[Exception] = []
+    clients = [
+        EventHubConsumerClient.from_connection_string(cs, "$Default", retry_total=0)
+        for _ in range(6)
+    ]
+
+    async def ignore(_: object, __: EventData | None) -> None:
+        return None
+
+    async def on_error(_: object, error: Exception) -> None:
+        errors.append(error)
+
+    tasks = [
+        asyncio.create_task(client.receive(ignore, partition_id="0", on_error=on_error))
+        for client in clients
+    ]
+    for _ in range(200):
+        if errors:
+            break
+        await asyncio.sleep(0.05)
+    for client in clients:
+        await client.close()
+    for task in tasks:
+        task.cancel()
+    assert errors and "maximum number of allowed receivers" in str(errors[0])
+    assert len(emulator.broker.hubs["solo"].partitions[0].readers["$default"]) == 0
+
+
+async def test_undeclared_consumer_group_is_not_found(emulator: Emulator) -> None:
+    """Reading through a consumer group the hub does not declare fails; a declared one works."""
+    cs = emulator.connection_string("hub")
+    await send(cs, ["x"], partition_id="0")
+    client = EventHubConsumerClient.from_connection_string(cs, "nosuchgroup", retry_total=0)
+    errors: list[Exception] = []
+
+    async def ignore(_: object, __: EventData | None) -> None:
+        return None
+
+    async def on_error(_: object, error: Exception) -> None:
+        errors.append(error)
+
+    task = asyncio.create_task(
+        client.receive(ignore, partition_id="0", starting_position="-1", on_error=on_error)
+    )
+    for _ in range(200):
+        if errors:
+            break
+        await asyncio.sleep(0.05)
+    await client.close()
+    task.cancel()
+    assert errors and "could not be found" in str(errors[0])
+    audit = await receive(
+        cs, 1, partition_id="0", starting_position="-1", client_options={"consumer_group": "audit"}
+    )
+    assert [e.body_as_str() for e in audit] == ["x"]
+
+
+async def test_sync_clients_send_and_receive(emulator: Emulator) -> None:
+    """The synchronous producer and consumer work against the emulator too."""
+    cs = emulator.connection_string("solo")
+
+    def produce_and_consume() -> list[str]:
+        with SyncProducer.from_connection_string(cs) as producer:
+            batch = producer.create_batch()
+            batch.add(EventData("sync"))
+            producer.send_batch(batch)
+        consumer = SyncConsumer.from_connection_string(cs, "$Default")
+        bodies: list[str] = []
+
+        def on_event(_: object, event: EventData | None) -> None:
+            if event is not None:
+                bodies.append(event.body_as_str())
+                consumer.close()  # stops receive() in this thread
+
+        with consumer:
+            consumer.receive(on_event, partition_id="0", starting_position="-1")
+        return bodies
+
+    assert await asyncio.wait_for(asyncio.to_thread(produce_and_consume), 30) == ["sync"]
