@@ -13,6 +13,7 @@ rules errors.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import tomllib
@@ -23,6 +24,7 @@ from emulator.cli import add_emulator_parser, add_send_parser
 from rules import DecodeError, Event, RuleTable, RuleTableError, decode_body
 
 from .config import load_config
+from .deadletters import DeadLetterError
 from .errors import CaseFileError, ConfigError, EventFileError
 from .eventfiles import read_event_files
 from .rulefiles import load_rule_files
@@ -39,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _split_rules(args)
         code: int = args.func(args)
-    except (ConfigError, CaseFileError) as exc:
+    except (ConfigError, CaseFileError, DeadLetterError) as exc:
         print(f"mlevents: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except RuleTableError as exc:
@@ -78,6 +80,26 @@ def _parser() -> argparse.ArgumentParser:
     lint = commands.add_parser("lint", help="validate rule files and print their warnings")
     _rules_options(lint)
     lint.set_defaults(func=_lint)
+
+    run = commands.add_parser("run", help="run the worker (Event Hubs intake, rules, actions)")
+    run.add_argument("--config", required=True, metavar="PATH", help="config.toml")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="shadow mode: decode and match, log the actions instead of taking them",
+    )
+    run.set_defaults(func=_run)
+
+    deadletter = commands.add_parser("deadletter", help="inspect and replay dead letters")
+    deadletter.add_argument("--config", required=True, metavar="PATH", help="config.toml")
+    actions = deadletter.add_subparsers(dest="deadletter_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="one line per dead letter, oldest first")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    show = actions.add_parser("show", help="one dead letter in full")
+    show.add_argument("id")
+    replay = actions.add_parser("replay", help="re-drive dead letters through the current rules")
+    replay.add_argument("ids", nargs="*", metavar="ID", help="entries to replay (default: all)")
+    deadletter.set_defaults(func=_deadletter)
 
     add_emulator_parser(commands)
     add_send_parser(commands)
@@ -126,7 +148,7 @@ def _rule_paths(args: argparse.Namespace, *, default: Sequence[Path] = ()) -> li
     if args.rules:
         return list(args.rules)
     if args.config:
-        return [str(p) for p in load_config(args.config, {}).rules.files]
+        return [str(p) for p in load_config(args.config, offline=True).rules.files]
     if default:
         return [str(p) for p in default]
     raise ConfigError("no rules: give --rules FILE... or --config config.toml")
@@ -197,7 +219,7 @@ def _test(args: argparse.Namespace) -> int:
     table = _load(args, default=[EXAMPLES / "rules.toml"] if embedded else ())
     case_paths = [Path(p) for p in args.cases]
     if not case_paths and args.config:
-        case_paths = list(load_config(args.config, {}).rules.tests)
+        case_paths = list(load_config(args.config, offline=True).rules.tests)
     if embedded:
         case_paths = [EXAMPLES / "rules.test.toml"]
     if not case_paths:
@@ -218,6 +240,28 @@ def _test(args: argparse.Namespace) -> int:
     if args.junit_xml:
         Path(args.junit_xml).write_text(junit_xml(results, missing), encoding="utf-8")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .logs import configure_logging
+    from .wiring import run
+
+    config = load_config(args.config)
+    configure_logging(config.logging.format, config.logging.level)
+    return asyncio.run(run(config, dry_run=args.dry_run))
+
+
+def _deadletter(args: argparse.Namespace) -> int:
+    from .logs import configure_logging
+    from .replay import list_letters, replay_letters, show_letter
+
+    config = load_config(args.config)
+    configure_logging(config.logging.format, config.logging.level)
+    if args.deadletter_command == "list":
+        return asyncio.run(list_letters(config, as_json=args.json))
+    if args.deadletter_command == "show":
+        return asyncio.run(show_letter(config, args.id))
+    return asyncio.run(replay_letters(config, args.ids))
 
 
 def _lint(args: argparse.Namespace) -> int:

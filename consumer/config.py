@@ -8,6 +8,7 @@ value is read here, kept out of ``repr`` and never logged.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -99,9 +100,9 @@ class Config:
 
     path: Path
     rules: RulesConfig
+    checkpoints: CheckpointConfig
+    deadletters: StoreConfig
     eventhub: EventHubConfig | None = None
-    checkpoints: CheckpointConfig | None = None
-    deadletters: StoreConfig | None = None
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -121,14 +122,19 @@ _KEYS = {
 }  # fmt: skip
 
 
-def load_config(path: str | Path, environ: Mapping[str, str]) -> Config:
-    """Read and validate ``path``, taking secrets named by ``*_env`` keys from ``environ``.
+def load_config(
+    path: str | Path, environ: Mapping[str, str] | None = None, *, offline: bool = False
+) -> Config:
+    """Read and validate ``path``, taking secrets named by ``*_env`` keys from ``environ``
+    (the process environment when not given). ``offline`` (for commands that only read
+    rules and files) skips the secrets, which then read as ``None``.
 
     ``MLEVENTS_LOG_LEVEL`` and ``MLEVENTS_LOG_FORMAT`` in ``environ`` override ``[logging]``.
 
     Raises:
         ConfigError: naming the file and the key at fault.
     """
+    environ = os.environ if environ is None else environ
     path = Path(path)
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -136,15 +142,15 @@ def load_config(path: str | Path, environ: Mapping[str, str]) -> Config:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    reader = _Reader(path, document, environ)
+    reader = _Reader(path, document, {} if offline else environ, offline)
     reader.check_keys()
     return Config(
         path=path,
         rules=RulesConfig(files=reader.paths("rules", "files", required=True),
                           tests=reader.paths("rules", "tests", required=False)),
         eventhub=_eventhub(reader) if "eventhub" in document else None,
-        checkpoints=_checkpoints(reader) if "checkpoints" in document else None,
-        deadletters=_store(reader, "deadletters") if "deadletters" in document else None,
+        checkpoints=_checkpoints(reader),
+        deadletters=_store(reader, "deadletters", default="deadletters"),
         processing=ProcessingConfig(
             max_in_flight=reader.number("processing", "max_in_flight", 64, integer=True),
             drain_deadline_s=reader.number("processing", "drain_deadline_s", 20.0),
@@ -160,7 +166,7 @@ def _eventhub(reader: _Reader) -> EventHubConfig:
     section = "eventhub"
     secret = reader.secret(section, "connection_string_env")
     namespace = reader.optional_text(section, "fully_qualified_namespace")
-    if (secret is None) == (namespace is None):
+    if (secret is None) == (namespace is None) and not reader.offline:
         raise reader.error(
             section,
             "give either connection_string_env or "
@@ -196,21 +202,23 @@ def _starting_position(reader: _Reader) -> StartingPosition:
 
 def _checkpoints(reader: _Reader) -> CheckpointConfig:
     return CheckpointConfig(
-        store=_store(reader, "checkpoints"),
+        store=_store(reader, "checkpoints", default="checkpoints.sqlite3"),
         every_events=reader.number("checkpoints", "every_events", 100, integer=True, low=1),
         every_s=reader.number("checkpoints", "every_s", 5.0),
     )
 
 
-def _store(reader: _Reader, section: str) -> StoreConfig:
+def _store(reader: _Reader, section: str, *, default: str) -> StoreConfig:
+    """A store section; without one, a local store under ``.mlevents/`` next to the config."""
     kind = reader.text(section, "store", "local")
     if kind == "local":
-        return StoreConfig(kind="local", path=reader.location(section, "path"))
+        path = reader.location(section, "path", f".mlevents/{default}")
+        return StoreConfig(kind="local", path=path)
     if kind != "blob":
         raise reader.error(f"{section}.store", f"{kind!r} is not 'blob' or 'local'")
     secret = reader.secret(section, "connection_string_env")
     account_url = reader.optional_text(section, "account_url")
-    if (secret is None) == (account_url is None):
+    if (secret is None) == (account_url is None) and not reader.offline:
         raise reader.error(
             section,
             "a blob store needs either connection_string_env or "
@@ -241,6 +249,7 @@ class _Reader:
     path: Path
     document: dict[str, Any]
     environ: Mapping[str, str]
+    offline: bool = False
 
     def error(self, key: str, message: str) -> ConfigError:
         return ConfigError(f"{self.path}: {key}: {message}")
@@ -296,17 +305,15 @@ class _Reader:
     def secret(self, section: str, key: str) -> str | None:
         """The value of the environment variable that ``section.key`` names."""
         name = self.optional_text(section, key)
-        if name is None:
+        if name is None or self.offline:
             return None
         value = self.environ.get(name)
         if not value:
             raise self.error(f"{section}.{key}", f"environment variable {name} is not set")
         return value
 
-    def location(self, section: str, key: str) -> Path:
-        value = self.text(section, key, "")
-        if not value:
-            raise self.error(f"{section}.{key}", "a local store needs a path")
+    def location(self, section: str, key: str, default: str) -> Path:
+        value = self.text(section, key, default) or default
         return (self.path.parent / value).resolve()
 
     def paths(self, section: str, key: str, *, required: bool) -> tuple[Path, ...]:

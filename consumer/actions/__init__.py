@@ -1,0 +1,34 @@
+"""Carrying out actions: one executor per action type.
+
+An executor takes a ``Decision`` (one action of one matched rule for one event) and either
+returns a short detail for the log (a run id, a status code) or raises an ``ActionError``
+saying whether trying again could help. Retries, idempotency and dead letters are the
+handler's job, so executors stay small. ``Executors`` maps an action ``type`` to its executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from rules import Decision
+
+
+class Executor(Protocol):
+    """Carries out one action type."""
+
+    async def __call__(self, decision: Decision) -> str:
+        """Do the action once; return a detail for the log; raise ``ActionError`` on failure."""
+        ...
+
+
+Executors = Mapping[str, Executor]
+
+
+def action_type(decision: Decision) -> str:
+    """The ``type`` tag of the decision's action (``"log"``, ``"webhook"``, ...)."""
+    tag = decision.action.__struct_config__.tag
+    return str(tag)
+
+
+__all__ = ["Executor", "Executors", "action_type"]

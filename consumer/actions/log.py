@@ -1,0 +1,27 @@
+"""The ``log`` action: one structured log line about the event."""
+
+from __future__ import annotations
+
+import structlog
+
+from rules import Decision, LogAction
+
+
+class LogExecutor:
+    """Writes the action's message at its level, with the event's identity bound."""
+
+    def __init__(self, logger: structlog.typing.FilteringBoundLogger) -> None:
+        self._log = logger
+
+    async def __call__(self, decision: Decision) -> str:
+        action = decision.action
+        assert isinstance(action, LogAction)
+        event = decision.event
+        self._log.log(
+            _LEVELS[action.level], action.message, rule=decision.rule.name,
+            event_id=event.id, event_type=event.type, subject=event.subject,
+        )  # fmt: skip
+        return action.level
+
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}

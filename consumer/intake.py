@@ -1,0 +1,178 @@
+"""Event Hubs intake: the one place that drives ``EventHubConsumerClient``.
+
+The SDK's processor claims partitions through the checkpoint store and calls back per
+event. This adapter turns those callbacks into ``PartitionWorker`` calls:
+
+* a claimed partition gets a worker; if it has no checkpoint yet, one is written at the
+  starting position first, so KEDA's ``blobMetadata`` lag never counts the whole retention;
+* each event is handed to its partition's worker (which may make the SDK wait: backpressure);
+* a lost or closed partition is drained and given its final checkpoint before the SDK
+  releases ownership.
+
+Nothing escapes ``on_event``: an exception there would stall the partition in the SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import structlog
+from azure.eventhub import EventData
+from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient, PartitionContext
+
+from .config import EventHubConfig
+from .handler import Received
+from .partition import PartitionWorker
+
+MAX_WAIT_S = 1.0
+"""How often an idle partition calls back, which keeps lag metrics fresh."""
+
+
+class IntakeMetrics(Protocol):
+    """What intake reports (``consumer.metrics.Metrics`` provides it)."""
+
+    def last_enqueued(self, partition: str, sequence_number: int) -> None: ...
+    def forget_partition(self, partition: str) -> None: ...
+
+
+MakeWorker = Callable[[str, PartitionContext], PartitionWorker]
+
+
+@dataclass(slots=True)
+class Intake:
+    """Receives from every partition this process owns until the client is closed."""
+
+    client: EventHubConsumerClient
+    config: EventHubConfig
+    checkpoint_store: CheckpointStore
+    make_worker: MakeWorker
+    metrics: IntakeMetrics
+    drain_deadline_s: float
+    log: structlog.typing.FilteringBoundLogger
+    _workers: dict[str, PartitionWorker] = field(default_factory=dict, init=False)
+
+    @property
+    def partitions(self) -> dict[str, PartitionWorker]:
+        """The partitions this process owns now, by id."""
+        return dict(self._workers)
+
+    async def run(self) -> None:
+        """Receive until ``client.close()`` (the SDK's processor returns then)."""
+        await self.client.receive(
+            on_event=self._on_event,
+            on_partition_initialize=self._on_partition_initialize,
+            on_partition_close=self._on_partition_close,
+            on_error=self._on_error,
+            starting_position=_sdk_position(self.config.starting_position),
+            prefetch=self.config.prefetch,
+            max_wait_time=MAX_WAIT_S,
+            track_last_enqueued_event_properties=True,
+        )
+
+    async def _on_partition_initialize(self, context: PartitionContext) -> None:
+        partition = context.partition_id
+        try:
+            await self._ensure_checkpoint(context)
+        except Exception as exc:  # noqa: BLE001 - the checkpoint is for KEDA's sake only
+            self.log.warning(
+                "partition.initial_checkpoint_failed",
+                partition=partition,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        self._workers[partition] = self.make_worker(partition, context)
+        self.log.info("partition.claimed", partition=partition)
+
+    async def _on_event(self, context: PartitionContext, event: EventData | None) -> None:
+        partition = context.partition_id
+        try:
+            properties = context.last_enqueued_event_properties or {}
+            last = properties.get("sequence_number")
+            if isinstance(last, int):
+                self.metrics.last_enqueued(partition, last)
+            if event is None:
+                return
+            worker = self._workers.get(partition)
+            if worker is None:  # initialise failed to run: build the worker now
+                worker = self._workers[partition] = self.make_worker(partition, context)
+            await worker.submit(_received(partition, event), event)
+        except Exception:
+            self.log.exception("partition.on_event_failed", partition=partition)
+
+    async def _on_partition_close(self, context: PartitionContext, reason: Any) -> None:
+        partition = context.partition_id
+        worker = self._workers.pop(partition, None)
+        if worker is not None:
+            await worker.close(self.drain_deadline_s)
+        self.metrics.forget_partition(partition)
+        self.log.info("partition.closed", partition=partition, reason=str(reason))
+
+    async def _on_error(self, context: PartitionContext | None, error: Exception) -> None:
+        partition = context.partition_id if context is not None else None
+        self.log.warning(
+            "eventhub.error", partition=partition, error=f"{type(error).__name__}: {error}"
+        )
+
+    async def _ensure_checkpoint(self, context: PartitionContext) -> None:
+        """Write a checkpoint at the starting position if the partition has none."""
+        namespace = context.fully_qualified_namespace
+        hub, group = context.eventhub_name, context.consumer_group
+        existing = await self.checkpoint_store.list_checkpoints(namespace, hub, group)
+        if any(c.get("partition_id") == context.partition_id for c in existing):
+            return
+        position = self.config.starting_position
+        if isinstance(position, datetime):
+            return  # no sequence number is known for a time until an event arrives
+        info = await self.client.get_partition_properties(context.partition_id)
+        if position == "latest" and not info["is_empty"]:
+            offset, sequence = (
+                str(info["last_enqueued_offset"]),
+                info["last_enqueued_sequence_number"],
+            )
+        else:
+            offset, sequence = "-1", info["beginning_sequence_number"] - 1
+        await self.checkpoint_store.update_checkpoint({
+            "fully_qualified_namespace": namespace, "eventhub_name": hub,
+            "consumer_group": group, "partition_id": context.partition_id,
+            "offset": offset, "sequence_number": sequence,
+        })  # fmt: skip
+        self.log.info(
+            "partition.initial_checkpoint", partition=context.partition_id, sequence_number=sequence
+        )
+
+
+def _sdk_position(position: str | datetime) -> str | datetime:
+    if isinstance(position, datetime):
+        return position
+    return "-1" if position == "earliest" else "@latest"
+
+
+def _received(partition: str, event: EventData) -> Received:
+    return Received(
+        partition=partition,
+        body=body_bytes(event),
+        sequence_number=event.sequence_number or 0,
+        offset=str(event.offset),
+        enqueued_time=event.enqueued_time,
+        properties={_text(k): v for k, v in (event.properties or {}).items()},
+    )
+
+
+def body_bytes(event: EventData) -> bytes:
+    """The message body as bytes; a non-data AMQP body is rendered so it can be dead-lettered."""
+    try:
+        body: Any = event.body
+    except Exception:  # noqa: BLE001 - the SDK raises plain errors for odd bodies
+        return b""
+    if isinstance(body, bytes | bytearray):
+        return bytes(body)
+    try:
+        return b"".join(bytes(part) for part in body)
+    except TypeError:
+        return repr(body).encode("utf-8", "replace")
+
+
+def _text(key: Any) -> str:
+    return key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)

@@ -1,0 +1,146 @@
+"""Processing one partition: ordered intake, a bounded window of concurrent work, and
+checkpoints that never pass an unfinished event.
+
+``PartitionWorker.submit`` is called for each event in partition order. It waits while the
+window is full (backpressure on the Event Hubs receiver), then starts the event's work as a
+task. When work finishes, ``PartitionProgress`` advances over the finished prefix and a
+background flusher writes a checkpoint at that point every ``every_events`` events or
+``every_s`` seconds, whichever comes first. ``close`` drains in-flight work within a
+deadline, cancels what is left (those events stay unfinished, so they are read again after
+a restart) and writes the final checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from .handler import Received
+from .progress import PartitionProgress
+
+Checkpoint = Callable[[Any], Awaitable[None]]
+"""Writes a checkpoint at the given received event (the SDK's EventData)."""
+
+
+class PartitionMetrics(Protocol):
+    """What a partition reports (``consumer.metrics.Metrics`` provides it)."""
+
+    def set_in_flight(self, partition: str, count: int) -> None: ...
+    def checkpointed(self, partition: str, sequence_number: int, at: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cadence:
+    """When to write checkpoints and how much work may run at once."""
+
+    max_in_flight: int = 64
+    every_events: int = 100
+    every_s: float = 5.0
+
+
+class PartitionWorker:
+    """One claimed partition's processing; see the module docstring."""
+
+    def __init__(
+        self,
+        partition: str,
+        *,
+        handle: Callable[[Received], Awaitable[object]],
+        checkpoint: Checkpoint,
+        cadence: Cadence,
+        metrics: PartitionMetrics,
+        log: structlog.typing.FilteringBoundLogger,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.partition = partition
+        self._handle, self._checkpoint, self._cadence = handle, checkpoint, cadence
+        self._metrics, self._clock = metrics, clock
+        self._log = log.bind(partition=partition)
+        self._progress: PartitionProgress[Any] = PartitionProgress()
+        self._slots = asyncio.Semaphore(cadence.max_in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._since_flush = 0
+        self._written: int | None = None
+        self._flush_wanted = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._flusher = asyncio.create_task(self._flush_loop(), name=f"flusher-{partition}")
+
+    @property
+    def in_flight(self) -> int:
+        """Events started whose checkpoint is not yet safe to write."""
+        return self._progress.in_flight
+
+    @property
+    def checkpointed_sequence(self) -> int | None:
+        """The sequence number of the last checkpoint this worker wrote."""
+        return self._written
+
+    async def submit(self, received: Received, marker: Any) -> None:
+        """Start work on the next event of the partition; waits while the window is full."""
+        await self._slots.acquire()
+        self._progress.start(received.sequence_number, marker)
+        self._metrics.set_in_flight(self.partition, self._progress.in_flight)
+        task = asyncio.create_task(self._run(received), name=f"event-{received.sequence_number}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, received: Received) -> None:
+        try:
+            await self._handle(received)
+        finally:
+            self._slots.release()
+        # Reached only when the work finished: a cancelled event stays unfinished.
+        self._progress.finish(received.sequence_number)
+        self._metrics.set_in_flight(self.partition, self._progress.in_flight)
+        self._since_flush += 1
+        if self._since_flush >= self._cadence.every_events:
+            self._flush_wanted.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_wanted.wait(), self._cadence.every_s)
+            self._flush_wanted.clear()
+            await self.flush()
+
+    async def flush(self) -> bool:
+        """Write a checkpoint at the finished prefix if it moved; say whether one was written."""
+        async with self._flush_lock:
+            marker, sequence = self._progress.safe, self._progress.safe_sequence
+            if marker is None or sequence is None or sequence == self._written:
+                return False
+            self._since_flush = 0
+            try:
+                await self._checkpoint(marker)
+            except Exception as exc:  # noqa: BLE001 - storage outages must not stop intake
+                # The next flush retries from the same (or a later) safe point; nothing is lost,
+                # at worst more events are read again after a crash.
+                self._log.warning(
+                    "checkpoint.failed",
+                    sequence_number=sequence,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                return False
+            self._written = sequence
+            self._metrics.checkpointed(self.partition, sequence, self._clock())
+            return True
+
+    async def close(self, deadline_s: float) -> None:
+        """Drain in-flight work within ``deadline_s``, cancel the rest, write a last checkpoint."""
+        self._flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._flusher
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=deadline_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self._log.warning("partition.drain_deadline", cancelled=len(pending))
+                await asyncio.wait(pending)
+        await asyncio.shield(self.flush())

@@ -1,0 +1,225 @@
+"""The composition root of ``mlevents run``: real collaborators built from the config.
+
+Everything the worker uses is made here and nowhere else: the Event Hubs client, the
+checkpoint store, the dead-letter store, the HTTP session for webhooks, the executors,
+metrics and the health server. Signals are installed here too, not in constructors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import structlog
+from azure.core.exceptions import ResourceExistsError
+from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient
+from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
+from azure.storage.blob.aio import ContainerClient
+
+from .actions import Executors
+from .actions.log import LogExecutor
+from .actions.webhook import WebhookExecutor
+from .config import Config, EventHubConfig, StoreConfig
+from .deadletters import DeadLetterStore, open_dead_letter_store
+from .errors import ConfigError
+from .handler import Handler
+from .health import HealthServer
+from .metrics import Metrics
+from .partition import Cadence
+from .rulefiles import load_rule_files
+from .sqlitestore import SqliteCheckpointStore
+from .worker import RuleHolder, Worker
+
+EXIT_OK, EXIT_INTERRUPTED = 0, 130
+
+
+async def run(config: Config, *, dry_run: bool = False) -> int:
+    """Run the worker until SIGTERM/SIGINT; return the process exit code."""
+    log = structlog.get_logger("mlevents")
+    if config.eventhub is None:
+        raise ConfigError(f"{config.path}: eventhub: the worker needs an [eventhub] section")
+    warn_if_not_lower_case(config.eventhub, log)
+    metrics = Metrics(clock=time.time)
+    loaded = load_rule_files(config.rules.files)
+    for warning in loaded.warnings:
+        log.warning("rules.warning", problem=warning.message_at())
+    metrics.rules_loaded(len(loaded.table))
+    rules = RuleHolder(config.rules.files, loaded.table, log, metrics)
+    async with contextlib.AsyncExitStack() as stack:
+        checkpoints = await stack.enter_async_context(checkpoint_store(config))
+        dead_letters = await stack.enter_async_context(dead_letter_store(config))
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        executors = make_executors(session, log)
+        handler = Handler(
+            rules=rules,
+            executors=executors,
+            dead_letters=dead_letters,
+            metrics=metrics,
+            log=log,
+            dry_run=dry_run or config.processing.dry_run,
+        )
+        worker = Worker(
+            client=consumer_client(config.eventhub, checkpoints), eventhub=config.eventhub,
+            checkpoint_store=checkpoints, handler=handler, rules=rules,
+            cadence=Cadence(max_in_flight=config.processing.max_in_flight,
+                            every_events=config.checkpoints.every_events,
+                            every_s=config.checkpoints.every_s),
+            drain_deadline_s=config.processing.drain_deadline_s, metrics=metrics, log=log,
+        )  # fmt: skip
+        await stack.enter_async_context(HealthServer(
+            config.http.host, config.http.port, metrics=metrics,
+            liveness=worker.alive, readiness=worker.ready,
+        ))  # fmt: skip
+        _install_signals(worker, rules)
+        await worker.run()
+    return EXIT_OK
+
+
+def make_executors(
+    session: aiohttp.ClientSession, log: structlog.typing.FilteringBoundLogger
+) -> Executors:
+    """One executor per action type this build carries out."""
+    return {"log": LogExecutor(log), "webhook": WebhookExecutor(session)}
+
+
+def _install_signals(worker: Worker, rules: RuleHolder) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_stop() -> None:
+        if worker.stopping:
+            os._exit(EXIT_INTERRUPTED)  # a second signal: the user wants out now
+        worker.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_stop)
+    loop.add_signal_handler(signal.SIGHUP, rules.reload)
+
+
+def consumer_client(config: EventHubConfig, store: CheckpointStore) -> EventHubConsumerClient:
+    """The SDK client: by connection string, or by namespace with an Azure AD credential."""
+    options: dict[str, Any] = {
+        "consumer_group": config.consumer_group,
+        "eventhub_name": config.name or None,
+        "checkpoint_store": store,
+        "load_balancing_interval": config.load_balancing_interval_s,
+        "partition_ownership_expiration_interval": config.ownership_expiration_s,
+    }
+    if config.connection_string is not None:
+        if options["eventhub_name"] is None:
+            del options["eventhub_name"]
+        return EventHubConsumerClient.from_connection_string(config.connection_string, **options)
+    from azure.identity.aio import DefaultAzureCredential
+
+    return EventHubConsumerClient(
+        fully_qualified_namespace=config.fully_qualified_namespace or "",
+        credential=DefaultAzureCredential(), **options,
+    )  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def checkpoint_store(config: Config) -> AsyncIterator[CheckpointStore]:
+    """The configured checkpoint store (a local SQLite file when none is configured)."""
+    store_config = config.checkpoints.store if config.checkpoints else None
+    if store_config is None or store_config.kind == "local":
+        path = (
+            store_config.path
+            if store_config and store_config.path
+            else (config.path.parent / ".mlevents" / "checkpoints.sqlite3")
+        )
+        async with SqliteCheckpointStore(path) as local:
+            yield local
+        return
+    await _create_container(store_config)
+    if store_config.connection_string is not None:
+        blob = BlobCheckpointStore.from_connection_string(
+            store_config.connection_string, store_config.container or ""
+        )
+    else:
+        from azure.identity.aio import DefaultAzureCredential
+
+        blob = BlobCheckpointStore(
+            store_config.account_url or "",
+            store_config.container or "",
+            credential=DefaultAzureCredential(),
+        )
+    async with blob:
+        yield blob
+
+
+async def _create_container(store: StoreConfig) -> None:
+    if store.connection_string is not None:
+        client = ContainerClient.from_connection_string(
+            store.connection_string, store.container or ""
+        )
+    else:
+        from azure.identity.aio import DefaultAzureCredential
+
+        client = ContainerClient(
+            store.account_url or "", store.container or "", credential=DefaultAzureCredential()
+        )
+    async with client:
+        with contextlib.suppress(ResourceExistsError):
+            await client.create_container()
+
+
+@contextlib.asynccontextmanager
+async def dead_letter_store(config: Config) -> AsyncIterator[DeadLetterStore]:
+    """The configured dead-letter store (a local folder when none is configured)."""
+    store = config.deadletters
+    if store is None or store.kind == "local":
+        path = (
+            store.path if store and store.path else config.path.parent / ".mlevents" / "deadletters"
+        )
+        opened = open_dead_letter_store("directory", path=path)
+    else:
+        credential = None
+        if store.connection_string is None:
+            from azure.identity.aio import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        opened = open_dead_letter_store(
+            "blob", connection_string=store.connection_string, account_url=store.account_url,
+            container=store.container, credential=credential,
+        )  # fmt: skip
+    async with opened:
+        yield opened
+
+
+def warn_if_not_lower_case(
+    config: EventHubConfig, log: structlog.typing.FilteringBoundLogger
+) -> None:
+    """KEDA reads checkpoints under lower-case paths only; say so when names are not."""
+    namespace = config.fully_qualified_namespace
+    if namespace is None and config.connection_string is not None:
+        endpoint = next(
+            (
+                part.split("=", 1)[1]
+                for part in config.connection_string.split(";")
+                if part.lower().startswith("endpoint=")
+            ),
+            "",
+        )
+        namespace = urlsplit(endpoint).netloc
+    hub = config.name or _entity_path(config.connection_string)
+    for what, name in (("namespace", namespace), ("event hub", hub)):
+        if name and name != name.lower():
+            log.warning(
+                "keda.name_not_lower_case",
+                what=what,
+                name=name,
+                hint="KEDA's blobMetadata checkpoints are read under lower-case paths",
+            )
+
+
+def _entity_path(connection_string: str | None) -> str | None:
+    for part in (connection_string or "").split(";"):
+        if part.lower().startswith("entitypath="):
+            return part.split("=", 1)[1]
+    return None

@@ -1,0 +1,174 @@
+"""The worker: ``mlevents run``'s lifecycle around intake, partitions and the handler.
+
+``Worker`` receives every collaborator (client, stores, executors, metrics, clock) from one
+composition root, ``consumer.wiring``, so tests can give it real peers or honest fakes.
+
+Shutdown, in order (SIGTERM or SIGINT; a second signal exits at once):
+
+1. stop intake: the Event Hubs client is closed, which closes each partition;
+2. each partition drains its in-flight work within ``drain_deadline_s`` and cancels the rest
+   (those events stay unfinished and are read again later);
+3. each partition writes its final checkpoint;
+4. the SDK releases ownership, so other replicas take the partitions at once;
+5. sinks and stores are closed by the composition root.
+
+SIGHUP reloads the rule files; a table that fails validation is logged and the old one
+keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient, PartitionContext
+
+from rules import RuleTable, RuleTableError
+
+from .config import EventHubConfig
+from .handler import Handler
+from .intake import Intake
+from .metrics import Metrics
+from .partition import Cadence, PartitionWorker
+from .rulefiles import load_rule_files
+
+HEARTBEAT_S = 1.0
+ALIVE_WITHIN_S = 15.0
+
+
+class WorkerMetrics(Protocol):
+    """The metrics calls the worker makes itself."""
+
+    def rules_loaded(self, count: int) -> None: ...
+    def reload(self, outcome: str) -> None: ...
+
+
+@dataclass(slots=True)
+class RuleHolder:
+    """The current rule table; ``reload`` swaps it only for a table that validates."""
+
+    files: Sequence[Path]
+    table: RuleTable
+    log: structlog.typing.FilteringBoundLogger
+    metrics: WorkerMetrics
+
+    def __call__(self) -> RuleTable:
+        return self.table
+
+    def reload(self) -> bool:
+        """Load the files again; keep the old table if the new one has problems."""
+        try:
+            loaded = load_rule_files(self.files)
+        except RuleTableError as exc:
+            self.metrics.reload("rejected")
+            self.log.error("rules.reload_rejected", problems=[p.message_at() for p in exc.problems])
+            return False
+        self.table = loaded.table
+        self.metrics.reload("ok")
+        self.metrics.rules_loaded(len(loaded.table))
+        self.log.info(
+            "rules.reloaded",
+            rules=len(loaded.table),
+            warnings=[w.message_at() for w in loaded.warnings],
+        )
+        return True
+
+
+@dataclass(slots=True, kw_only=True)
+class Worker:
+    """Consumes until stopped; see the module docstring for the shutdown order."""
+
+    client: EventHubConsumerClient
+    eventhub: EventHubConfig
+    checkpoint_store: CheckpointStore
+    handler: Handler
+    rules: RuleHolder
+    cadence: Cadence
+    drain_deadline_s: float
+    metrics: Metrics
+    log: structlog.typing.FilteringBoundLogger
+    monotonic: Callable[[], float] = time.monotonic
+    _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _connected: bool = field(default=False, init=False)
+    _beat: float = field(default=0.0, init=False)
+    _intake: Intake | None = field(default=None, init=False)
+
+    def stop(self) -> None:
+        """Ask the worker to stop (idempotent); ``run`` then drains and returns."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was asked for."""
+        return self._stop.is_set()
+
+    def alive(self) -> bool:
+        """The event loop ran its heartbeat recently."""
+        return self.monotonic() - self._beat < ALIVE_WITHIN_S
+
+    def ready(self) -> tuple[bool, str]:
+        """Connected to the hub, rules loaded, not stopping."""
+        if self.stopping:
+            return False, "stopping"
+        if not self._connected:
+            return False, "not connected to the event hub yet"
+        return True, f"ok: {len(self.rules())} rules"
+
+    @property
+    def partitions(self) -> dict[str, PartitionWorker]:
+        """The partitions this worker owns now."""
+        return self._intake.partitions if self._intake else {}
+
+    async def run(self) -> None:
+        """Connect, consume until ``stop()``, then shut down in order."""
+        self._beat = self.monotonic()
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            ids = await self.client.get_partition_ids()
+            self._connected = True
+            self.log.info(
+                "worker.started",
+                eventhub=self.eventhub.name,
+                partitions=len(ids),
+                consumer_group=self.eventhub.consumer_group,
+                rules=len(self.rules()),
+                dry_run=self.handler.dry_run,
+            )
+            self._intake = Intake(
+                client=self.client, config=self.eventhub, checkpoint_store=self.checkpoint_store,
+                make_worker=self._make_partition, metrics=self.metrics,
+                drain_deadline_s=self.drain_deadline_s, log=self.log,
+            )  # fmt: skip
+            receiving = asyncio.create_task(self._intake.run(), name="intake")
+            stopping = asyncio.create_task(self._stop.wait(), name="stop")
+            await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            self.log.info("worker.stopping")
+            await self.client.close()  # closes partitions: drain, final checkpoint, release
+            stopping.cancel()
+            await asyncio.gather(receiving, return_exceptions=True)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            self.log.info("worker.stopped")
+
+    def _make_partition(self, partition: str, context: PartitionContext) -> PartitionWorker:
+        return PartitionWorker(
+            partition,
+            handle=self.handler.handle,
+            checkpoint=context.update_checkpoint,
+            cadence=self.cadence,
+            metrics=self.metrics,
+            log=self.log,
+        )
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self._beat = self.monotonic()
+            await asyncio.sleep(HEARTBEAT_S)
