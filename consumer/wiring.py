@@ -42,6 +42,22 @@ EXIT_OK, EXIT_INTERRUPTED = 0, 130
 
 async def run(config: Config, *, dry_run: bool = False) -> int:
     """Run the worker until SIGTERM/SIGINT; return the process exit code."""
+    async with contextlib.AsyncExitStack() as stack:
+        worker = await build(config, stack, dry_run=dry_run)
+        _install_signals(worker)
+        await worker.run()
+    return EXIT_OK
+
+
+async def build(
+    config: Config, stack: contextlib.AsyncExitStack, *, dry_run: bool = False
+) -> Worker:
+    """Make the worker and everything it uses; ``stack`` closes them after ``worker.run()``.
+
+    Raises:
+        ConfigError: the config has no [eventhub] section.
+        RuleTableError: the rule files have problems.
+    """
     log = structlog.get_logger("mlevents")
     if config.eventhub is None:
         raise ConfigError(f"{config.path}: eventhub: the worker needs an [eventhub] section")
@@ -52,34 +68,43 @@ async def run(config: Config, *, dry_run: bool = False) -> int:
         log.warning("rules.warning", problem=warning.message_at())
     metrics.rules_loaded(len(loaded.table))
     rules = RuleHolder(config.rules.files, loaded.table, log, metrics)
-    async with contextlib.AsyncExitStack() as stack:
-        checkpoints = await stack.enter_async_context(checkpoint_store(config))
-        dead_letters = await stack.enter_async_context(dead_letter_store(config))
-        session = await stack.enter_async_context(aiohttp.ClientSession())
-        executors = make_executors(session, log)
-        handler = Handler(
-            rules=rules,
-            executors=executors,
-            dead_letters=dead_letters,
-            metrics=metrics,
-            log=log,
-            dry_run=dry_run or config.processing.dry_run,
-        )
-        worker = Worker(
-            client=consumer_client(config.eventhub, checkpoints), eventhub=config.eventhub,
-            checkpoint_store=checkpoints, handler=handler, rules=rules,
-            cadence=Cadence(max_in_flight=config.processing.max_in_flight,
-                            every_events=config.checkpoints.every_events,
-                            every_s=config.checkpoints.every_s),
-            drain_deadline_s=config.processing.drain_deadline_s, metrics=metrics, log=log,
-        )  # fmt: skip
-        await stack.enter_async_context(HealthServer(
-            config.http.host, config.http.port, metrics=metrics,
-            liveness=worker.alive, readiness=worker.ready,
-        ))  # fmt: skip
-        _install_signals(worker, rules)
-        await worker.run()
-    return EXIT_OK
+    checkpoints = await stack.enter_async_context(checkpoint_store(config))
+    dead_letters = await stack.enter_async_context(dead_letter_store(config))
+    session = await stack.enter_async_context(aiohttp.ClientSession())
+    handler = Handler(
+        rules=rules,
+        executors=make_executors(session, log),
+        dead_letters=dead_letters,
+        metrics=metrics,
+        log=log,
+        dry_run=dry_run or config.processing.dry_run,
+    )
+    cadence = Cadence(
+        max_in_flight=config.processing.max_in_flight,
+        every_events=config.checkpoints.every_events,
+        every_s=config.checkpoints.every_s,
+    )
+    worker = Worker(
+        client=consumer_client(config.eventhub, checkpoints),
+        eventhub=config.eventhub,
+        checkpoint_store=checkpoints,
+        handler=handler,
+        rules=rules,
+        cadence=cadence,
+        drain_deadline_s=config.processing.drain_deadline_s,
+        metrics=metrics,
+        log=log,
+    )
+    health = HealthServer(
+        config.http.host,
+        config.http.port,
+        metrics=metrics,
+        liveness=worker.alive,
+        readiness=worker.ready,
+    )
+    await stack.enter_async_context(health)
+    worker.health = health
+    return worker
 
 
 def make_executors(
@@ -89,7 +114,7 @@ def make_executors(
     return {"log": LogExecutor(log), "webhook": WebhookExecutor(session)}
 
 
-def _install_signals(worker: Worker, rules: RuleHolder) -> None:
+def _install_signals(worker: Worker) -> None:
     loop = asyncio.get_running_loop()
 
     def on_stop() -> None:
@@ -99,7 +124,7 @@ def _install_signals(worker: Worker, rules: RuleHolder) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_stop)
-    loop.add_signal_handler(signal.SIGHUP, rules.reload)
+    loop.add_signal_handler(signal.SIGHUP, worker.rules.reload)
 
 
 def consumer_client(config: EventHubConfig, store: CheckpointStore) -> EventHubConsumerClient:

@@ -33,6 +33,7 @@ from rules import RuleTable, RuleTableError
 
 from .config import EventHubConfig
 from .handler import Handler
+from .health import HealthServer
 from .intake import Intake
 from .metrics import Metrics
 from .partition import Cadence, PartitionWorker
@@ -94,6 +95,8 @@ class Worker:
     metrics: Metrics
     log: structlog.typing.FilteringBoundLogger
     monotonic: Callable[[], float] = time.monotonic
+    health: HealthServer | None = None
+    """The health server serving this worker, when there is one (its ``port`` is useful)."""
     _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _connected: bool = field(default=False, init=False)
     _beat: float = field(default=0.0, init=False)
