@@ -1,0 +1,136 @@
+"""Local peers for worker tests: a webhook receiver and config files for the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..emulator.peers import free_port
+
+Behaviour = Callable[[str, int], "tuple[int, float]"]
+"""(event id, how many times it was seen) -> (HTTP status to answer, seconds to wait first)."""
+
+
+def always_ok(event_id: str, seen: int) -> tuple[int, float]:
+    """Answer 200 at once."""
+    return 200, 0.0
+
+
+@dataclass
+class WebhookReceiver:
+    """An HTTP server on loopback that records the Event Grid bodies POSTed to it."""
+
+    behaviour: Behaviour = always_ok
+    calls: Counter[str] = field(default_factory=Counter)
+    """How many POSTs arrived per event id (failed ones included)."""
+    acted: Counter[str] = field(default_factory=Counter)
+    """How many POSTs per event id were answered with 2xx."""
+    port: int = 0
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def __aenter__(self) -> WebhookReceiver:
+        app = web.Application()
+        app.router.add_post("/hook", self._hook)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        self.port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        body: Any = json.loads(await request.read())
+        event = body[0] if isinstance(body, list) else body
+        event_id = str(event.get("id"))
+        self.calls[event_id] += 1
+        status, delay_s = self.behaviour(event_id, self.calls[event_id])
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        if 200 <= status < 300:
+            self.acted[event_id] += 1
+        return web.Response(status=status)
+
+    async def wait_for(self, count: int, timeout_s: float = 60.0) -> None:
+        """Wait until ``count`` distinct events were acted on."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(self.acted) < count:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{len(self.acted)} of {count} events acted on")
+            await asyncio.sleep(0.05)
+
+
+def event_body(event_id: str, *, run_status: str = "Failed", **data: Any) -> str:
+    """An Event Hubs body as Event Grid writes it: a RunStatusChanged event in an array."""
+    event = {
+        "topic": "/subscriptions/s/resourceGroups/rg/providers/"
+        "Microsoft.MachineLearningServices/workspaces/ws",
+        "subject": f"experiments/e/runs/{event_id}",
+        "eventType": "Microsoft.MachineLearningServices.RunStatusChanged",
+        "eventTime": "2026-01-01T00:00:00Z",
+        "id": event_id,
+        "data": {"runId": event_id, "runStatus": run_status, **data},
+        "dataVersion": "",
+        "metadataVersion": "1",
+    }
+    return json.dumps([event])
+
+
+def webhook_rules(path: Path, url: str, *, extra: str = "") -> Path:
+    """A rules file: every RunStatusChanged event goes to ``url``."""
+    path.write_text(
+        "[[rules]]\n"
+        'name = "hook"\n'
+        "[rules.filter]\n"
+        'includedEventTypes = ["Microsoft.MachineLearningServices.RunStatusChanged"]\n'
+        "[[rules.actions]]\n"
+        'type = "webhook"\n'
+        f'url = "{url}"\n'
+        "timeout_s = 10\n" + extra
+    )
+    return path
+
+
+def worker_config(
+    folder: Path,
+    rules: Path,
+    *,
+    hub: str = "hub",
+    checkpoints: str = 'store = "local"\npath = "state/checkpoints.sqlite3"\n',
+    every_events: int = 50,
+    every_s: float = 0.5,
+    max_in_flight: int = 64,
+    drain_deadline_s: float = 5,
+    starting_position: str = "earliest",
+    load_balancing_interval_s: float = 1,
+    ownership_expiration_s: float = 4,
+) -> Path:
+    """A config.toml for a worker reading ``hub`` with the connection string in
+    ``EVENTHUB_CONNECTION_STRING``, metrics on a free port, state under ``folder``."""
+    path = folder / "config.toml"
+    path.write_text(
+        f'[rules]\nfiles = ["{rules}"]\n'
+        f'[eventhub]\nname = "{hub}"\nconnection_string_env = "EVENTHUB_CONNECTION_STRING"\n'
+        f'starting_position = "{starting_position}"\n'
+        f"load_balancing_interval_s = {load_balancing_interval_s}\n"
+        f"ownership_expiration_s = {ownership_expiration_s}\n"
+        f"[checkpoints]\n{checkpoints}every_events = {every_events}\nevery_s = {every_s}\n"
+        '[deadletters]\nstore = "local"\npath = "state/deadletters"\n'
+        f"[processing]\nmax_in_flight = {max_in_flight}\ndrain_deadline_s = {drain_deadline_s}\n"
+        '[http]\nhost = "127.0.0.1"\nport = 0\n'
+        '[logging]\nformat = "json"\nlevel = "info"\n'
+    )
+    return path
