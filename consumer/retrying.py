@@ -70,7 +70,7 @@ class RetryPolicy:
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         backoff = tenacity.wait_exponential_jitter(
-            initial=self.initial_s, max=self.max_wait_s, jitter=self.jitter_s
+            multiplier=self.initial_s, max=self.max_wait_s, jitter=self.jitter_s
         )(state)
         error = state.outcome.exception() if state.outcome else None
         asked = getattr(error, "retry_after_s", None) or 0.0

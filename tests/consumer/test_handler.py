@@ -1,0 +1,153 @@
+"""The per-event pipeline: decode, match, act, retry and dead-letter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import structlog
+
+from consumer.deadletters import DeadLetter, DeadLetterError, DirectoryDeadLetterStore
+from consumer.errors import PermanentActionError, TransientActionError
+from consumer.handler import Handler, Received
+from consumer.metrics import Metrics
+from consumer.retrying import RetryPolicy
+from rules import Decision, RuleTable
+
+from ..factories import event_json, make_table
+
+
+class Executor:
+    """Records decisions; raises the queued errors first."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.done: list[str] = []
+
+    async def __call__(self, decision: Decision) -> str:
+        if self.errors:
+            raise self.errors.pop(0)
+        self.done.append(decision.key)
+        return "ok"
+
+
+async def _no_sleep(seconds: float) -> None:
+    return None
+
+
+def _table() -> RuleTable:
+    return make_table(
+        {"name": "hook", "actions": [{"type": "log"}, {"type": "webhook", "url": "http://x"}]}
+    )
+
+
+def _handler(store: object, log: Executor, hook: Executor, **options: object) -> Handler:
+    table = _table()
+    return Handler(
+        rules=lambda: table,
+        executors={"log": log, "webhook": hook},
+        dead_letters=store,  # type: ignore[arg-type]
+        metrics=Metrics(clock=lambda: 0.0),
+        retry=RetryPolicy(sleep=_no_sleep),
+        log=structlog.get_logger("test"),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def _received(body: bytes, seq: int = 7) -> Received:
+    return Received(partition="1", body=body, sequence_number=seq, offset="700",
+                    properties={"aeg-event-type": "Notification"})  # fmt: skip
+
+
+BODY = json.dumps([event_json(id="ev-1")]).encode()
+
+
+async def test_every_action_of_every_match_runs(tmp_path: Path) -> None:
+    """A matching event runs its actions in order and nothing is dead-lettered."""
+    log, hook = Executor(), Executor()
+    async with DirectoryDeadLetterStore(tmp_path) as store:
+        parked = await _handler(store, log, hook).handle(_received(BODY))
+        assert parked == 0
+        assert (log.done, hook.done) == (["ev-1/hook/0"], ["ev-1/hook/1"])
+        assert await store.count() == 0
+
+
+async def test_undecodable_body_is_dead_lettered_with_its_reason(tmp_path: Path) -> None:
+    """A body that is not JSON is parked byte for byte with the decode error."""
+    async with DirectoryDeadLetterStore(tmp_path) as store:
+        parked = await _handler(store, Executor(), Executor()).handle(_received(b"\xffnope"))
+        (letter,) = await store.list()
+    assert parked == 1
+    assert (letter.reason, letter.body, letter.partition, letter.sequence_number) == (
+        "decode", b"\xffnope", "1", 7)  # fmt: skip
+    assert "not UTF-8" in letter.error
+    assert letter.properties == {"aeg-event-type": "Notification"}
+
+
+async def test_transient_failures_are_retried_then_succeed(tmp_path: Path) -> None:
+    """Two 503s then success: the action is done once and nothing is parked."""
+    hook = Executor(TransientActionError("503"), TransientActionError("503"))
+    async with DirectoryDeadLetterStore(tmp_path) as store:
+        assert await _handler(store, Executor(), hook).handle(_received(BODY)) == 0
+    assert hook.done == ["ev-1/hook/1"]
+
+
+async def test_permanent_failure_parks_only_that_action(tmp_path: Path) -> None:
+    """A 400 parks the webhook with rule, action and attempts; the log action still ran."""
+    log, hook = Executor(), Executor(PermanentActionError("HTTP 400"))
+    async with DirectoryDeadLetterStore(tmp_path) as store:
+        assert await _handler(store, log, hook).handle(_received(BODY)) == 1
+        (letter,) = await store.list()
+    assert log.done == ["ev-1/hook/0"]
+    assert (letter.reason, letter.rule, letter.action, letter.attempts, letter.event_id) == (
+        "action", "hook", "webhook#1", 1, "ev-1")  # fmt: skip
+
+
+async def test_a_crashing_executor_is_dead_lettered_not_raised(tmp_path: Path) -> None:
+    """An unexpected exception in an executor parks the action and the handler returns."""
+    async with DirectoryDeadLetterStore(tmp_path) as store:
+        handler = _handler(store, Executor(), Executor(ZeroDivisionError("bug")))
+        assert await handler.handle(_received(BODY)) == 1
+        (letter,) = await store.list()
+    assert letter.error.startswith("ZeroDivisionError")
+
+
+async def test_dry_run_takes_no_action(tmp_path: Path) -> None:
+    """In shadow mode the executors are never called."""
+    log, hook = Executor(), Executor()
+    async with DirectoryDeadLetterStore(tmp_path) as store:
+        assert await _handler(store, log, hook, dry_run=True).handle(_received(BODY)) == 0
+    assert log.done == hook.done == []
+
+
+async def test_only_replays_one_action(tmp_path: Path) -> None:
+    """Replaying a dead-lettered action runs just that action, not the ones that succeeded."""
+    log, hook = Executor(), Executor()
+    async with DirectoryDeadLetterStore(tmp_path) as store:
+        await _handler(store, log, hook).handle(_received(BODY), only=("hook", 1))
+    assert (log.done, hook.done) == ([], ["ev-1/hook/1"])
+
+
+class FlakyStore:
+    """A dead-letter store that is down for the first puts."""
+
+    def __init__(self, down_for: int) -> None:
+        self.down_for = down_for
+        self.letters: list[DeadLetter] = []
+
+    async def put(self, letter: DeadLetter) -> None:
+        if self.down_for:
+            self.down_for -= 1
+            raise DeadLetterError("storage unavailable")
+        self.letters.append(letter)
+
+
+async def test_an_unavailable_dead_letter_store_is_retried_until_it_takes_the_letter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing is lost: the handler keeps trying the store and only then finishes."""
+    monkeypatch.setattr("consumer.handler.DEAD_LETTER_RETRY_S", (0.01,))
+    store = FlakyStore(down_for=3)
+    assert await _handler(store, Executor(), Executor()).handle(_received(b"[")) == 1
+    assert len(store.letters) == 1

@@ -1,0 +1,120 @@
+"""One partition's window: ordered intake, bounded concurrency, safe checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from consumer.handler import Received
+from consumer.metrics import Metrics
+from consumer.partition import Cadence, PartitionWorker
+
+
+class Checkpoints:
+    """Records the checkpoints written; can be told to fail a number of times first."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.written: list[int] = []
+        self.fail = fail
+
+    async def __call__(self, marker: object) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("storage is down")
+        assert isinstance(marker, int)
+        self.written.append(marker)
+
+
+class Work:
+    """Event handling whose duration is chosen per sequence number."""
+
+    def __init__(self, delays: dict[int, float] | None = None) -> None:
+        self.delays = delays or {}
+        self.running = 0
+        self.peak = 0
+        self.done: list[int] = []
+
+    async def __call__(self, received: Received) -> None:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            await asyncio.sleep(self.delays.get(received.sequence_number, 0))
+            self.done.append(received.sequence_number)
+        finally:
+            self.running -= 1
+
+
+def _worker(work: Work, checkpoints: Checkpoints, **cadence: float) -> PartitionWorker:
+    return PartitionWorker(
+        "0",
+        handle=work,
+        checkpoint=checkpoints,
+        cadence=Cadence(**cadence),  # type: ignore[arg-type]
+        metrics=Metrics(clock=lambda: 0.0),
+        log=structlog.get_logger("test"),
+    )
+
+
+def _received(seq: int) -> Received:
+    return Received(partition="0", body=b"{}", sequence_number=seq, offset=str(seq * 10))
+
+
+async def test_a_slow_event_holds_the_checkpoint_until_it_finishes() -> None:
+    """With event 2 slow and 3..9 fast, no checkpoint passes 1 until 2 is done."""
+    work, checkpoints = Work({2: 0.5}), Checkpoints()
+    worker = _worker(work, checkpoints, every_events=1, every_s=0.05)
+    for seq in range(10):
+        await worker.submit(_received(seq), seq)
+    await asyncio.sleep(0.3)
+    assert 2 not in work.done and set(range(3, 10)) <= set(work.done)
+    assert checkpoints.written and max(checkpoints.written) <= 1
+    await asyncio.sleep(0.4)
+    assert checkpoints.written[-1] == 9
+    await worker.close(1)
+
+
+async def test_window_bounds_concurrency_and_applies_backpressure() -> None:
+    """No more than max_in_flight events run at once; submit waits for a free slot."""
+    work = Work(dict.fromkeys(range(20), 0.05))
+    worker = _worker(work, Checkpoints(), max_in_flight=3, every_s=0.05)
+    for seq in range(20):
+        await worker.submit(_received(seq), seq)
+    await worker.close(5)
+    assert work.peak == 3
+    assert sorted(work.done) == list(range(20))
+
+
+async def test_count_cadence_writes_before_the_time_cadence() -> None:
+    """every_events triggers a checkpoint long before every_s would."""
+    checkpoints = Checkpoints()
+    worker = _worker(Work(), checkpoints, every_events=5, every_s=60)
+    for seq in range(5):
+        await worker.submit(_received(seq), seq)
+    await asyncio.sleep(0.1)
+    assert checkpoints.written == [4]
+    await worker.close(1)
+
+
+async def test_failed_checkpoints_are_retried_at_the_next_flush() -> None:
+    """A storage error does not stop processing; a later flush writes the checkpoint."""
+    checkpoints = Checkpoints(fail=2)
+    worker = _worker(Work(), checkpoints, every_events=1, every_s=0.05)
+    for seq in range(3):
+        await worker.submit(_received(seq), seq)
+    await asyncio.sleep(0.4)
+    assert checkpoints.written[-1] == 2
+    assert worker.checkpointed_sequence == 2
+    await worker.close(1)
+
+
+async def test_close_drains_within_the_deadline_and_leaves_the_rest_unfinished() -> None:
+    """Work that outlives the drain deadline is cancelled and never checkpointed past."""
+    work, checkpoints = Work({1: 30}), Checkpoints()
+    worker = _worker(work, checkpoints, every_s=60)
+    for seq in range(3):
+        await worker.submit(_received(seq), seq)
+    await asyncio.sleep(0.05)
+    await worker.close(0.2)
+    assert checkpoints.written == [0]
+    assert 1 not in work.done

@@ -1,0 +1,52 @@
+"""Contiguous progress: a checkpoint never passes an unfinished event."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from consumer.progress import PartitionProgress
+
+
+def test_safe_advances_only_over_the_finished_prefix() -> None:
+    """Finishing a later event first does not move safe; finishing the gap does."""
+    progress: PartitionProgress[str] = PartitionProgress()
+    for seq in (10, 11, 12):
+        progress.start(seq, f"e{seq}")
+    assert not progress.finish(12)
+    assert progress.safe_sequence is None
+    assert progress.finish(10)
+    assert (progress.safe, progress.safe_sequence) == ("e10", 10)
+    assert progress.finish(11)
+    assert (progress.safe, progress.safe_sequence) == ("e12", 12)
+    assert progress.in_flight == 0
+
+
+def test_sequence_numbers_must_increase_and_unknown_finish_is_an_error() -> None:
+    """Starting out of order or finishing an unknown event is a programming error."""
+    progress: PartitionProgress[int] = PartitionProgress()
+    progress.start(5, 5)
+    with pytest.raises(ValueError, match="not after"):
+        progress.start(5, 5)
+    with pytest.raises(KeyError):
+        progress.finish(6)
+
+
+@given(st.integers(1, 60), st.randoms(use_true_random=False))
+def test_safe_is_always_below_the_first_unfinished(count: int, rnd: random.Random) -> None:
+    """Whatever the finishing order, safe is the last event before the first unfinished one."""
+    progress: PartitionProgress[int] = PartitionProgress()
+    for seq in range(count):
+        progress.start(seq, seq)
+    order = list(range(count))
+    rnd.shuffle(order)
+    finished: set[int] = set()
+    for seq in order:
+        progress.finish(seq)
+        finished.add(seq)
+        first_unfinished = next((s for s in range(count) if s not in finished), count)
+        expected = first_unfinished - 1 if first_unfinished else None
+        assert progress.safe_sequence == expected
