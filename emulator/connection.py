@@ -132,7 +132,7 @@ class Connection:
             pass  # deliveries to clients are pre-settled; nothing waits for their outcome
         elif isinstance(performative, Begin):
             self.sessions[channel] = Session(self, performative, channel)
-            self._send(channel, self.sessions[channel].begin_reply(performative))
+            self._send(channel, self.sessions[channel].begin_reply())
         elif isinstance(performative, End) and session is not None:
             session.close()
             del self.sessions[channel]

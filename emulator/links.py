@@ -47,8 +47,6 @@ class Wire(Protocol):
 
     def session_flow(self) -> Flow: ...
 
-    def forget(self, link: Link) -> None: ...
-
 
 @dataclass(eq=False, slots=True)
 class Link:

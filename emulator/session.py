@@ -83,13 +83,8 @@ class Session:
             UInt(self.next_incoming_id), UInt(WINDOW), UInt(self.next_outgoing_id), UInt(WINDOW)
         )
 
-    def forget(self, link: Link) -> None:
-        """Drop a link from the session."""
-        if self.links.get(link.handle) is link:
-            del self.links[link.handle]
-
-    def begin_reply(self, begin: Begin) -> Begin:
-        """Our answer to the client's Begin."""
+    def begin_reply(self) -> Begin:
+        """Our answer to the client's Begin: large windows, every handle allowed."""
         return Begin(
             UShort(self.channel),
             UInt(0),

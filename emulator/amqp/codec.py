@@ -122,6 +122,12 @@ def _fallback_encoder(value: Value) -> Callable[[bytearray, object], None]:
     raise TypeError(f"cannot encode {type(value).__name__} as AMQP")
 
 
+def _int(value: object) -> int:
+    if not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
 def _enc_null(out: bytearray, _: object) -> None:
     out.append(0x40)
 
@@ -131,7 +137,7 @@ def _enc_bool(out: bytearray, value: object) -> None:
 
 
 def _enc_long(out: bytearray, value: object) -> None:
-    number = int(value)  # type: ignore[call-overload]
+    number = _int(value)
     if -128 <= number <= 127:
         out += b"\x55" + struct.pack(">b", number)
     else:
@@ -139,7 +145,7 @@ def _enc_long(out: bytearray, value: object) -> None:
 
 
 def _enc_int(out: bytearray, value: object) -> None:
-    number = int(value)  # type: ignore[call-overload]
+    number = _int(value)
     if -128 <= number <= 127:
         out += b"\x54" + struct.pack(">b", number)
     else:
@@ -147,7 +153,7 @@ def _enc_int(out: bytearray, value: object) -> None:
 
 
 def _enc_uint(out: bytearray, value: object) -> None:
-    number = int(value)  # type: ignore[call-overload]
+    number = _int(value)
     if number == 0:
         out.append(0x43)
     elif number < 256:
@@ -157,7 +163,7 @@ def _enc_uint(out: bytearray, value: object) -> None:
 
 
 def _enc_ulong(out: bytearray, value: object) -> None:
-    number = int(value)  # type: ignore[call-overload]
+    number = _int(value)
     if number == 0:
         out.append(0x44)
     elif number < 256:
@@ -167,19 +173,20 @@ def _enc_ulong(out: bytearray, value: object) -> None:
 
 
 def _enc_ubyte(out: bytearray, value: object) -> None:
-    out += b"\x50" + _pack_u8(int(value))  # type: ignore[call-overload]
+    out += b"\x50" + _pack_u8(_int(value))
 
 
 def _enc_ushort(out: bytearray, value: object) -> None:
-    out += b"\x60" + _pack_u16(int(value))  # type: ignore[call-overload]
+    out += b"\x60" + _pack_u16(_int(value))
 
 
 def _enc_timestamp(out: bytearray, value: object) -> None:
-    out += b"\x83" + _pack_i64(int(value))  # type: ignore[call-overload]
+    out += b"\x83" + _pack_i64(_int(value))
 
 
 def _enc_double(out: bytearray, value: object) -> None:
-    out += b"\x82" + _pack_f64(float(value))  # type: ignore[arg-type]
+    assert isinstance(value, float)
+    out += b"\x82" + _pack_f64(value)
 
 
 def _enc_uuid(out: bytearray, value: object) -> None:
@@ -196,7 +203,8 @@ def _enc_variable(out: bytearray, data: bytes, small: int, large: int) -> None:
 
 
 def _enc_binary(out: bytearray, value: object) -> None:
-    _enc_variable(out, bytes(value), 0xA0, 0xB0)  # type: ignore[call-overload]
+    assert isinstance(value, bytes | bytearray | memoryview)
+    _enc_variable(out, bytes(value), 0xA0, 0xB0)
 
 
 def _enc_string(out: bytearray, value: object) -> None:
@@ -219,7 +227,8 @@ def _enc_compound(out: bytearray, items: Iterable[object], count: int, small: in
 
 
 def _enc_list(out: bytearray, value: object) -> None:
-    items = list(value)  # type: ignore[call-overload]
+    assert isinstance(value, list | tuple)
+    items = list(value)
     if not items:
         out.append(0x45)
     else:
