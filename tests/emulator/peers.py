@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -59,6 +60,21 @@ def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) ->
         except subprocess.TimeoutExpired:
             os.kill(process.pid, signal.SIGKILL)
             process.wait(10)
+
+
+@contextlib.contextmanager
+def emulator_process(port: int, *options: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``python -m emulator emulator`` with ``options``; stop it by PID at the end."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "emulator", "--port", str(port), *options],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, 20, process)
+        yield process
+    finally:
+        stop_process(process)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from pathlib import Path
 
 import pytest
 
 from emulator import ConfigError, Emulator, HubSpec
 from emulator.__main__ import main
+from emulator.amqp import Begin, Detach
 
-from .peers import receive
+from .peers import emulator_process, free_port, receive
+from .raw import RawClient
 
 
 def test_hub_specs_parse_partitions_and_groups() -> None:
@@ -57,3 +60,27 @@ async def test_send_reports_a_missing_file(
     argv = ["send", "--connection-string", emulator.connection_string("hub"), missing]
     assert await asyncio.to_thread(main, argv) == 1
     assert "missing.jsonl" in capsys.readouterr().err
+
+
+async def test_sigusr1_drops_connections_of_a_running_emulator() -> None:
+    """``kill -USR1`` makes the emulator process drop every client connection."""
+    port = free_port()
+    with emulator_process(port, "--hub", "hub:1") as process:
+        async with RawClient(port) as client:
+            await client.next_of(Begin)
+            process.send_signal(signal.SIGUSR1)
+            assert client.reader is not None
+            assert await asyncio.wait_for(client.reader.read(), 5) == b""  # EOF
+        assert process.poll() is None  # still serving: the signal was handled, not fatal
+        async with RawClient(port) as again:
+            assert isinstance(await again.next_of(Begin), Begin)
+
+
+async def test_refuse_links_option_detaches_new_links() -> None:
+    """``--refuse-links`` makes the emulator detach new links with the busy condition."""
+    port = free_port()
+    with emulator_process(port, "--hub", "hub:1", "--refuse-links", "60"):
+        async with RawClient(port) as client:
+            client.attach_sender("amqps://127.0.0.1/hub")
+            detach = await client.next_of(Detach)
+    assert isinstance(detach, Detach) and "com.microsoft:server-busy" in str(detach.error)

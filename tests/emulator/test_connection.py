@@ -11,9 +11,22 @@ from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
 from azure.eventhub.exceptions import AuthenticationError, EventHubError
 
 from emulator import Emulator, HubSpec, SasKey
-from emulator.amqp import AMQP_HEADER, Open, encode_frame, encode_performative
+from emulator.amqp import (
+    AMQP_HEADER,
+    Accepted,
+    Attach,
+    Disposition,
+    Message,
+    Open,
+    Rejected,
+    decode_message,
+    encode_frame,
+    encode_message,
+    encode_performative,
+)
 
 from .peers import receive, send
+from .raw import RawClient
 
 
 async def test_wrong_sas_key_is_rejected_when_verification_is_on() -> None:
@@ -72,3 +85,28 @@ async def test_server_closes_connections_silent_past_its_idle_timeout() -> None:
         writer.close()
     assert received.startswith(AMQP_HEADER)
     assert b"amqp:resource-limit-exceeded" in received
+
+
+async def test_oversized_delivery_is_rejected_by_the_server(emulator: Emulator) -> None:
+    """A delivery over 1 MiB, sent in several frames, is rejected and nothing is stored."""
+    async with RawClient(emulator.port) as client:
+        client.attach_sender("amqps://127.0.0.1/solo")
+        await client.next_of(Attach)
+        message = encode_message(Message(body="x" * (1024 * 1024 + 100)))
+        client.transfer(message, 256 * 1024)
+        outcome = await client.next_of(Disposition)
+    assert isinstance(outcome, Disposition) and isinstance(outcome.state, Rejected)
+    assert "amqp:link:message-size-exceeded" in str(outcome.state.error)
+    assert len(emulator.broker.hubs["solo"].partitions[0].log) == 0
+
+
+async def test_multi_frame_delivery_under_the_limit_is_stored(emulator: Emulator) -> None:
+    """A delivery split over several frames is reassembled and accepted."""
+    async with RawClient(emulator.port) as client:
+        client.attach_sender("amqps://127.0.0.1/solo/Partitions/0")
+        await client.next_of(Attach)
+        client.transfer(encode_message(Message(body="y" * 300_000)), 64 * 1024)
+        outcome = await client.next_of(Disposition)
+    assert isinstance(outcome, Disposition) and outcome.state == Accepted()
+    (stored,) = emulator.broker.hubs["solo"].partitions[0].log.messages(0, 10)
+    assert decode_message(stored).body == "y" * 300_000

@@ -6,9 +6,6 @@ import asyncio
 import contextlib
 import gc
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,25 +13,9 @@ from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.exceptions import EventHubError
 
-from .peers import ROOT, free_port, receive, stop_process, wait_for_port
+from .peers import emulator_process, free_port, receive
 
 KEY = "SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=emulator-key"
-
-
-@contextlib.contextmanager
-def emulator_process(data_dir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``python -m emulator`` with a data directory; stop it by PID at the end."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "emulator", "--hub", "durable:2",
-         "--port", str(port), "--data-dir", str(data_dir)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_for_port(port, 20, process)
-        yield process
-    finally:
-        stop_process(process)
 
 
 def connection_string(port: int) -> str:
@@ -67,7 +48,7 @@ async def test_acknowledged_events_survive_sigkill(tmp_path: Path) -> None:
     cs = connection_string(port)
     acknowledged: list[str] = []
     stop = asyncio.Event()
-    with emulator_process(tmp_path, port) as process:
+    with emulator_process(port, "--hub", "durable:2", "--data-dir", str(tmp_path)) as process:
         producers = [
             asyncio.create_task(produce(cs, f"p{k}", acknowledged, stop)) for k in range(2)
         ]
@@ -83,7 +64,7 @@ async def test_acknowledged_events_survive_sigkill(tmp_path: Path) -> None:
         gc.collect()  # while the warning filter applies
     assert len(acknowledged) >= 300
     port = free_port()
-    with emulator_process(tmp_path, port):
+    with emulator_process(port, "--hub", "durable:2", "--data-dir", str(tmp_path)):
         after = await receive(
             connection_string(port), len(acknowledged), starting_position="-1", timeout_s=30
         )
