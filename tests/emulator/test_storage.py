@@ -1,13 +1,18 @@
-"""Partition logs: append-only segment files, torn-tail recovery, and retention."""
+"""Partition logs: append-only segment files, torn-tail recovery, retention; the public API."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from azure.eventhub.aio import EventHubProducerClient
 
+import emulator as emulator_package
+from emulator import Emulator, HubSpec
 from emulator.errors import StorageError
 from emulator.storage import EventLog, Retention, StoredEvent
+
+from .peers import receive, send
 
 
 def events(start: int, count: int, offset: int = 0, ms: int = 1000) -> list[StoredEvent]:
@@ -87,3 +92,28 @@ def test_retention_by_age_keeps_offsets_monotonic() -> None:
     assert log.begin_sequence == 2
     assert log.sequence_after_offset(20, inclusive=False) == 3
     assert log.sequence_after_time(1002, inclusive=True) == 2
+
+
+async def test_retention_through_the_sdk() -> None:
+    """With a count limit, the SDK sees the oldest events gone and the rest at their positions."""
+    async with Emulator([HubSpec("hub", 1)], retention=Retention(max_events=3)) as emulator:
+        cs = emulator.connection_string("hub")
+        await send(cs, [f"e{i}" for i in range(5)])
+        async with EventHubProducerClient.from_connection_string(cs) as producer:
+            props = await producer.get_partition_properties("0")
+        events = await receive(cs, 3, starting_position="-1", settle_s=0.3)
+    assert props["beginning_sequence_number"] == 2
+    assert [(e.sequence_number, e.body_as_str()) for e in events] == [
+        (2, "e2"),
+        (3, "e3"),
+        (4, "e4"),
+    ]
+
+
+def test_public_api_is_exported() -> None:
+    """Every name in emulator.__all__ exists, and the package exports nothing else public."""
+    public = {name for name in vars(emulator_package) if not name.startswith("_")}
+    modules = {
+        n for n in public if isinstance(getattr(emulator_package, n), type(emulator_package))
+    }
+    assert set(emulator_package.__all__) == public - modules
