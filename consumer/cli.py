@@ -90,6 +90,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_run)
 
+    dev = commands.add_parser(
+        "dev", help="local mode: emulator, worker and the sample events, no Azure needed"
+    )
+    dev.add_argument("--config", metavar="PATH", help="config.toml (default: ./config.toml, "
+                     "else the shipped example rules)")  # fmt: skip
+    dev.add_argument(
+        "--state",
+        metavar="DIR",
+        default=".mlevents/dev",
+        help="emulator data and checkpoints, kept or wiped together",
+    )
+    dev.add_argument("--fresh", action="store_true", help="wipe the state first")
+    dev.add_argument("--port", type=int, default=5672, help="the emulator's AMQP port")
+    dev.add_argument(
+        "--exit-when-done", action="store_true", help="stop once the sample events are processed"
+    )
+    dev.set_defaults(func=_dev)
+
     deadletter = commands.add_parser("deadletter", help="inspect and replay dead letters")
     deadletter.add_argument("--config", required=True, metavar="PATH", help="config.toml")
     actions = deadletter.add_subparsers(dest="deadletter_command", required=True, metavar="ACTION")
@@ -249,6 +267,28 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     configure_logging(config.logging.format, config.logging.level)
     return asyncio.run(run(config, dry_run=args.dry_run))
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from .dev import SAMPLES, run_dev
+    from .logs import configure_logging
+
+    config_path = Path(args.config or "config.toml")
+    if not args.config and not config_path.is_file():
+        config_path = EXAMPLES / "dev.toml"
+    config = load_config(config_path, offline=True)
+    configure_logging(config.logging.format, config.logging.level)
+    samples = sorted(SAMPLES.glob("*.json"))
+    return asyncio.run(
+        run_dev(
+            config,
+            state=Path(args.state),
+            fresh=args.fresh,
+            samples=samples,
+            exit_when_idle=args.exit_when_done,
+            port=args.port,
+        )
+    )
 
 
 def _deadletter(args: argparse.Namespace) -> int:

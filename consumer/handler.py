@@ -68,6 +68,8 @@ class Handler:
     )
     dry_run: bool = False
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    handled: int = field(default=0, init=False)
+    """Messages handled to the end so far."""
 
     async def handle(self, received: Received, *, only: tuple[str, int] | None = None) -> int:
         """Process one message to the end (acted on, or dead-lettered).
@@ -88,12 +90,14 @@ class Handler:
             self.metrics.failed(received.partition, "decode")
             await self._park(received, reason="decode", error=str(exc))
             log.warning("event.undecodable", error=str(exc))
+            self.handled += 1
             return 1
         self.metrics.decoded(received.partition)
         table = self.rules()
         parked = 0
         for event in events:
             parked += await self._event(received, event, table, log, only)
+        self.handled += 1
         return parked
 
     async def _event(

@@ -44,7 +44,7 @@ async def run(config: Config, *, dry_run: bool = False) -> int:
     """Run the worker until SIGTERM/SIGINT; return the process exit code."""
     async with contextlib.AsyncExitStack() as stack:
         worker = await build(config, stack, dry_run=dry_run)
-        _install_signals(worker)
+        install_signals(worker)
         await worker.run()
     return EXIT_OK
 
@@ -114,7 +114,8 @@ def make_executors(
     return {"log": LogExecutor(log), "webhook": WebhookExecutor(session)}
 
 
-def _install_signals(worker: Worker) -> None:
+def install_signals(worker: Worker) -> None:
+    """SIGTERM/SIGINT stop the worker (a second one exits at once); SIGHUP reloads rules."""
     loop = asyncio.get_running_loop()
 
     def on_stop() -> None:

@@ -1,0 +1,136 @@
+"""``mlevents dev``: the whole pipeline on one machine, with no Azure account.
+
+It starts the project's Event Hubs emulator (durable, under ``.mlevents/dev/``), the
+worker with the config's rules and an embedded SQLite checkpoint store, and a local sink
+for the example webhook, then publishes the sample Azure ML events so the rules fire
+within seconds. Emulator data and checkpoints live in one folder and are kept or wiped
+together (``--fresh`` wipes both): a checkpoint without the events it points into, or
+events without their checkpoints, would make the worker skip or repeat work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import shutil
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from emulator import Emulator, HubSpec
+from emulator.replay import SendTarget, send_records
+
+from .config import CheckpointConfig, Config, EventHubConfig, StoreConfig
+from .eventfiles import read_event_files
+from .wiring import build, install_signals
+from .worker import Worker
+
+SAMPLES = Path(__file__).parent / "examples" / "events"
+SINK_PORT = 8099
+"""Where the example rules' webhook points (``http://127.0.0.1:8099/teams``)."""
+
+
+def dev_config(config: Config, state: Path, connection_string: str) -> Config:
+    """``config`` pointed at the local emulator, with its state under ``state``."""
+    hub = config.eventhub.name if config.eventhub and config.eventhub.name else "mlevents"
+    eventhub = EventHubConfig(
+        name=hub, connection_string=connection_string, starting_position="earliest",
+        load_balancing_interval_s=2, ownership_expiration_s=10,
+    )  # fmt: skip
+    return dataclasses.replace(
+        config,
+        eventhub=eventhub,
+        checkpoints=CheckpointConfig(
+            store=StoreConfig(kind="local", path=state / "checkpoints.sqlite3"),
+            every_events=10,
+            every_s=1.0,
+        ),
+        deadletters=StoreConfig(kind="local", path=state / "deadletters"),
+    )
+
+
+def prepare_state(state: Path, *, fresh: bool) -> None:
+    """Keep or wipe the emulator data and the checkpoints together."""
+    emulator_data, checkpoints = state / "emulator", state / "checkpoints.sqlite3"
+    if fresh or emulator_data.exists() != checkpoints.exists():
+        shutil.rmtree(state, ignore_errors=True)
+    emulator_data.mkdir(parents=True, exist_ok=True)
+
+
+async def run_dev(
+    config: Config,
+    *,
+    state: Path,
+    fresh: bool,
+    samples: Sequence[Path],
+    exit_when_idle: bool,
+    port: int = 5672,
+) -> int:
+    """Run emulator, sink and worker; publish ``samples``; stop on a signal (or when idle)."""
+    log = structlog.get_logger("mlevents.dev")
+    prepare_state(state, fresh=fresh)
+    hub = config.eventhub.name if config.eventhub and config.eventhub.name else "mlevents"
+    async with contextlib.AsyncExitStack() as stack:
+        # A fixed port: checkpoints are kept per namespace, which is host:port here.
+        emulator = await stack.enter_async_context(
+            Emulator([HubSpec(hub, 4)], port=port, data_dir=state / "emulator")
+        )
+        await stack.enter_async_context(_sink(log))
+        worker = await build(dev_config(config, state, emulator.connection_string()), stack)
+        install_signals(worker)
+        running = asyncio.create_task(worker.run())
+        log.info(
+            "dev.started",
+            connection_string=emulator.connection_string(hub),
+            state=str(state),
+            hint="mlevents send --connection-string ... EVENTS",
+        )
+        sent = await asyncio.to_thread(
+            send_records, SendTarget(connection_string=emulator.connection_string(hub)),
+            read_event_files([str(p) for p in samples]))  # fmt: skip
+        log.info("dev.samples_published", events=sent)
+        if exit_when_idle:
+            await _until_done(worker, sent, log)
+            worker.stop()
+        await running
+    return 0
+
+
+async def _until_done(
+    worker: Worker, count: int, log: structlog.typing.FilteringBoundLogger
+) -> None:
+    """Wait until ``count`` messages were handled and no partition has work in flight."""
+
+    # Polling keeps the worker free of hooks that only this command would use.
+    def busy() -> bool:
+        return any(p.in_flight for p in worker.partitions.values())
+
+    while worker.handler.handled < count or busy():  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+    log.info("dev.done", handled=worker.handler.handled)
+
+
+@contextlib.asynccontextmanager
+async def _sink(log: structlog.typing.FilteringBoundLogger) -> AsyncIterator[None]:
+    """An HTTP endpoint for the example webhook, logging what it receives."""
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()
+        log.info("dev.webhook_received", path=request.path, bytes=len(body))
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/{path:.*}", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", SINK_PORT).start()
+    except OSError as exc:
+        log.warning("dev.sink_unavailable", port=SINK_PORT, error=str(exc))
+    try:
+        yield
+    finally:
+        await runner.cleanup()
