@@ -13,10 +13,11 @@ setup: $(UV)
 	$(UV) sync --frozen --quiet
 	npm ci --no-audit --no-fund --loglevel=error
 
-## run: the main job on its embedded default (the shipped example rules and their tests)
+## run: the worker on its embedded default: a local emulator, the example rules and sample events
 run: $(UV)
 	$(UV) sync --frozen --quiet --no-dev
 	$(UV) run --frozen --no-dev mlevents test
+	$(UV) run --frozen --no-dev mlevents dev
 
 lint: setup
 	$(UV) run --frozen ruff check .
