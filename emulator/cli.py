@@ -55,6 +55,12 @@ def add_emulator_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="close connections silent for this long (heartbeats count)",
     )
+    _add_fault_options(parser)
+    parser.set_defaults(func=run_emulator)
+    return parser
+
+
+def _add_fault_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--delay-responses",
         type=float,
@@ -74,8 +80,6 @@ def add_emulator_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="amqp:link:detach-forced",
         help="fault: the error condition SIGUSR2 detaches consumers with",
     )
-    parser.set_defaults(func=run_emulator)  # fmt: skip
-    return parser
 
 
 def add_send_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -94,7 +98,7 @@ def add_send_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="EVENTS",
         help="event files (.json, .jsonl, Capture .avro, - for stdin)",
     )
-    parser.set_defaults(func=run_send)  # fmt: skip
+    parser.set_defaults(func=run_send)
     return parser
 
 
@@ -107,12 +111,11 @@ def run_emulator(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             data_dir=args.data_dir,
-            retention=Retention(max_events=args.retention_events,
-                                max_age_s=args.retention_seconds),
+            retention=Retention(max_events=args.retention_events, max_age_s=args.retention_seconds),
             sas_key=SasKey(args.key_name, args.key),
             verify_sas=args.verify_sas,
             idle_timeout_s=args.idle_timeout,
-        )  # fmt: skip
+        )
         asyncio.run(_serve(emulator, args))
     except (EmulatorError, OSError) as exc:
         print(f"mlevents emulator: {exc}", file=sys.stderr)

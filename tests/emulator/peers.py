@@ -128,11 +128,19 @@ def azurite() -> Iterator[Azurite]:
         raise RuntimeError(f"{AZURITE} is missing: run `npm ci` (make setup)")
     port = free_port()
     process = subprocess.Popen(
-        [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-         "--inMemoryPersistence", "--disableTelemetry", "--silent"],
+        [
+            str(AZURITE),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--inMemoryPersistence",
+            "--disableTelemetry",
+            "--silent",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     try:
         wait_for_port(port, 30, process)
         yield Azurite(port)

@@ -62,9 +62,12 @@ class RawClient:
         for index, chunk in enumerate(chunks):
             first = index == 0
             perf = transfer_performative(
-                0, 0 if first else None, b"\x00" if first else None,
-                settled=False, more=index < len(chunks) - 1,
-            )  # fmt: skip
+                0,
+                0 if first else None,
+                b"\x00" if first else None,
+                settled=False,
+                more=index < len(chunks) - 1,
+            )
             self.writer.write(encode_frame(0, perf + chunk))
 
     async def next_of(self, kind: type[tuple[object, ...]], timeout_s: float = 5) -> object:

@@ -26,10 +26,12 @@ class Reader:
         self.errors: list[Exception] = []
         self.task = asyncio.create_task(
             self.client.receive(
-                self._on_event, partition_id=partition_id, starting_position="-1",
+                self._on_event,
+                partition_id=partition_id,
+                starting_position="-1",
                 on_error=self._on_error,
             )
-        )  # fmt: skip
+        )
 
     async def _on_event(self, _: object, event: EventData | None) -> None:
         if event is not None:
