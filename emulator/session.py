@@ -207,39 +207,26 @@ def _address(terminus: object) -> str:
 
 
 def _reply(attach: Attach, client_receives: bool) -> Attach:
-    if client_receives:
-        capabilities = attach.desired_capabilities
-        return Attach(
-            attach.name,
-            UInt(attach.handle),
-            False,
-            UByte(1),
-            UByte(0),
-            attach.source,
-            attach.target,
-            None,
-            None,
-            UInt(0),
-            ULong(MAX_MESSAGE_SIZE),
-            capabilities if isinstance(capabilities, Array) else None,
-            None,
-            None,
-        )
-    return Attach(
-        attach.name,
-        UInt(attach.handle),
-        True,
-        attach.snd_settle_mode,
-        attach.rcv_settle_mode,
-        attach.source,
-        attach.target,
-        None,
-        None,
-        None,
-        ULong(MAX_MESSAGE_SIZE),
-        None,
-        None,
-        None,
+    """Our side of the attach. Source and target are echoed: pyamqp refuses a link without."""
+    ours = attach._replace(
+        handle=UInt(attach.handle),
+        role=not client_receives,
+        unsettled=None,
+        incomplete_unsettled=None,
+        initial_delivery_count=None,
+        max_message_size=ULong(MAX_MESSAGE_SIZE),
+        offered_capabilities=None,
+        desired_capabilities=None,
+        properties=None,
+    )
+    if not client_receives:
+        return ours
+    capabilities = attach.desired_capabilities
+    return ours._replace(
+        snd_settle_mode=UByte(1),  # settled: the SDK never settles the events it receives
+        rcv_settle_mode=UByte(0),
+        initial_delivery_count=UInt(0),
+        offered_capabilities=capabilities if isinstance(capabilities, Array) else None,
     )
 
 
