@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubConsumerClient
 from azure.eventhub.exceptions import ConnectionLostError
 from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
-from emulator import Emulator
+from emulator import Emulator, HubSpec
 
 from .peers import send, send_each
 
@@ -177,3 +178,26 @@ async def test_equal_epoch_steals_the_partition(emulator: Emulator) -> None:
         task.cancel()
     assert isinstance(errors[0], ConnectionLostError)
     assert "epoch" in str(errors[0])
+
+
+async def test_checkpoints_stay_valid_across_a_durable_restart(
+    checkpoint_store: BlobCheckpointStore, tmp_path: Path
+) -> None:
+    """A durable emulator restarted on the same port resumes consumers at their checkpoints."""
+    hubs = [HubSpec("hub", 4)]
+    async with Emulator(hubs, data_dir=tmp_path) as first_run:
+        port = first_run.port
+        cs = first_run.connection_string("hub")
+        await send_each(cs, {pid: [f"{pid}-{i}" for i in range(3)] for pid in "0123"})
+        before = Member.start(cs, checkpoint_store)
+        await wait_until(lambda: len(before.seen) >= 12, 30)
+        await asyncio.sleep(0.5)  # let the last checkpoints land
+        await before.stop()
+    async with Emulator(hubs, port=port, data_dir=tmp_path) as second_run:
+        await send(cs, ["after-restart"], partition_id="3")
+        after = Member.start(cs, checkpoint_store)
+        await wait_until(lambda: len(after.seen) >= 1, 30)
+        await asyncio.sleep(1.0)
+        await after.stop()
+        assert second_run.broker.hubs["hub"].partitions[3].log.end_sequence == 4
+    assert after.seen == [("3", 3)]
