@@ -110,3 +110,15 @@ async def test_multi_frame_delivery_under_the_limit_is_stored(emulator: Emulator
     assert isinstance(outcome, Disposition) and outcome.state == Accepted()
     (stored,) = emulator.broker.hubs["solo"].partitions[0].log.messages(0, 10)
     assert decode_message(stored).body == "y" * 300_000
+
+
+async def test_large_delivery_is_split_to_the_clients_frame_size(emulator: Emulator) -> None:
+    """An event bigger than the client's max-frame-size arrives in several frames, intact."""
+    body = "z" * 20_000
+    await send(emulator.connection_string("solo"), [body])
+    async with RawClient(emulator.port, max_frame_size=4096) as client:
+        client.attach_receiver("amqps://127.0.0.1/solo/ConsumerGroups/$Default/Partitions/0", 10)
+        frames, payload = await client.receive_delivery()
+    assert len(frames) >= 5 and all(f.more for f in frames[:-1]) and not frames[-1].more
+    assert frames[0].delivery_id is not None and frames[0].settled
+    assert decode_message(payload).body == body.encode()

@@ -193,7 +193,7 @@ async def test_event_over_one_mebibyte_is_rejected(emulator: Emulator) -> None:
 
 
 async def test_event_just_under_the_limit_is_accepted_and_delivered(emulator: Emulator) -> None:
-    """A ~1000 KB event is stored and delivered whole (multi-frame in both directions)."""
+    """An event of almost 1 MiB is stored and delivered whole."""
     cs = emulator.connection_string("solo")
     body = bytes(range(256)) * 4000
     async with EventHubProducerClient.from_connection_string(cs) as producer:
