@@ -1,4 +1,4 @@
-"""Local peers for the emulator tests: free ports, Azurite as a subprocess, and SDK helpers."""
+"""Local peers for emulator tests: free ports, Azurite and emulator subprocesses, SDK send/receive."""
 
 from __future__ import annotations
 
