@@ -1,4 +1,4 @@
-"""Local peers for emulator tests: free ports, Azurite and emulator subprocesses, SDK send/receive."""
+"""Local peers for emulator tests: free ports, Azurite and emulator processes, SDK send/receive."""
 
 from __future__ import annotations
 
