@@ -108,6 +108,23 @@ async def test_enqueued_time_position(emulator: Emulator) -> None:
     assert [e.body_as_str() for e in events] == ["new"]
 
 
+async def test_enqueued_time_of_an_event_is_inclusive_or_exclusive(emulator: Emulator) -> None:
+    """Starting at an event's own enqueued time includes it only when inclusive."""
+    cs = emulator.connection_string("solo")
+    async with EventHubProducerClient.from_connection_string(cs) as producer:
+        for body in ("a", "b", "c"):
+            await producer.send_event(EventData(body))
+            await asyncio.sleep(0.02)  # distinct enqueued times
+    everything = await receive(cs, 3, starting_position="-1")
+    at = everything[1].enqueued_time
+    inclusive = await receive(
+        cs, 2, starting_position=at, starting_position_inclusive=True, settle_s=0.3
+    )
+    exclusive = await receive(cs, 1, starting_position=at, settle_s=0.3)
+    assert [e.body_as_str() for e in inclusive] == ["b", "c"]
+    assert [e.body_as_str() for e in exclusive] == ["c"]
+
+
 async def test_latest_reads_only_new_events(emulator: Emulator) -> None:
     """The default '@latest' position skips the backlog and delivers what is sent afterwards."""
     cs = emulator.connection_string("solo")
