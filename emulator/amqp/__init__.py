@@ -10,7 +10,6 @@ from emulator.amqp.codec import (
     DecodeError,
     Described,
     Int,
-    Raw,
     Symbol,
     Timestamp,
     UByte,
@@ -29,7 +28,6 @@ from emulator.amqp.frames import (
     SASL_HEADER,
     Frame,
     encode_frame,
-    frame_header,
     read_frame,
 )
 from emulator.amqp.message import (
@@ -93,7 +91,6 @@ __all__ = [
     "Message",
     "Open",
     "Properties",
-    "Raw",
     "Rejected",
     "SaslInit",
     "SaslMechanisms",
@@ -117,7 +114,6 @@ __all__ = [
     "encode_frame",
     "encode_message",
     "encode_performative",
-    "frame_header",
     "read_annotations",
     "read_frame",
     "sections",

@@ -78,13 +78,6 @@ class Array(list[object]):
         self.element_code = element_code
 
 
-@dataclass(frozen=True, slots=True)
-class Raw:
-    """Bytes that are already an encoded AMQP value; written out verbatim."""
-
-    data: bytes
-
-
 class DecodeError(ValueError):
     """The bytes are not a valid AMQP encoding."""
 
@@ -248,11 +241,6 @@ def _enc_described(out: bytearray, value: object) -> None:
     encode_into(out, value.value)
 
 
-def _enc_raw(out: bytearray, value: object) -> None:
-    assert isinstance(value, Raw)
-    out += value.data
-
-
 def _enc_array(out: bytearray, value: object) -> None:
     assert isinstance(value, Array)
     code = value.element_code
@@ -317,5 +305,4 @@ _ENCODERS: dict[type, Callable[[bytearray, object], None]] = {
     tuple: _enc_list,
     dict: _enc_map,
     Described: _enc_described,
-    Raw: _enc_raw,
 }

@@ -110,7 +110,7 @@ def encode_message(message: Message) -> bytes:
     if message.properties is not None:
         encode_into(out, described(message.properties))
     if message.application_properties:
-        out += encode(Described(ULong(APPLICATION_PROPERTIES), message.application_properties))
+        encode_into(out, Described(ULong(APPLICATION_PROPERTIES), message.application_properties))
     encode_into(out, Described(ULong(AMQP_VALUE), message.body))
     return bytes(out)
 
