@@ -1,25 +1,31 @@
 """The per-event pipeline: decode, match, carry out actions, dead-letter what fails.
 
-``Handler.handle`` is shared by the worker and by ``deadletter replay``. It never raises
-(but for cancellation at shutdown): an undecodable body and an action that fails
-permanently, or runs out of retries, are parked in the dead-letter store with the reason,
-and the event counts as finished. Only a dead-letter store that cannot be written keeps an
-event unfinished; the handler keeps trying, so its checkpoint never moves past it.
-One log line per event says what happened.
+``Handler.start`` does the synchronous part of an event at once (decode, match, plan, and
+the actions whose executors are ``inline``, such as ``log``) and returns the rest as a
+coroutine only when there is I/O left (a webhook, a dead letter). Most events match no
+rule or only log, so they cost no task and no slot in the partition's window.
+
+The handler never raises (but for cancellation at shutdown): an undecodable body and an
+action that fails permanently, or runs out of retries, are parked in the dead-letter store
+with the reason, and the event counts as finished. Only a dead-letter store that cannot be
+written keeps an event unfinished; the handler keeps trying, so its checkpoint never moves
+past it. One log line per event says what happened. ``handle`` runs both parts and is what
+``deadletter replay`` uses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import structlog
 
-from rules import Decision, DecodeError, Event, RuleTable, decode_body, plan
+from rules import Decision, DecodeError, Event, Rule, RuleTable, decode_body
 
 from .actions import Executors, action_type
 from .deadletters import DeadLetter, DeadLetterStore
@@ -27,6 +33,12 @@ from .errors import ActionError, ConsumerError, PermanentActionError
 from .retrying import RetryPolicy, attempts_of
 
 DEAD_LETTER_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+Rest = Coroutine[Any, Any, int]
+"""What is left of an event after ``start``: resolves to the number of dead letters."""
+
+
+Details = Callable[[], "tuple[datetime | None, Mapping[str, object]]"]
+"""Reads a message's enqueued time and application properties when they are needed."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,6 +51,15 @@ class Received:
     offset: str
     enqueued_time: datetime | None = None
     properties: Mapping[str, object] = field(default_factory=dict)
+    details: Details | None = None
+    """When given, the source of ``enqueued_time`` and ``properties``, read only for a dead
+    letter: most messages never need them, and reading them costs per message."""
+
+    def metadata(self) -> tuple[datetime | None, Mapping[str, object]]:
+        """The enqueued time and application properties, from ``details`` if given."""
+        if self.details is not None:
+            return self.details()
+        return self.enqueued_time, self.properties
 
 
 class HandlerMetrics(Protocol):
@@ -51,6 +72,16 @@ class HandlerMetrics(Protocol):
     def action(self, type: str, outcome: str) -> None: ...
     def retry(self, type: str) -> None: ...
     def dead_lettered(self, reason: str) -> None: ...
+
+
+@dataclass(slots=True)
+class _EventWork:
+    """One decoded event on its way through: what matched, what ran, what waits for I/O."""
+
+    event: Event
+    matched: Sequence[Rule]
+    outcomes: list[str] = field(default_factory=list)
+    pending: list[Decision] = field(default_factory=list)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -82,56 +113,111 @@ class Handler:
         Returns:
             How many dead letters this message produced (0 when everything succeeded).
         """
-        log = self.log.bind(partition=received.partition, sequence_number=received.sequence_number)
+        rest = self.start(received, only=only)
+        return 0 if rest is None else await rest
+
+    def start(self, received: Received, *, only: tuple[str, int] | None = None) -> Rest | None:
+        """Do the synchronous part of a message; return the rest, or None when it is done."""
         self.metrics.received(received.partition)
         try:
             events = decode_body(received.body)
         except DecodeError as exc:
             self.metrics.failed(received.partition, "decode")
-            await self._park(received, reason="decode", error=str(exc))
-            log.warning("event.undecodable", error=str(exc))
-            self.handled += 1
-            return 1
+            self._log_event(received, None, (), (), error=str(exc))
+            return self._park_rest(received, str(exc))
         self.metrics.decoded(received.partition)
         table = self.rules()
+        works = [self._start_event(event, table, only) for event in events]
+        if any(work.pending for work in works):
+            return self._rest(received, works)
+        for work in works:
+            self._log_event(received, work.event, work.matched, work.outcomes)
+        self.handled += 1
+        return None
+
+    def _start_event(
+        self, event: Event, table: RuleTable, only: tuple[str, int] | None
+    ) -> _EventWork:
+        """Match one event and run its inline actions now; keep the ones that need I/O."""
+        work = _EventWork(event, table.match(event))
+        for rule in work.matched:
+            self.metrics.matched(rule.name)
+            for index, action in enumerate(rule.actions):
+                if only is not None and (rule.name, index) != only:
+                    continue
+                decision = Decision(event, rule, index, action)
+                outcome = self._inline(decision)
+                if outcome is None:
+                    work.pending.append(decision)
+                else:
+                    work.outcomes.append(outcome)
+        return work
+
+    def _inline(self, decision: Decision) -> str | None:
+        """Carry out a decision now if it needs no I/O; None if it must wait for ``_rest``."""
+        kind = action_type(decision)
+        if self.dry_run:
+            self.metrics.action(kind, "dry_run")
+            return f"{decision.rule.name}:{kind}#{decision.index} would run"
+        run_inline = getattr(self.executors.get(kind), "run_inline", None)
+        if run_inline is None:
+            return None
+        try:
+            detail = run_inline(decision)
+        except Exception:  # noqa: BLE001 - the async path retries it and dead-letters failures
+            return None
+        self.metrics.action(kind, "ok")
+        return f"{decision.rule.name}:{kind}#{decision.index} ok: {detail}"
+
+    async def _rest(self, received: Received, works: Sequence[_EventWork]) -> int:
+        """The I/O part of a message: its remaining actions, one after the other."""
         parked = 0
-        for event in events:
-            parked += await self._event(received, event, table, log, only)
+        for work in works:
+            for decision in work.pending:
+                outcome, was_parked = await self._act(received, decision)
+                work.outcomes.append(outcome)
+                parked += was_parked
+            self._log_event(received, work.event, work.matched, work.outcomes)
         self.handled += 1
         return parked
 
-    async def _event(
+    async def _park_rest(self, received: Received, error: str) -> int:
+        await self._park(received, reason="decode", error=error)
+        self.handled += 1
+        return 1
+
+    def _log_event(
         self,
         received: Received,
-        event: Event,
-        table: RuleTable,
-        log: structlog.typing.FilteringBoundLogger,
-        only: tuple[str, int] | None,
-    ) -> int:
-        decisions = plan(table, event)
-        if only is not None:
-            decisions = tuple(d for d in decisions if (d.rule.name, d.index) == only)
-        matched = [rule.name for rule in table.match(event)]
-        for name in matched:
-            self.metrics.matched(name)
-        outcomes = [await self._act(received, decision) for decision in decisions]
-        log.info(
+        event: Event | None,
+        matched: Sequence[Rule],
+        outcomes: Sequence[str],
+        error: str | None = None,
+    ) -> None:
+        # One line per event; skip building it when nobody reads info lines (the hot path).
+        if error is None and not self.log.is_enabled_for(logging.INFO):
+            return
+        fields: dict[str, Any] = {
+            "partition": received.partition,
+            "sequence_number": received.sequence_number,
+        }
+        if event is None:
+            self.log.warning("event.undecodable", error=error, **fields)
+            return
+        self.log.info(
             "event.processed",
             event_id=event.id,
             event_type=event.type,
             subject=event.subject,
-            matched=matched,
-            actions=[outcome for outcome, _ in outcomes],
+            matched=[rule.name for rule in matched],
+            actions=list(outcomes),
+            **fields,
         )
-        return sum(1 for _, parked in outcomes if parked)
 
     async def _act(self, received: Received, decision: Decision) -> tuple[str, bool]:
         """Carry out one decision; returns what happened and whether it was dead-lettered."""
         kind = action_type(decision)
         where = f"{decision.rule.name}:{kind}#{decision.index}"
-        if self.dry_run:
-            self.metrics.action(kind, "dry_run")
-            return f"{where} would run", False
         executor = self.executors.get(kind)
         try:
             if executor is None:
@@ -184,20 +270,20 @@ class Handler:
         decision: Decision | None = None,
         attempts: int = 1,
     ) -> None:
-        properties: dict[str | bytes, object] = dict(received.properties.items())
+        enqueued_time, metadata = received.metadata()
+        properties: dict[str | bytes, object] = dict(metadata.items())
         letter = DeadLetter.create(
             created=self.clock(), reason=reason, error=error, body=received.body,
             partition=received.partition, attempts=attempts, offset=received.offset,
-            sequence_number=received.sequence_number, enqueued_time=received.enqueued_time,
+            sequence_number=received.sequence_number, enqueued_time=enqueued_time,
             event_id=decision.event.id if decision else None,
             rule=decision.rule.name if decision else None,
             action=f"{action_type(decision)}#{decision.index}" if decision else None,
             properties=properties,
         )  # fmt: skip
         self.metrics.dead_lettered(reason)
-        for wait_s in itertools.chain(
-            DEAD_LETTER_RETRY_S, itertools.repeat(DEAD_LETTER_RETRY_S[-1])
-        ):
+        waits = itertools.chain(DEAD_LETTER_RETRY_S, itertools.repeat(DEAD_LETTER_RETRY_S[-1]))
+        for wait_s in waits:
             try:
                 await self.dead_letters.put(letter)
                 return

@@ -5,15 +5,18 @@ event. This adapter turns those callbacks into ``PartitionWorker`` calls:
 
 * a claimed partition gets a worker; if it has no checkpoint yet, one is written at the
   starting position first, so KEDA's ``blobMetadata`` lag never counts the whole retention;
-* each event is handed to its partition's worker (which may make the SDK wait: backpressure);
+* events arrive in batches (the SDK's cost per callback is paid once per batch) and are
+  handed one by one, in order, to their partition's worker, which may make the SDK wait
+  (backpressure);
 * a lost or closed partition is drained and given its final checkpoint before the SDK
   releases ownership.
 
-Nothing escapes ``on_event``: an exception there would stall the partition in the SDK.
+Nothing escapes the batch callback: an exception there would stall the partition in the SDK.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +31,9 @@ from .handler import Received
 from .partition import PartitionWorker
 
 MAX_WAIT_S = 1.0
-"""How often an idle partition calls back, which keeps lag metrics fresh."""
+"""How often an idle partition calls back (the SDK's tick; nothing waits on it here)."""
+LAG_EVERY_S = 5.0
+"""How often the last enqueued sequence numbers are read for the lag metric."""
 
 
 class IntakeMetrics(Protocol):
@@ -61,16 +66,40 @@ class Intake:
 
     async def run(self) -> None:
         """Receive until ``client.close()`` (the SDK's processor returns then)."""
-        await self.client.receive(
-            on_event=self._on_event,
+        lag = asyncio.create_task(self.track_lag(), name="lag")
+        try:
+            await self._receive()
+        finally:
+            lag.cancel()
+
+    async def _receive(self) -> None:
+        # Batches: the SDK's own cost per callback is paid once per batch, not per event.
+        await self.client.receive_batch(
+            on_event_batch=self._on_batch,
+            max_batch_size=self.config.prefetch,
             on_partition_initialize=self._on_partition_initialize,
             on_partition_close=self._on_partition_close,
             on_error=self._on_error,
             starting_position=_sdk_position(self.config.starting_position),
             prefetch=self.config.prefetch,
             max_wait_time=MAX_WAIT_S,
-            track_last_enqueued_event_properties=True,
         )
+
+    async def track_lag(self) -> None:
+        """Read each owned partition's last enqueued sequence number every ``LAG_EVERY_S``.
+
+        One management call per partition every few seconds costs less than asking the
+        service to annotate every event (``track_last_enqueued_event_properties``).
+        """
+        while True:
+            for partition in list(self._workers):
+                try:
+                    info = await self.client.get_partition_properties(partition)
+                except Exception as exc:  # noqa: BLE001 - a metric must never stop intake
+                    self.log.debug("partition.lag_unknown", partition=partition, error=str(exc))
+                    continue
+                self.metrics.last_enqueued(partition, info["last_enqueued_sequence_number"])
+            await asyncio.sleep(LAG_EVERY_S)
 
     async def _on_partition_initialize(self, context: PartitionContext) -> None:
         partition = context.partition_id
@@ -85,21 +114,20 @@ class Intake:
         self._workers[partition] = self.make_worker(partition, context)
         self.log.info("partition.claimed", partition=partition)
 
-    async def _on_event(self, context: PartitionContext, event: EventData | None) -> None:
+    async def _on_batch(self, context: PartitionContext, events: list[EventData]) -> None:
         partition = context.partition_id
-        try:
-            properties = context.last_enqueued_event_properties or {}
-            last = properties.get("sequence_number")
-            if isinstance(last, int):
-                self.metrics.last_enqueued(partition, last)
-            if event is None:
-                return
-            worker = self._workers.get(partition)
-            if worker is None:  # initialise failed to run: build the worker now
-                worker = self._workers[partition] = self.make_worker(partition, context)
-            await worker.submit(_received(partition, event), event)
-        except Exception:
-            self.log.exception("partition.on_event_failed", partition=partition)
+        worker = self._workers.get(partition)
+        if worker is None:  # initialise failed to run: build the worker now
+            worker = self._workers[partition] = self.make_worker(partition, context)
+        for event in events:
+            try:
+                await worker.submit(_received(partition, event), event)
+            except Exception:
+                self.log.exception(
+                    "partition.on_event_failed",
+                    partition=partition,
+                    sequence_number=event.sequence_number,
+                )
 
     async def _on_partition_close(self, context: PartitionContext, reason: Any) -> None:
         partition = context.partition_id
@@ -150,13 +178,16 @@ def _sdk_position(position: str | datetime) -> str | datetime:
 
 
 def _received(partition: str, event: EventData) -> Received:
+    def details() -> tuple[datetime | None, dict[str, object]]:
+        properties = {_text(k): v for k, v in (event.properties or {}).items()}
+        return event.enqueued_time, properties
+
     return Received(
         partition=partition,
         body=body_bytes(event),
         sequence_number=event.sequence_number or 0,
         offset=str(event.offset),
-        enqueued_time=event.enqueued_time,
-        properties={_text(k): v for k, v in (event.properties or {}).items()},
+        details=details,
     )
 
 

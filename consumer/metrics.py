@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 from threading import Lock
 from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 FailureReason = Literal["decode", "action"]
@@ -85,64 +85,114 @@ class _PartitionProgress(Collector):
         return [age, lag]
 
 
+class _Counts(Collector):
+    """Counters and gauges kept as plain dicts and turned into families when scraped.
+
+    The worker moves them several times per event; a dict increment costs a fraction of
+    ``prometheus_client``'s locked ``labels().inc()``, and the worker is one event loop.
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[str, dict[tuple[str, ...], float]] = {}
+        self._specs: dict[str, tuple[str, str, tuple[str, ...]]] = {}
+
+    def define(self, kind: str, name: str, doc: str, *labels: str) -> dict[tuple[str, ...], float]:
+        self._specs[name] = (kind, doc, labels)
+        values = self.values[name] = {}
+        return values
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(with_samples=False)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(with_samples=True)
+
+    def _families(self, *, with_samples: bool) -> list[Metric]:
+        families: list[Metric] = []
+        for name, (kind, doc, labels) in self._specs.items():
+            family: Metric
+            if kind == "counter":
+                family = CounterMetricFamily(f"mlevents_{name}", doc, labels=list(labels))
+            else:
+                family = GaugeMetricFamily(f"mlevents_{name}", doc, labels=list(labels))
+            if with_samples:
+                for key, value in sorted(self.values[name].items()):
+                    family.add_metric(list(key), value)
+            families.append(family)
+        return families
+
+
 class Metrics:
     """Every ``mlevents_*`` series; the worker calls the methods, ``/metrics`` calls ``render``."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self.registry = CollectorRegistry()
-        self._define_counters()
-        self._in_flight = self._gauge("in_flight", "Events received but not finished.", "partition")
-        self._rules_loaded = self._gauge("rules_loaded", "Rules in the table now running.")
+        counts = self._counts = _Counts()
+        self._received = counts.define("counter", "events_received", "Events read.", "partition")
+        self._decoded = counts.define("counter", "events_decoded", "Events decoded.", "partition")
+        self._failed = counts.define(
+            "counter", "events_failed", "Events that failed, by stage.", "partition", "reason"
+        )
+        self._matched = counts.define("counter", "rule_matches", "Events a rule matched.", "rule")
+        self._actions = counts.define(
+            "counter", "actions", "Actions by final outcome.", "type", "outcome"
+        )
+        self._retries = counts.define(
+            "counter", "action_retries", "Action attempts retried.", "type"
+        )
+        self._dead_letters = counts.define(
+            "counter", "dead_letters", "Dead letters parked.", "reason"
+        )
+        self._reloads = counts.define(
+            "counter", "rules_reloads", "Rule reloads by outcome.", "outcome"
+        )
+        self._in_flight = counts.define(
+            "gauge", "in_flight", "Events received but not finished.", "partition"
+        )
+        self._rules_loaded = counts.define(
+            "gauge", "rules_loaded", "Rules in the table now running."
+        )
+        self.registry.register(counts)
         self._progress = _PartitionProgress(clock)
         self.registry.register(self._progress)
         # Bounded label values start at zero so rate() sees the first increment.
         for outcome in RELOAD_OUTCOMES:
-            self._reloads.labels(outcome)
-
-    def _define_counters(self) -> None:
-        self._received = self._counter("events_received", "Events read.", "partition")
-        self._decoded = self._counter("events_decoded", "Events decoded.", "partition")
-        self._failed = self._counter(
-            "events_failed", "Events that failed, by stage.", "partition", "reason"
-        )
-        self._matched = self._counter("rule_matches", "Events a rule matched.", "rule")
-        self._actions = self._counter("actions", "Actions by final outcome.", "type", "outcome")
-        self._retries = self._counter("action_retries", "Action attempts retried.", "type")
-        self._dead_letters = self._counter("dead_letters", "Dead letters parked.", "reason")
-        self._reloads = self._counter("rules_reloads", "Rule reloads by outcome.", "outcome")
-
-    def _counter(self, name: str, doc: str, *labels: str) -> Counter:
-        return Counter(f"mlevents_{name}", doc, labels, registry=self.registry)
-
-    def _gauge(self, name: str, doc: str, *labels: str) -> Gauge:
-        return Gauge(f"mlevents_{name}", doc, labels, registry=self.registry)
+            self._reloads[(outcome,)] = 0
+        self._rules_loaded[()] = 0
 
     def received(self, partition: str) -> None:
-        self._received.labels(partition).inc()
+        key = (partition,)
+        self._received[key] = self._received.get(key, 0) + 1
 
     def decoded(self, partition: str) -> None:
-        self._decoded.labels(partition).inc()
+        key = (partition,)
+        self._decoded[key] = self._decoded.get(key, 0) + 1
 
     def failed(self, partition: str, reason: str) -> None:
         """``reason`` is one of ``FAILURE_REASONS``."""
-        self._failed.labels(partition, reason).inc()
+        key = (partition, reason)
+        self._failed[key] = self._failed.get(key, 0) + 1
 
     def matched(self, rule: str) -> None:
-        self._matched.labels(rule).inc()
+        key = (rule,)
+        self._matched[key] = self._matched.get(key, 0) + 1
 
     def action(self, type: str, outcome: str) -> None:
         """``outcome`` is an ``ActionOutcome``."""
-        self._actions.labels(type, outcome).inc()
+        key = (type, outcome)
+        self._actions[key] = self._actions.get(key, 0) + 1
 
     def retry(self, type: str) -> None:
-        self._retries.labels(type).inc()
+        key = (type,)
+        self._retries[key] = self._retries.get(key, 0) + 1
 
     def dead_lettered(self, reason: str) -> None:
-        self._dead_letters.labels(reason).inc()
+        key = (reason,)
+        self._dead_letters[key] = self._dead_letters.get(key, 0) + 1
 
     def set_in_flight(self, partition: str, count: int) -> None:
-        self._in_flight.labels(partition).set(count)
+        self._in_flight[(partition,)] = count
 
     def checkpointed(self, partition: str, sequence_number: int, at: float | None = None) -> None:
         """A checkpoint was written at ``sequence_number``, at ``at`` (default: now)."""
@@ -154,18 +204,18 @@ class Metrics:
 
     def forget_partition(self, partition: str) -> None:
         """The partition moved elsewhere: drop its series so they stop being reported here."""
-        for metric in (self._received, self._decoded, self._in_flight):
-            metric.remove(partition)
+        for values in (self._received, self._decoded, self._in_flight):
+            values.pop((partition,), None)
         for reason in FAILURE_REASONS:
-            self._failed.remove(partition, reason)
+            self._failed.pop((partition, reason), None)
         self._progress.forget(partition)
 
     def rules_loaded(self, count: int) -> None:
-        self._rules_loaded.set(count)
+        self._rules_loaded[()] = count
 
     def reload(self, outcome: str) -> None:
         """``outcome`` is a ``ReloadOutcome``."""
-        self._reloads.labels(outcome).inc()
+        self._reloads[(outcome,)] = self._reloads.get((outcome,), 0) + 1
 
     def render(self) -> bytes:
         """The exposition text of every series (``CONTENT_TYPE``)."""

@@ -1,13 +1,14 @@
 """Processing one partition: ordered intake, a bounded window of concurrent work, and
 checkpoints that never pass an unfinished event.
 
-``PartitionWorker.submit`` is called for each event in partition order. It waits while the
-window is full (backpressure on the Event Hubs receiver), then starts the event's work as a
-task. When work finishes, ``PartitionProgress`` advances over the finished prefix and a
-background flusher writes a checkpoint at that point every ``every_events`` events or
-``every_s`` seconds, whichever comes first. ``close`` drains in-flight work within a
-deadline, cancels what is left (those events stay unfinished, so they are read again after
-a restart) and writes the final checkpoint.
+``PartitionWorker.submit`` is called for each event in partition order. It runs the
+event's synchronous part at once (``Handler.start``); when I/O is left, it waits while the
+window is full (backpressure on the Event Hubs receiver) and runs the rest as a task. When
+work finishes, ``PartitionProgress`` advances over the finished prefix and a background
+flusher writes a checkpoint at that point every ``every_events`` events or ``every_s``
+seconds, whichever comes first. ``close`` drains in-flight work within a deadline, cancels
+what is left (those events stay unfinished, so they are read again after a restart) and
+writes the final checkpoint.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -51,7 +52,7 @@ class PartitionWorker:
         self,
         partition: str,
         *,
-        handle: Callable[[Received], Awaitable[object]],
+        start: Callable[[Received], Coroutine[Any, Any, object] | None],
         checkpoint: Checkpoint,
         cadence: Cadence,
         metrics: PartitionMetrics,
@@ -59,7 +60,7 @@ class PartitionWorker:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.partition = partition
-        self._handle, self._checkpoint, self._cadence = handle, checkpoint, cadence
+        self._start, self._checkpoint, self._cadence = start, checkpoint, cadence
         self._metrics, self._clock = metrics, clock
         self._log = log.bind(partition=partition)
         self._progress: PartitionProgress[Any] = PartitionProgress()
@@ -82,22 +83,39 @@ class PartitionWorker:
         return self._written
 
     async def submit(self, received: Received, marker: Any) -> None:
-        """Start work on the next event of the partition; waits while the window is full."""
-        await self._slots.acquire()
+        """Process the next event of the partition; waits while the window is full."""
+        rest = self._start(received)
+        if rest is None:  # done already: nothing to wait for
+            self._progress.start_finished(received.sequence_number, marker)
+            self._count_finished()
+            return
+        try:
+            await self._slots.acquire()
+        except BaseException:
+            rest.close()
+            raise
         self._progress.start(received.sequence_number, marker)
         self._metrics.set_in_flight(self.partition, self._progress.in_flight)
-        task = asyncio.create_task(self._run(received), name=f"event-{received.sequence_number}")
+        task = asyncio.create_task(
+            self._run(received, rest), name=f"event-{received.sequence_number}"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, received: Received) -> None:
+    async def _run(self, received: Received, rest: Coroutine[Any, Any, object]) -> None:
         try:
-            await self._handle(received)
+            await rest
         finally:
             self._slots.release()
         # Reached only when the work finished: a cancelled event stays unfinished.
-        self._progress.finish(received.sequence_number)
+        self._finished(received.sequence_number)
         self._metrics.set_in_flight(self.partition, self._progress.in_flight)
+
+    def _finished(self, sequence_number: int) -> None:
+        self._progress.finish(sequence_number)
+        self._count_finished()
+
+    def _count_finished(self) -> None:
         self._since_flush += 1
         if self._since_flush >= self._cadence.every_events:
             self._flush_wanted.set()

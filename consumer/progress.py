@@ -43,6 +43,16 @@ class PartitionProgress(Generic[T]):
             raise ValueError(f"sequence number {sequence_number} is not after the last started")
         self._started[sequence_number] = [item, False]
 
+    def start_finished(self, sequence_number: int, item: T) -> None:
+        """``start`` and ``finish`` at once, for an event done the moment it arrived."""
+        if self._started:
+            self.start(sequence_number, item)
+            self.finish(sequence_number)
+        elif self._safe_sequence is not None and sequence_number <= self._safe_sequence:
+            raise ValueError(f"sequence number {sequence_number} is not after the last started")
+        else:  # nothing in flight: this event is the new safe point
+            self._safe, self._safe_sequence = item, sequence_number
+
     def finish(self, sequence_number: int) -> bool:
         """Record that an event is finished; returns whether ``safe`` moved."""
         entry = self._started.get(sequence_number)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import tenacity
 
@@ -48,19 +48,30 @@ class RetryPolicy:
         Raises:
             The last error, with ``attempts`` set on it as an attribute.
         """
+        try:  # the first attempt needs no retry machinery, and almost every call succeeds
+            return await work(), 1
+        except Exception as exc:
+            if not is_retriable(exc) or self.attempts <= 1:
+                exc.attempts = 1  # type: ignore[attr-defined]
+                raise
+            first_wait = self.wait_s(1, exc)
+            if on_retry is not None:
+                on_retry(1, exc, first_wait)
+        await self.sleep(first_wait)
+        # tenacity counts from 1 again; its attempt n is our attempt n + 1.
         retrying = tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception(is_retriable),
-            stop=tenacity.stop_after_attempt(self.attempts)
-            | tenacity.stop_after_delay(self.total_s),
-            wait=self._wait,
+            stop=tenacity.stop_after_attempt(self.attempts - 1)
+            | tenacity.stop_after_delay(max(0.0, self.total_s - first_wait)),
+            wait=lambda state: self.wait_s(state.attempt_number + 1, _error(state)),
             sleep=self.sleep,
             before_sleep=_report(on_retry),
             reraise=True,
         )
-        attempt = 0
+        attempt = 1
         try:
             async for attempt_state in retrying:
-                attempt = attempt_state.retry_state.attempt_number
+                attempt = attempt_state.retry_state.attempt_number + 1
                 with attempt_state:
                     result = await work()
         except BaseException as exc:
@@ -68,13 +79,29 @@ class RetryPolicy:
             raise
         return result, attempt
 
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        backoff = tenacity.wait_exponential_jitter(
-            multiplier=self.initial_s, max=self.max_wait_s, jitter=self.jitter_s
-        )(state)
-        error = state.outcome.exception() if state.outcome else None
+    def wait_s(self, attempt: int, error: BaseException | None) -> float:
+        """Seconds to wait after failed attempt ``attempt``: backoff with jitter, at least
+        what the peer asked for (``Retry-After``), at most ``max_wait_s``."""
+        backoff = self._backoff(cast("tenacity.RetryCallState", _Attempt(attempt)))
         asked = getattr(error, "retry_after_s", None) or 0.0
         return max(backoff, min(asked, self.max_wait_s))
+
+    @property
+    def _backoff(self) -> tenacity.wait.wait_base:
+        return tenacity.wait_exponential_jitter(
+            multiplier=self.initial_s, max=self.max_wait_s, jitter=self.jitter_s
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """The one field of tenacity's retry state that its wait strategies read."""
+
+    attempt_number: int
+
+
+def _error(state: tenacity.RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome else None
 
 
 def _report(on_retry: OnRetry | None) -> Callable[[tenacity.RetryCallState], None]:
@@ -83,7 +110,7 @@ def _report(on_retry: OnRetry | None) -> Callable[[tenacity.RetryCallState], Non
             error = state.outcome.exception()
             wait = state.next_action.sleep if state.next_action else 0.0
             if error is not None:
-                on_retry(state.attempt_number, error, wait)
+                on_retry(state.attempt_number + 1, error, wait)
 
     return before_sleep
 

@@ -164,7 +164,7 @@ class Worker:
     def _make_partition(self, partition: str, context: PartitionContext) -> PartitionWorker:
         return PartitionWorker(
             partition,
-            handle=self.handler.handle,
+            start=self.handler.start,
             checkpoint=context.update_checkpoint,
             cadence=self.cadence,
             metrics=self.metrics,

@@ -4,6 +4,8 @@ An executor takes a ``Decision`` (one action of one matched rule for one event) 
 returns a short detail for the log (a run id, a status code) or raises an ``ActionError``
 saying whether trying again could help. Retries, idempotency and dead letters are the
 handler's job, so executors stay small. ``Executors`` maps an action ``type`` to its executor.
+An executor that needs no I/O may also offer ``run_inline(decision) -> str``; the handler then
+runs it synchronously, without a task.
 """
 
 from __future__ import annotations

@@ -8,17 +8,26 @@ from rules import Decision, LogAction
 
 
 class LogExecutor:
-    """Writes the action's message at its level, with the event's identity bound."""
+    """Writes the action's message at its level, with the event's identity bound.
+
+    It needs no I/O worth waiting for, so the handler runs it inline (``run_inline``).
+    """
 
     def __init__(self, logger: structlog.typing.FilteringBoundLogger) -> None:
         self._log = logger
 
     async def __call__(self, decision: Decision) -> str:
+        return self.run_inline(decision)
+
+    def run_inline(self, decision: Decision) -> str:
         action = decision.action
         assert isinstance(action, LogAction)
+        level = _LEVELS[action.level]
+        if not self._log.is_enabled_for(level):
+            return action.level  # filtered out: skip building the line
         event = decision.event
         self._log.log(
-            _LEVELS[action.level], action.message, rule=decision.rule.name,
+            level, action.message, rule=decision.rule.name,
             event_id=event.id, event_type=event.type, subject=event.subject,
         )  # fmt: skip
         return action.level

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 import structlog
 
@@ -29,13 +31,23 @@ class Checkpoints:
 class Work:
     """Event handling whose duration is chosen per sequence number."""
 
-    def __init__(self, delays: dict[int, float] | None = None) -> None:
+    def __init__(
+        self, delays: dict[int, float] | None = None, inline: set[int] | None = None
+    ) -> None:
         self.delays = delays or {}
+        self.inline = inline or set()
         self.running = 0
         self.peak = 0
         self.done: list[int] = []
 
-    async def __call__(self, received: Received) -> None:
+    def start(self, received: Received) -> Coroutine[Any, Any, None] | None:
+        """Events listed in ``inline`` finish at once; the others become a coroutine."""
+        if received.sequence_number in self.inline:
+            self.done.append(received.sequence_number)
+            return None
+        return self.run(received)
+
+    async def run(self, received: Received) -> None:
         self.running += 1
         self.peak = max(self.peak, self.running)
         try:
@@ -48,7 +60,7 @@ class Work:
 def _worker(work: Work, checkpoints: Checkpoints, **cadence: float) -> PartitionWorker:
     return PartitionWorker(
         "0",
-        handle=work,
+        start=work.start,
         checkpoint=checkpoints,
         cadence=Cadence(**cadence),  # type: ignore[arg-type]
         metrics=Metrics(clock=lambda: 0.0),
@@ -118,3 +130,17 @@ async def test_close_drains_within_the_deadline_and_leaves_the_rest_unfinished()
     await worker.close(0.2)
     assert checkpoints.written == [0]
     assert 1 not in work.done
+
+
+async def test_inline_events_finish_without_a_slot_and_keep_the_order() -> None:
+    """Events done synchronously advance the checkpoint, but never past a slower earlier one."""
+    work, checkpoints = Work({0: 0.3}, inline={1, 2, 3}), Checkpoints()
+    worker = _worker(work, checkpoints, every_events=1, every_s=0.05, max_in_flight=1)
+    for seq in range(4):
+        await worker.submit(_received(seq), seq)
+    assert work.done == [1, 2, 3]
+    await asyncio.sleep(0.15)
+    assert checkpoints.written == []
+    await asyncio.sleep(0.35)
+    assert checkpoints.written[-1] == 3
+    await worker.close(1)

@@ -54,3 +54,17 @@ def test_safe_is_always_below_the_first_unfinished(count: int, rnd: random.Rando
         first_unfinished = next((s for s in range(count) if s not in finished), count)
         expected = first_unfinished - 1 if first_unfinished else None
         assert progress.safe_sequence == expected
+
+
+def test_an_event_done_on_arrival_is_safe_at_once_only_when_nothing_waits() -> None:
+    """start_finished moves safe directly when idle, and queues behind unfinished events."""
+    progress: PartitionProgress[str] = PartitionProgress()
+    progress.start_finished(1, "e1")
+    assert _state(progress) == ("e1", 1)
+    progress.start(2, "e2")
+    progress.start_finished(3, "e3")
+    assert _state(progress) == ("e1", 1)
+    progress.finish(2)
+    assert _state(progress) == ("e3", 3)
+    with pytest.raises(ValueError, match="not after"):
+        progress.start_finished(3, "again")
