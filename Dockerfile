@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 # The mlevents worker. Build: docker build -t mlevents .
 # Run: docker run -e EVENTHUB_CONNECTION_STRING=... -v "$PWD/config.toml:/app/config.toml:ro" mlevents
-# The config's [http] host must be "0.0.0.0" for probes and scrapes from outside the container;
-# the shipped config.toml binds 127.0.0.1 (enough for the HEALTHCHECK below only).
+# The config's [http] host must be "0.0.0.0" (as in the shipped config.toml) for probes and
+# scrapes from outside the container.
 # scripts/check-dockerfile lints this file and runs the build stage's install steps without Docker.
 
 # uv, pinned like the Makefile's.

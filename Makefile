@@ -22,6 +22,7 @@ run: $(UV)
 lint: setup
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+	scripts/check-dockerfile
 
 typecheck: setup
 	$(UV) run --frozen mypy
