@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -123,11 +123,16 @@ _KEYS = {
 
 
 def load_config(
-    path: str | Path, environ: Mapping[str, str] | None = None, *, offline: bool = False
+    path: str | Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    offline: bool = False,
+    secrets_of: Collection[str] | None = None,
 ) -> Config:
     """Read and validate ``path``, taking secrets named by ``*_env`` keys from ``environ``
     (the process environment when not given). ``offline`` (for commands that only read
-    rules and files) skips the secrets, which then read as ``None``.
+    rules and files) skips every secret; ``secrets_of`` reads only those sections' secrets
+    (``deadletter`` needs its store, not the event hub). Skipped secrets read as ``None``.
 
     ``MLEVENTS_LOG_LEVEL`` and ``MLEVENTS_LOG_FORMAT`` in ``environ`` override ``[logging]``.
 
@@ -142,7 +147,8 @@ def load_config(
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    reader = _Reader(path, document, {} if offline else environ, offline)
+    sections = frozenset(_KEYS) if secrets_of is None else frozenset(secrets_of)
+    reader = _Reader(path, document, environ, frozenset() if offline else sections)
     reader.check_keys()
     return Config(
         path=path,
@@ -166,7 +172,7 @@ def _eventhub(reader: _Reader) -> EventHubConfig:
     section = "eventhub"
     secret = reader.secret(section, "connection_string_env")
     namespace = reader.optional_text(section, "fully_qualified_namespace")
-    if (secret is None) == (namespace is None) and not reader.offline:
+    if (secret is None) == (namespace is None) and reader.reads_secrets(section):
         raise reader.error(
             section,
             "give either connection_string_env or "
@@ -218,7 +224,7 @@ def _store(reader: _Reader, section: str, *, default: str) -> StoreConfig:
         raise reader.error(f"{section}.store", f"{kind!r} is not 'blob' or 'local'")
     secret = reader.secret(section, "connection_string_env")
     account_url = reader.optional_text(section, "account_url")
-    if (secret is None) == (account_url is None) and not reader.offline:
+    if (secret is None) == (account_url is None) and reader.reads_secrets(section):
         raise reader.error(
             section,
             "a blob store needs either connection_string_env or "
@@ -249,7 +255,10 @@ class _Reader:
     path: Path
     document: dict[str, Any]
     environ: Mapping[str, str]
-    offline: bool = False
+    secret_sections: frozenset[str] = frozenset()
+
+    def reads_secrets(self, section: str) -> bool:
+        return section in self.secret_sections
 
     def error(self, key: str, message: str) -> ConfigError:
         return ConfigError(f"{self.path}: {key}: {message}")
@@ -305,7 +314,7 @@ class _Reader:
     def secret(self, section: str, key: str) -> str | None:
         """The value of the environment variable that ``section.key`` names."""
         name = self.optional_text(section, key)
-        if name is None or self.offline:
+        if name is None or not self.reads_secrets(section):
             return None
         value = self.environ.get(name)
         if not value:

@@ -281,6 +281,15 @@ class Handler:
             action=f"{action_type(decision)}#{decision.index}" if decision else None,
             properties=properties,
         )  # fmt: skip
+        if self.dry_run:  # shadow mode takes no action, parking included
+            self.log.warning(
+                "deadletter.would_park",
+                reason=reason,
+                error=error,
+                partition=received.partition,
+                sequence_number=received.sequence_number,
+            )
+            return
         self.metrics.dead_lettered(reason)
         waits = itertools.chain(DEAD_LETTER_RETRY_S, itertools.repeat(DEAD_LETTER_RETRY_S[-1]))
         for wait_s in waits:

@@ -148,7 +148,7 @@ class Metrics:
             "counter", "rules_reloads", "Rule reloads by outcome.", "outcome"
         )
         self._in_flight = counts.define(
-            "gauge", "in_flight", "Events received but not finished.", "partition"
+            "gauge", "in_flight", "Events started but not yet covered by a checkpoint.", "partition"
         )
         self._rules_loaded = counts.define(
             "gauge", "rules_loaded", "Rules in the table now running."

@@ -43,6 +43,9 @@ class Cadence:
     max_in_flight: int = 64
     every_events: int = 100
     every_s: float = 5.0
+    max_behind: int = 10_000
+    """Events finished behind an unfinished one that may wait for it (memory, and the
+    work a crash repeats); intake pauses beyond that until the slow event is done."""
 
 
 class PartitionWorker:
@@ -69,6 +72,7 @@ class PartitionWorker:
         self._since_flush = 0
         self._written: int | None = None
         self._flush_wanted = asyncio.Event()
+        self._moved = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"flusher-{partition}")
 
@@ -84,6 +88,9 @@ class PartitionWorker:
 
     async def submit(self, received: Received, marker: Any) -> None:
         """Process the next event of the partition; waits while the window is full."""
+        while self._progress.in_flight >= self._cadence.max_behind:
+            self._moved.clear()
+            await self._moved.wait()
         rest = self._start(received)
         if rest is None:  # done already: nothing to wait for
             self._progress.start_finished(received.sequence_number, marker)
@@ -112,7 +119,8 @@ class PartitionWorker:
         self._metrics.set_in_flight(self.partition, self._progress.in_flight)
 
     def _finished(self, sequence_number: int) -> None:
-        self._progress.finish(sequence_number)
+        if self._progress.finish(sequence_number):
+            self._moved.set()
         self._count_finished()
 
     def _count_finished(self) -> None:

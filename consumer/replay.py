@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import aiohttp
 import structlog
 
+from rules import DecodeError, RuleTable, decode_body, plan
+
 from .config import Config
 from .deadletters import DeadLetter
 from .handler import Handler, Received
@@ -64,7 +66,16 @@ async def replay_letters(config: Config, ids: Sequence[str]) -> int:
         )
         letters = [await store.get(i) for i in ids] if ids else await store.list()
         for letter in letters:
-            parked = await handler.handle(received(letter), only=_only(letter))
+            only = _only(letter)
+            if only is not None and not _still_planned(table, letter, only):
+                # Running nothing is not success: keep the letter for a person to look at.
+                failed += 1
+                print(
+                    f"{letter.id}: kept: rule {only[0]!r} no longer has action "
+                    f"#{only[1]} for this event"
+                )
+                continue
+            parked = await handler.handle(received(letter), only=only)
             await store.delete(letter.id)
             outcome = "failed again" if parked else "done"
             failed += 1 if parked else 0
@@ -83,6 +94,15 @@ def received(letter: DeadLetter) -> Received:
         enqueued_time=letter.enqueued_time,
         properties=dict(letter.properties),
     )
+
+
+def _still_planned(table: RuleTable, letter: DeadLetter, only: tuple[str, int]) -> bool:
+    """Whether the current rules still plan the letter's action for its event."""
+    try:
+        events = decode_body(letter.body)
+    except DecodeError:
+        return False
+    return any((d.rule.name, d.index) == only for e in events for d in plan(table, e))
 
 
 def _only(letter: DeadLetter) -> tuple[str, int] | None:

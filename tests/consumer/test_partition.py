@@ -144,3 +144,21 @@ async def test_inline_events_finish_without_a_slot_and_keep_the_order() -> None:
     await asyncio.sleep(0.35)
     assert checkpoints.written[-1] == 3
     await worker.close(1)
+
+
+async def test_intake_pauses_when_too_much_waits_behind_a_slow_event() -> None:
+    """With max_behind=5, a slow first event stops intake at 5 until it finishes."""
+    work = Work({0: 0.4}, inline=set(range(1, 20)))
+    worker = _worker(work, Checkpoints(), every_s=0.05, max_behind=5)
+    feeding = asyncio.create_task(_feed(worker, 20))
+    await asyncio.sleep(0.2)
+    assert worker.in_flight == 5
+    assert not feeding.done()
+    await asyncio.wait_for(feeding, 2)
+    assert sorted(work.done) == list(range(20))
+    await worker.close(1)
+
+
+async def _feed(worker: PartitionWorker, count: int) -> None:
+    for seq in range(count):
+        await worker.submit(_received(seq), seq)
