@@ -43,6 +43,9 @@ class Cadence:
     max_in_flight: int = 64
     every_events: int = 100
     every_s: float = 5.0
+    checkpoint_timeout_s: float = 15.0
+    """A checkpoint write slower than this counts as failed (storage outage); the next
+    flush tries again, and shutdown is not held by a store that does not answer."""
     max_behind: int = 10_000
     """Events finished behind an unfinished one that may wait for it (memory, and the
     work a crash repeats); intake pauses beyond that until the slow event is done."""
@@ -143,7 +146,7 @@ class PartitionWorker:
                 return False
             self._since_flush = 0
             try:
-                await self._checkpoint(marker)
+                await asyncio.wait_for(self._checkpoint(marker), self._cadence.checkpoint_timeout_s)
             except Exception as exc:  # noqa: BLE001 - storage outages must not stop intake
                 # The next flush retries from the same (or a later) safe point; nothing is lost,
                 # at worst more events are read again after a crash.

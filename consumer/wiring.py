@@ -40,6 +40,9 @@ from .worker import RuleHolder, Worker
 
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
 GC_THRESHOLD = 20_000
+STORAGE_RETRY: dict[str, Any] = {"retry_total": 2, "initial_backoff": 1, "increment_base": 2}
+"""Bounded storage retries: the library's default spends ~90 s on one call before it fails,
+which hides an outage and holds shutdown; the next checkpoint flush retries anyway."""
 
 
 async def run(config: Config, *, dry_run: bool = False) -> int:
@@ -173,7 +176,7 @@ async def checkpoint_store(config: Config) -> AsyncIterator[CheckpointStore]:
     await _create_container(store_config)
     if store_config.connection_string is not None:
         blob = BlobCheckpointStore.from_connection_string(
-            store_config.connection_string, store_config.container or ""
+            store_config.connection_string, store_config.container or "", **STORAGE_RETRY
         )
     else:
         from azure.identity.aio import DefaultAzureCredential
@@ -182,6 +185,7 @@ async def checkpoint_store(config: Config) -> AsyncIterator[CheckpointStore]:
             store_config.account_url or "",
             store_config.container or "",
             credential=DefaultAzureCredential(),
+            **STORAGE_RETRY,
         )
     async with blob:
         yield blob
