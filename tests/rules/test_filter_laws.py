@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 
 from rules import Event, compile_filter, decode_body
 
+from .test_filter_parity import ALL_OPERATORS
+
 SETTINGS = settings(max_examples=200, deadline=None)
 
 # --------------------------------------------------------------------------------------
@@ -172,31 +174,7 @@ def ranges(draw: st.DrawFn) -> list[list[Any]]:
 @st.composite
 def any_advanced(draw: st.DrawFn, key: str) -> dict[str, Any]:
     """An arbitrary valid advanced filter on ``key``."""
-    op = draw(
-        st.sampled_from(
-            [
-                "NumberIn",
-                "NumberNotIn",
-                "NumberLessThan",
-                "NumberGreaterThan",
-                "NumberLessThanOrEquals",
-                "NumberGreaterThanOrEquals",
-                "BoolEquals",
-                "StringIn",
-                "StringNotIn",
-                "StringBeginsWith",
-                "StringEndsWith",
-                "StringContains",
-                "NumberInRange",
-                "NumberNotInRange",
-                "StringNotBeginsWith",
-                "StringNotEndsWith",
-                "StringNotContains",
-                "IsNullOrUndefined",
-                "IsNotNull",
-            ]
-        )
-    )
+    op = draw(st.sampled_from(ALL_OPERATORS))
     if op in ("IsNullOrUndefined", "IsNotNull"):
         return adv(op, key)
     if op == "BoolEquals":
