@@ -8,7 +8,6 @@ exact decimals, and the array flag. Every event goes through ``decode_body``.
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +16,7 @@ from hypothesis import strategies as st
 
 from rules import Event, compile_filter, decode_body
 
-from .test_filter_parity import ALL_OPERATORS
+from .test_filter_parity import ALL_OPERATORS, Raw, to_json
 
 SETTINGS = settings(max_examples=200, deadline=None)
 
@@ -26,37 +25,7 @@ SETTINGS = settings(max_examples=200, deadline=None)
 # --------------------------------------------------------------------------------------
 
 
-def to_json(value: object) -> str:
-    """Serialise to JSON text, writing ``Decimal`` numbers digit for digit."""
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, Raw):
-        return value.text
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(to_json(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{json.dumps(k)}:{to_json(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot serialise {value!r}")
-
-
 MISSING = object()
-
-
-class Raw:
-    """A JSON number literal written verbatim into the body."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
 
 
 def exponent_form(value: Decimal | int) -> Raw:
