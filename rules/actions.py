@@ -81,7 +81,8 @@ class AmlJobAction(_Action, tag="aml_job", frozen=True):
     resource_group: str
     workspace: str
     job: str
-    """Path of the job spec, relative to the rules file."""
+    """Path of the job spec (JSON or YAML: the REST API's job body, ``{"properties": ...}``),
+    relative to the rules file. Its strings are templates too."""
     experiment_name: str | None = None
 
 
@@ -96,9 +97,24 @@ class AmlDeployAction(_Action, tag="aml_deploy", frozen=True):
     model_name: str = "{{ model.name }}"
     model_version: str = "{{ model.version }}"
     instance_type: str | None = None
+    """Defaults to the model's ``instance_type`` tag, then ``Standard_DS3_v2``."""
     instance_count: int | None = None
+    """Defaults to the model's ``instance_count`` tag, then 1."""
+    environment_id: str | None = None
+    """ARM id of the environment; leave it out (with the code) for MLflow models."""
+    code_id: str | None = None
+    """ARM id of the code version holding ``scoring_script``."""
+    scoring_script: str | None = None
     traffic_percent: int | None = None
+    """When set, the endpoint's traffic to this deployment after it succeeds."""
     timeout_s: float = 1800.0
+    """How long to follow the deployment's ``Azure-AsyncOperation`` before giving up."""
+
+    def __post_init__(self) -> None:
+        if (self.code_id is None) != (self.scoring_script is None):
+            raise ValueError("'code_id' and 'scoring_script' go together")
+        if self.traffic_percent is not None and not 0 <= self.traffic_percent <= 100:
+            raise ValueError("'traffic_percent' must be between 0 and 100")
 
 
 Action: TypeAlias = (

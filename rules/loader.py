@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from . import templates
 from .actions import Action, parse_action
 from .errors import FilterError, Problem, RuleTableError
 from .filters import compile_filter
@@ -172,9 +173,13 @@ def _parse_actions(value: Any, problem: Any, problems: list[Problem]) -> tuple[A
     actions = []
     for index, spec in enumerate(value):
         try:
-            actions.append(parse_action(spec))
+            action = parse_action(spec)
         except ValueError as exc:
             problems.append(problem(str(exc), f"actions[{index}]"))
+            continue
+        for path, message in templates.check_value(action):
+            problems.append(problem(message, f"actions[{index}].{path}"))
+        actions.append(action)
     return tuple(actions)
 
 
