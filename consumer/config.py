@@ -94,6 +94,87 @@ class LoggingConfig:
     level: str = "info"
 
 
+EmailSecurity = Literal["starttls", "tls", "none"]
+EMAIL_SECURITY: dict[str, EmailSecurity] = {"starttls": "starttls", "tls": "tls", "none": "none"}
+DEFAULT_SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmailConfig:
+    """How the ``email`` action delivers: ``.eml`` files in a folder (the local default) or
+    an SMTP server."""
+
+    transport: Literal["files", "smtp"] = "files"
+    directory: Path | None = None
+    """For ``files``: where the ``.eml`` files go."""
+    sender: str = "mlevents@localhost"
+    host: str = "localhost"
+    port: int = 587
+    security: EmailSecurity = "starttls"
+    """``starttls`` (fails when the server does not offer it), ``tls`` (implicit), ``none``."""
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout_s: float = 30.0
+    ca_file: Path | None = None
+    """A CA bundle to trust for the server's certificate, besides the system's."""
+
+
+AzureCredentialKind = Literal[
+    "default", "workload_identity", "managed_identity", "environment", "cli"
+]
+AZURE_CREDENTIALS: dict[str, AzureCredentialKind] = {
+    "default": "default",
+    "workload_identity": "workload_identity",
+    "managed_identity": "managed_identity",
+    "environment": "environment",
+    "cli": "cli",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AzureConfig:
+    """How the retraining and deployment actions reach Azure Resource Manager."""
+
+    credential: AzureCredentialKind = "default"
+    client_id: str | None = None
+    """Client id of a user-assigned managed identity or of the workload identity."""
+    management_url: str = "https://management.azure.com"
+    """Azure Resource Manager; another cloud's, or a local server in tests."""
+    scope: str = "https://management.azure.com/.default"
+    ml_api_version: str = "2024-04-01"
+    datafactory_api_version: str = "2018-06-01"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerConfig:
+    """The idempotency ledger: which actions already ran for which event."""
+
+    store: StoreConfig
+    lease_s: float = 900.0
+    """How long a reservation holds before another worker may take over (a crash's cost)."""
+    expire_after_s: float = 7 * 24 * 3600.0
+    """How long a finished action is remembered; a redelivery after that runs it again."""
+
+
+class Secrets:
+    """Values of environment variables named in rule files (``secret_env`` of webhooks).
+
+    Read once, when the config loads; never shown in ``repr`` or logs.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = dict(values)
+
+    def __call__(self, name: str) -> str | None:
+        """The value of the variable ``name``, or ``None`` when it is not set or empty."""
+        return self._values.get(name) or None
+
+    def __repr__(self) -> str:
+        return f"Secrets(<{len(self._values)} variables>)"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole configuration."""
@@ -102,10 +183,14 @@ class Config:
     rules: RulesConfig
     checkpoints: CheckpointConfig
     deadletters: StoreConfig
+    ledger: LedgerConfig
     eventhub: EventHubConfig | None = None
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)
+    email: EmailConfig = field(default_factory=EmailConfig)
+    azure: AzureConfig = field(default_factory=AzureConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    secrets: Secrets = field(default_factory=lambda: Secrets({}), repr=False)
 
 
 _KEYS = {
@@ -116,7 +201,13 @@ _KEYS = {
     "checkpoints": ("store", "path", "container", "connection_string_env", "account_url",
                     "every_events", "every_s"),
     "deadletters": ("store", "path", "container", "connection_string_env", "account_url"),
+    "ledger": ("store", "path", "container", "connection_string_env", "account_url",
+               "lease_s", "expire_after_s"),
     "processing": ("max_in_flight", "drain_deadline_s", "dry_run"),
+    "email": ("transport", "directory", "sender", "host", "port", "security", "username_env",
+              "password_env", "timeout_s", "ca_file"),
+    "azure": ("credential", "client_id", "management_url", "scope", "ml_api_version",
+              "datafactory_api_version"),
     "http": ("host", "port"),
     "logging": ("format", "level"),
 }  # fmt: skip
@@ -150,21 +241,26 @@ def load_config(
     sections = frozenset(_KEYS) if secrets_of is None else frozenset(secrets_of)
     reader = _Reader(path, document, environ, frozenset() if offline else sections)
     reader.check_keys()
+    checkpoints = _checkpoints(reader)
     return Config(
         path=path,
         rules=RulesConfig(files=reader.paths("rules", "files", required=True),
                           tests=reader.paths("rules", "tests", required=False)),
         eventhub=_eventhub(reader) if "eventhub" in document else None,
-        checkpoints=_checkpoints(reader),
+        checkpoints=checkpoints,
         deadletters=_store(reader, "deadletters", default="deadletters"),
+        ledger=_ledger(reader, checkpoints.store, has_section="ledger" in document),
         processing=ProcessingConfig(
             max_in_flight=reader.number("processing", "max_in_flight", 64, integer=True),
             drain_deadline_s=reader.number("processing", "drain_deadline_s", 20.0),
             dry_run=reader.boolean("processing", "dry_run", False),
         ),
+        email=_email(reader),
+        azure=_azure(reader),
         http=HttpConfig(host=reader.text("http", "host", "0.0.0.0"),
                         port=reader.number("http", "port", 8080, integer=True, low=0)),
         logging=_logging(reader, environ),
+        secrets=Secrets({} if offline else environ),
     )  # fmt: skip
 
 
@@ -235,6 +331,77 @@ def _store(reader: _Reader, section: str, *, default: str) -> StoreConfig:
         raise reader.error(f"{section}.container", "a blob store needs a container name")
     return StoreConfig(
         kind="blob", container=container, connection_string=secret, account_url=account_url
+    )
+
+
+def _ledger(reader: _Reader, checkpoints: StoreConfig, *, has_section: bool) -> LedgerConfig:
+    """The ledger section; without one, the ledger lives where the checkpoints do."""
+    section = "ledger"
+    if has_section:
+        store = _store(reader, section, default="ledger.sqlite3")
+    elif checkpoints.kind == "local" and checkpoints.path is not None:
+        store = StoreConfig(kind="local", path=checkpoints.path.with_name("ledger.sqlite3"))
+    else:
+        store = checkpoints
+    return LedgerConfig(
+        store=store,
+        lease_s=reader.number(section, "lease_s", 900.0, low=1),
+        expire_after_s=reader.number(section, "expire_after_s", 7 * 24 * 3600.0, low=1),
+    )
+
+
+def _email(reader: _Reader) -> EmailConfig:
+    section = "email"
+    transport = reader.text(section, "transport", "files")
+    if transport not in ("files", "smtp"):
+        raise reader.error(f"{section}.transport", f"{transport!r} is not 'files' or 'smtp'")
+    security = reader.text(section, "security", "starttls")
+    if security not in EMAIL_SECURITY:
+        raise reader.error(
+            f"{section}.security", f"{security!r} is not one of {', '.join(EMAIL_SECURITY)}"
+        )
+    username = reader.secret(section, "username_env")
+    password = reader.secret(section, "password_env")
+    if security == "none" and password is not None:
+        raise reader.error(
+            f"{section}.password_env", "a password is never sent without TLS (security = none)"
+        )
+    ca_file = reader.optional_text(section, "ca_file")
+    return EmailConfig(
+        transport="smtp" if transport == "smtp" else "files",
+        directory=reader.location(section, "directory", ".mlevents/outbox"),
+        sender=reader.text(section, "sender", "mlevents@localhost"),
+        host=reader.text(section, "host", "localhost"),
+        port=reader.number(section, "port", DEFAULT_SMTP_PORTS[security], integer=True, low=1),
+        security=EMAIL_SECURITY[security],
+        username=username,
+        password=password,
+        timeout_s=reader.number(section, "timeout_s", 30.0),
+        ca_file=None if ca_file is None else reader.location(section, "ca_file", ca_file),
+    )
+
+
+def _azure(reader: _Reader) -> AzureConfig:
+    section = "azure"
+    credential = reader.text(section, "credential", "default")
+    if credential not in AZURE_CREDENTIALS:
+        raise reader.error(
+            f"{section}.credential",
+            f"{credential!r} is not one of {', '.join(AZURE_CREDENTIALS)}",
+        )
+    management_url = reader.text(section, "management_url", "https://management.azure.com")
+    if not management_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        raise reader.error(
+            f"{section}.management_url", "must be https:// (plain http only on loopback)"
+        )
+    management_url = management_url.rstrip("/")
+    return AzureConfig(
+        credential=AZURE_CREDENTIALS[credential],
+        client_id=reader.optional_text(section, "client_id"),
+        management_url=management_url,
+        scope=reader.text(section, "scope", "https://management.azure.com/.default"),
+        ml_api_version=reader.text(section, "ml_api_version", "2024-04-01"),
+        datafactory_api_version=reader.text(section, "datafactory_api_version", "2018-06-01"),
     )
 
 

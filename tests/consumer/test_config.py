@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,70 @@ def test_errors_name_file_and_key(tmp_path: Path, text: str, message: str) -> No
         load_config(path, {})
     assert str(caught.value).startswith(f"{path}: ")
     assert message in str(caught.value)
+
+
+def test_action_sections_default_to_local_delivery(tmp_path: Path) -> None:
+    """Without [email], [azure] or [ledger]: emails become .eml files, the ledger sits next to
+    the checkpoints, Azure is the public cloud."""
+    config = load_config(_write(tmp_path, '[rules]\nfiles = ["r.toml"]\n'), {})
+    assert config.email.transport == "files"
+    assert config.email.directory == (tmp_path / ".mlevents" / "outbox").resolve()
+    assert config.ledger.store.path == (tmp_path / ".mlevents" / "ledger.sqlite3").resolve()
+    assert config.azure.management_url == "https://management.azure.com"
+    assert config.azure.scope == "https://management.azure.com/.default"
+
+
+def test_the_ledger_follows_a_blob_checkpoint_store(tmp_path: Path) -> None:
+    """Replicas sharing blob checkpoints share the ledger in the same container."""
+    text = (
+        '[rules]\nfiles = ["r.toml"]\n[checkpoints]\nstore = "blob"\ncontainer = "cp"\n'
+        'connection_string_env = "CP"\n'
+    )
+    config = load_config(_write(tmp_path, text), {"CP": "UseDevelopmentStorage=true"})
+    assert (config.ledger.store.kind, config.ledger.store.container) == ("blob", "cp")
+
+
+def test_smtp_secrets_come_from_the_environment_and_stay_out_of_repr(tmp_path: Path) -> None:
+    text = (
+        '[rules]\nfiles = ["r.toml"]\n[email]\ntransport = "smtp"\nhost = "smtp.example.com"\n'
+        'security = "tls"\nusername_env = "SMTP_USER"\npassword_env = "SMTP_PASSWORD"\n'
+    )
+    environ = {"SMTP_USER": "bot", "SMTP_PASSWORD": "hunter2-secret", "HOOK_SECRET": "whsec_x"}
+    config = load_config(_write(tmp_path, text), environ)
+    assert (config.email.port, config.email.username) == (465, "bot")
+    assert config.email.password == "hunter2-secret"
+    assert config.secrets("HOOK_SECRET") == "whsec_x"
+    assert config.secrets("NOT_SET") is None
+    assert "hunter2" not in repr(config) and "whsec_x" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[email]\ntransport = "pigeon"\n', "email.transport: 'pigeon'"),
+        ('[email]\nsecurity = "ssl"\n', "email.security: 'ssl'"),
+        ('[email]\nsecurity = "none"\npassword_env = "P"\n', "email.password_env: a password"),
+        ('[email]\nusername_env = "NOPE"\n', "email.username_env: environment variable NOPE"),
+        ('[azure]\ncredential = "magic"\n', "azure.credential: 'magic'"),
+        ('[azure]\nmanagement_url = "http://example.com"\n', "azure.management_url: must be"),
+        ("[ledger]\nlease_s = 0\n", "ledger.lease_s: must be a number of at least 1"),
+    ],
+)
+def test_action_section_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = _write(tmp_path, '[rules]\nfiles = ["r.toml"]\n' + text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path, {"P": "pw"})
+
+
+def test_the_example_config_documents_every_key() -> None:
+    """config.toml names every section and key the loader accepts (set or commented out)."""
+    from consumer.config import _KEYS
+
+    text = (Path(__file__).resolve().parents[2] / "config.toml").read_text(encoding="utf-8")
+    missing = [
+        f"{section}.{key}"
+        for section, keys in _KEYS.items()
+        for key in keys
+        if f"[{section}]" not in text or not re.search(rf"(?m)^#? ?{key} = ", text)
+    ]
+    assert missing == []
