@@ -1,0 +1,176 @@
+"""The Data Factory action, and the ARM client under it, against a local ARM server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import aiohttp
+import pytest
+
+from consumer.actions.adf import AdfExecutor
+from consumer.actions.azure import ArmClient, retry_after_s
+from consumer.errors import PermanentActionError, TransientActionError
+
+from ..emulator.peers import free_port
+from .armserver import TOKEN, ArmServer, FakeCredential, Fault, decision
+
+SUB = "6f1c2a3b-0d4e-4f5a-9b8c-7d6e5f4a3b2c"
+CREATE_RUN = (
+    f"/subscriptions/{SUB}/resourceGroups/rg-mlops-prod/providers/Microsoft.DataFactory"
+    "/factories/adf-mlw-prod-weu/pipelines/retrain-credit-risk/createRun"
+)
+ACTION: dict[str, Any] = {
+    "type": "adf_pipeline_run",
+    "subscription_id": "{{ workspace.subscription_id }}",
+    "resource_group": "{{ workspace.resource_group }}",
+    "factory": "adf-{{ workspace.name }}",
+    "pipeline": "retrain-credit-risk",
+    "parameters": {
+        "driftRunId": "{{ data.RunId }}",
+        "coefficient": "{{ drift.coefficient }}",
+        "eventId": "{{ event.id }}",
+        "retries": 3,
+        "datasets": ["{{ drift.base_dataset_id }}", "{{ drift.target_dataset_id }}"],
+    },
+}
+DRIFT = "dataset-drift.moderate.json"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ArmServer]:
+    async with ArmServer() as peer:
+        yield peer
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session
+
+
+async def _run(arm: ArmClient, **changes: Any) -> str:
+    return await AdfExecutor(arm)(decision(DRIFT, {**ACTION, **changes}))
+
+
+async def test_starts_a_run_with_the_parameters_rendered_from_the_event(
+    server: ArmServer, session: aiohttp.ClientSession
+) -> None:
+    """One POST to createRun, api-version 2018-06-01, bearer token for ARM's default scope,
+    and the body is the parameters table itself, rendered from the drift event."""
+    credential = FakeCredential()
+    detail = await _run(ArmClient(session, credential, base_url=server.base_url))
+    (call,) = server.requests
+    assert (call.method, call.path, call.query) == (
+        "POST", CREATE_RUN, {"api-version": "2018-06-01"})  # fmt: skip
+    assert call.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert call.headers["Content-Type"] == "application/json"
+    assert call.body == {
+        "driftRunId": "my_driftrun1_1550564444_fbbcdc0f",
+        "coefficient": "0.42",
+        "eventId": "c4d5e6f7-a8b9-4c0d-9e1f-2a3b4c5d6e7f",
+        "retries": 3,
+        "datasets": [
+            "3c56d136-0f64-4657-a0e8-5162089a88a3",
+            "d7e74d2e-c972-4266-b5fb-6c9c182d2a74",
+        ],
+    }
+    (run,) = server.runs
+    assert detail == f"run {run[1]}"
+    assert credential.scopes == [("https://management.azure.com/.default",)]
+
+
+async def test_api_version_and_scope_are_configurable(
+    server: ArmServer, session: aiohttp.ClientSession
+) -> None:
+    """Another cloud's scope and a newer api-version reach the credential and the URL."""
+    credential = FakeCredential()
+    scope = "https://management.chinacloudapi.cn/.default"
+    arm = ArmClient(session, credential, base_url=server.base_url + "/", scope=scope)
+    await AdfExecutor(arm, api_version="2030-01-01")(decision(DRIFT, ACTION))
+    assert server.requests[0].query == {"api-version": "2030-01-01"}
+    assert server.requests[0].path == CREATE_RUN
+    assert credential.scopes == [(scope,)]
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(429, TransientActionError), (500, TransientActionError), (503, TransientActionError),
+     (408, TransientActionError), (400, PermanentActionError), (404, PermanentActionError),
+     (403, PermanentActionError)],
+)  # fmt: skip
+async def test_statuses_are_classified(
+    server: ArmServer, session: aiohttp.ClientSession, status: int, error: type[Exception]
+) -> None:
+    """408, 429 and 5xx may pass later (Retry-After passed on); other 4xx will not. The
+    message names method, path, status and ARM's error code, never the token or query."""
+    server.inject("createRun", Fault(status, retry_after="7"))
+    with pytest.raises(error) as caught:
+        await _run(ArmClient(session, FakeCredential(), base_url=server.base_url))
+    message = str(caught.value)
+    assert message.startswith(f"POST {CREATE_RUN} answered HTTP {status}: ")
+    assert "Injected fault." in message
+    assert TOKEN not in message and "api-version" not in message
+    if error is TransientActionError:
+        assert caught.value.retry_after_s == 7  # type: ignore[attr-defined]
+    assert len(server.runs) == 0
+
+
+async def test_a_refused_token_is_permanent(
+    server: ArmServer, session: aiohttp.ClientSession
+) -> None:
+    """ARM answering 401 (a token for the wrong audience or tenant) will not pass by itself."""
+    arm = ArmClient(session, FakeCredential("wrong-token"), base_url=server.base_url)
+    with pytest.raises(PermanentActionError, match="HTTP 401: InvalidAuthenticationToken") as e:
+        await _run(arm)
+    assert "wrong-token" not in str(e.value)
+
+
+async def test_no_credential_is_permanent_and_sends_nothing(
+    server: ArmServer, session: aiohttp.ClientSession
+) -> None:
+    """A credential that cannot get a token (no managed identity) fails before any request."""
+    arm = ArmClient(session, FakeCredential(fail=True), base_url=server.base_url)
+    with pytest.raises(PermanentActionError, match=r"no Azure AD token for .*no identity"):
+        await _run(arm)
+    assert server.requests == []
+
+
+async def test_connection_refused_is_transient(session: aiohttp.ClientSession) -> None:
+    """Nothing listening: ARM may be back on the next attempt."""
+    arm = ArmClient(session, FakeCredential(), base_url=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(TransientActionError, match=f"POST {CREATE_RUN}: ClientConnectorError"):
+        await _run(arm)
+
+
+async def test_a_slow_answer_is_a_transient_timeout(
+    server: ArmServer, session: aiohttp.ClientSession
+) -> None:
+    """Each request is bounded by the client's timeout."""
+    server.inject("createRun", Fault(delay_s=0.5))
+    arm = ArmClient(session, FakeCredential(), base_url=server.base_url, timeout_s=0.05)
+    with pytest.raises(TransientActionError, match=r"no answer within 0\.05s"):
+        await _run(arm)
+
+
+async def test_a_template_the_event_cannot_fill_is_permanent_and_sends_nothing(
+    server: ArmServer, session: aiohttp.ClientSession
+) -> None:
+    """A parameter naming a field the event lacks fails the action, naming the field."""
+    arm = ArmClient(session, FakeCredential(), base_url=server.base_url)
+    with pytest.raises(PermanentActionError, match=r"'parameters'.*'nope'"):
+        await _run(arm, parameters={"x": "{{ data.nope }}"})
+    with pytest.raises(PermanentActionError, match="'factory'"):
+        await _run(arm, factory="{{ run.id }}")
+    assert server.requests == []
+
+
+def test_retry_after_in_seconds_or_as_a_date() -> None:
+    """Retry-After is seconds or an HTTP date; junk is ignored."""
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert retry_after_s({"Retry-After": "12"}) == 12
+    assert 25 < (retry_after_s({"Retry-After": later}) or 0) <= 30
+    assert retry_after_s({"Retry-After": "soon"}) is None
+    assert retry_after_s({}) is None
