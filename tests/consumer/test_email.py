@@ -544,3 +544,10 @@ async def test_files_transport_writes_one_parseable_eml_per_message(tmp_path: Pa
     second = decision(run_event("ev-2"), **SIMPLE)
     other = await executor(second)
     assert sorted(path.name for path in outbox.iterdir()) == sorted([name, other])
+
+
+def test_the_sender_must_be_one_address() -> None:
+    """A bad [email] sender stops the worker at start, not every email later."""
+    with pytest.raises(ValueError, match="sender"):
+        EmailExecutor(FilesTransport(Path("unused")), sender="a@example.com, b@example.com")
+    EmailExecutor(FilesTransport(Path("unused")), sender="ML events <mlevents@example.com>")
