@@ -23,6 +23,32 @@ def always_ok(event_id: str, seen: int) -> tuple[int, float]:
     return 200, 0.0
 
 
+class Gate:
+    """Lets peers hold their answers: while closed, requests wait; once open again, a peer
+    commits a request only if its client is still connected to hear the answer (a worker
+    killed meanwhile never learns the outcome, so the request must not count)."""
+
+    def __init__(self) -> None:
+        self._open = asyncio.Event()
+        self._open.set()
+        self.waiting = 0
+        """Requests that were held."""
+
+    def close(self) -> None:
+        self._open.clear()
+
+    def open(self) -> None:
+        self._open.set()
+
+    async def passage(self, transport: asyncio.BaseTransport | None) -> bool:
+        """Wait while closed; whether the request's connection is still there."""
+        if not self._open.is_set():
+            self.waiting += 1
+            await self._open.wait()
+            await asyncio.sleep(0.1)  # let the loop notice connections lost meanwhile
+        return transport is not None and not transport.is_closing()
+
+
 @dataclass
 class WebhookReceiver:
     """An HTTP server on loopback that records the Event Grid bodies POSTed to it."""
@@ -33,6 +59,7 @@ class WebhookReceiver:
     acted: Counter[str] = field(default_factory=Counter)
     """How many POSTs per event id were answered with 2xx."""
     port: int = 0
+    gate: Gate | None = None
     _runner: web.AppRunner | None = None
 
     @property
@@ -60,6 +87,8 @@ class WebhookReceiver:
         status, delay_s = self.behaviour(event_id, self.calls[event_id])
         if delay_s:
             await asyncio.sleep(delay_s)
+        if self.gate is not None and not await self.gate.passage(request.transport):
+            return web.Response(status=503)
         if 200 <= status < 300:
             self.acted[event_id] += 1
         return web.Response(status=status)

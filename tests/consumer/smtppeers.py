@@ -18,6 +18,7 @@ import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from ..emulator.peers import free_port
+from .peers import Gate
 
 Tls = Literal["none", "starttls", "implicit"]
 
@@ -85,6 +86,8 @@ class SmtpServer:
     data_answer: str | None = None
     """The reply to DATA instead of 250."""
     received: list[Received] = field(default_factory=list)
+    gate: Gate | None = None
+    """Holds DATA answers while closed (see ``peers.Gate``)."""
     connections: int = 0
     port: int = 0
     _server: asyncio.Server | None = None
@@ -150,6 +153,8 @@ class SmtpServer:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.data_answer is not None:
             return self.data_answer
+        if self.gate is not None and not await self.gate.passage(server.transport):
+            return "451 4.3.0 Try again"
         assert server.transport is not None
         content = envelope.original_content or b""
         self.received.append(

@@ -6,18 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from azure.eventhub import EventData
@@ -25,150 +19,13 @@ from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
 from consumer.sqlitestore import SqliteCheckpointStore
-from emulator import Emulator, HubSpec
+from emulator import Emulator
 
-from ..emulator.peers import AZURITE, Azurite, free_port
+from ..emulator.peers import Azurite, free_port
 from .peers import WebhookReceiver, event_body, webhook_rules, worker_config
+from .processes import PARTITIONS, Processes, WorkerProcess, exit_code, kill, start_azurite, until
 
-ROOT = Path(__file__).resolve().parents[2]
-PARTITIONS = ("0", "1", "2", "3")
 BLOB_ENV = "CHECKPOINT_STORAGE_CONNECTION_STRING"
-
-
-# --- processes -----------------------------------------------------------------------------
-
-
-@dataclass
-class WorkerProcess:
-    """One ``mlevents run`` process; its JSON log lines go to ``log_path``."""
-
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def lines(self) -> list[dict[str, Any]]:
-        """The JSON log lines written so far (a line cut short by SIGKILL is skipped)."""
-        found: list[dict[str, Any]] = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                record = json.loads(line)
-                if isinstance(record, dict):
-                    found.append(record)
-        return found
-
-    def logged(self, event: str) -> list[dict[str, Any]]:
-        """The log lines whose event is ``event``."""
-        return [line for line in self.lines() if line.get("event") == event]
-
-    def owned(self) -> set[str]:
-        """The partitions claimed and not closed since, by this process's log."""
-        owned: set[str] = set()
-        for line in self.lines():
-            if line.get("event") == "partition.claimed":
-                owned.add(str(line["partition"]))
-            elif line.get("event") == "partition.closed":
-                owned.discard(str(line["partition"]))
-        return owned
-
-    def claimed(self) -> set[str]:
-        """Every partition this process ever claimed."""
-        return {str(line["partition"]) for line in self.logged("partition.claimed")}
-
-
-@dataclass
-class Processes:
-    """Starts worker and Azurite processes; the fixture kills whatever is still running."""
-
-    folder: Path
-    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def worker(self, config: Path, name: str, env: dict[str, str]) -> WorkerProcess:
-        log_path = self.folder / f"{name}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "consumer", "run", "--config", str(config)],
-                cwd=ROOT,
-                env={**os.environ, "MLEVENTS_LOG_FORMAT": "json", **env},
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-        self.started.append(process)
-        return WorkerProcess(process, log_path)
-
-    def azurite(self, port: int, location: Path) -> subprocess.Popen[bytes]:
-        """Azurite blob on ``port``, persisting to ``location``, accepting any API version
-        (the installed storage SDK asks for a newer one than Azurite knows)."""
-        process = subprocess.Popen(
-            [
-                str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-                "--location", str(location), "--disableTelemetry", "--silent",
-                "--skipApiVersionCheck",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.started.append(process)
-        return process
-
-    def kill_all(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait(10)
-
-
-async def start_azurite(processes: Processes, port: int, location: Path) -> subprocess.Popen[bytes]:
-    """Start Azurite (see ``Processes.azurite``) and wait until it listens."""
-    process = processes.azurite(port, location)
-    await until(lambda: _listening(port, process), 30, f"Azurite listening on {port}")
-    return process
-
-
-def _listening(port: int, process: subprocess.Popen[bytes]) -> bool:
-    if process.poll() is not None:
-        raise RuntimeError(f"process exited with {process.returncode} before listening")
-    try:
-        with socket.create_connection(("127.0.0.1", port), 0.2):
-            return True
-    except OSError:
-        return False
-
-
-async def until(check: Any, timeout_s: float, what: str) -> None:
-    """Poll ``check()`` without blocking the loop (the emulator and receiver run on it)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"no {what} after {timeout_s} s")
-        await asyncio.sleep(0.05)
-
-
-async def exit_code(process: subprocess.Popen[bytes], timeout_s: float) -> int:
-    """Wait for ``process`` to exit without blocking the loop; its exit code."""
-    await until(lambda: process.poll() is not None, timeout_s, f"exit of pid {process.pid}")
-    return process.returncode
-
-
-async def kill(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL ``process`` by its PID and reap it."""
-    os.kill(process.pid, signal.SIGKILL)
-    await exit_code(process, 10)
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    """Processes started by a test, all killed at its end."""
-    running = Processes(tmp_path)
-    try:
-        yield running
-    finally:
-        running.kill_all()
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    """An in-process emulator serving ``hub`` with four partitions."""
-    async with Emulator([HubSpec("hub", len(PARTITIONS))]) as running:
-        yield running
 
 
 # --- events --------------------------------------------------------------------------------
