@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import structlog
 from consumer.deadletters import DeadLetter, DeadLetterError, DirectoryDeadLetterStore
 from consumer.errors import PermanentActionError, TransientActionError
 from consumer.handler import Handler, Received
+from consumer.ledger import Claim, Entry, LedgerError, MemoryLedger
 from consumer.metrics import Metrics
 from consumer.retrying import RetryPolicy
 from rules import Decision, RuleTable
@@ -151,3 +153,125 @@ async def test_an_unavailable_dead_letter_store_is_retried_until_it_takes_the_le
     store = FlakyStore(down_for=3)
     assert await _handler(store, Executor(), Executor()).handle(_received(b"[")) == 1
     assert len(store.letters) == 1
+
+
+# --- the idempotency ledger ----------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def _ledger(clock: Clock, owner: str = "me", table: dict[str, Entry] | None = None) -> MemoryLedger:
+    return MemoryLedger(owner=owner, lease_s=60, expire_after_s=3600, clock=clock, table=table)
+
+
+async def test_a_redelivered_event_skips_what_was_done(tmp_path: Path) -> None:
+    """The second delivery of an event runs none of its actions again."""
+    log, hook, clock = Executor(), Executor(), Clock()
+    async with DirectoryDeadLetterStore(tmp_path) as store:
+        handler = _handler(store, log, hook, ledger=_ledger(clock), sleep=clock.sleep)
+        assert await handler.handle(_received(BODY)) == 0
+        assert await handler.handle(_received(BODY, seq=8)) == 0
+    assert (log.done, hook.done) == (["ev-1/hook/0"], ["ev-1/hook/1"])
+    metrics = handler.metrics
+    assert isinstance(metrics, Metrics)
+    assert "skipped" in metrics.render().decode()
+
+
+async def test_a_failed_action_is_released_so_a_replay_runs_it(tmp_path: Path) -> None:
+    """A dead-lettered action does not count as done: running it again (a replay) is allowed,
+    while the action that succeeded stays done."""
+    log, hook, clock = Executor(), Executor(PermanentActionError("HTTP 400")), Clock()
+    async with DirectoryDeadLetterStore(tmp_path) as store:
+        handler = _handler(store, log, hook, ledger=_ledger(clock), sleep=clock.sleep)
+        assert await handler.handle(_received(BODY)) == 1
+        assert await handler.handle(_received(BODY), only=("hook", 1)) == 0
+        assert await handler.handle(_received(BODY)) == 0
+    assert (log.done, hook.done) == (["ev-1/hook/0"], ["ev-1/hook/1"])
+
+
+async def test_an_action_held_by_another_worker_is_waited_for(tmp_path: Path) -> None:
+    """Another owner's live reservation: wait; when its lease ends, take over and run once."""
+    log, hook, clock = Executor(), Executor(), Clock()
+    shared: dict[str, Entry] = {}
+    other = _ledger(clock, owner="other", table=shared)
+    assert (await other.reserve("ev-1/hook/1")).state == "reserved"
+    async with DirectoryDeadLetterStore(tmp_path) as store:
+        handler = _handler(store, log, hook, ledger=_ledger(clock, table=shared), sleep=clock.sleep)
+        assert await handler.handle(_received(BODY)) == 0
+    assert hook.done == ["ev-1/hook/1"]
+    assert sum(clock.sleeps) >= 60  # the other worker's whole lease
+
+
+async def test_an_action_finished_by_another_worker_meanwhile_is_skipped(tmp_path: Path) -> None:
+    log, hook, clock = Executor(), Executor(), Clock()
+    shared: dict[str, Entry] = {}
+    other = _ledger(clock, owner="other", table=shared)
+    await other.reserve("ev-1/hook/1")
+
+    async def other_finishes(seconds: float) -> None:
+        await clock.sleep(seconds)
+        await other.mark_done("ev-1/hook/1", "HTTP 200")
+
+    async with DirectoryDeadLetterStore(tmp_path) as store:
+        handler = _handler(
+            store, log, hook, ledger=_ledger(clock, table=shared), sleep=other_finishes
+        )
+        assert await handler.handle(_received(BODY)) == 0
+    assert hook.done == []
+
+
+class FlakyLedger(MemoryLedger):
+    """Cannot be reached for the first ``failures`` reservations."""
+
+    def __init__(self, clock: Clock, failures: int) -> None:
+        super().__init__(owner="me", lease_s=60, expire_after_s=3600, clock=clock)
+        self.failures = failures
+
+    async def reserve(self, key: str) -> Claim:
+        if self.failures:
+            self.failures -= 1
+            raise LedgerError("ledger container x: HTTP 503")
+        return await super().reserve(key)
+
+
+async def test_an_unreachable_ledger_holds_the_event_until_it_answers(tmp_path: Path) -> None:
+    """Nothing runs unreserved: the handler waits and tries again, then acts once."""
+    log, hook, clock = Executor(), Executor(), Clock()
+    async with DirectoryDeadLetterStore(tmp_path) as store:
+        handler = _handler(store, log, hook, ledger=FlakyLedger(clock, 3), sleep=clock.sleep)
+        assert await handler.handle(_received(BODY)) == 0
+    assert (log.done, hook.done) == (["ev-1/hook/0"], ["ev-1/hook/1"])
+    assert len(clock.sleeps) == 3
+
+
+async def test_a_cancelled_action_releases_its_reservation(tmp_path: Path) -> None:
+    """Shutdown cancels an action in flight: the next worker may run it without waiting."""
+    clock = Clock()
+    ledger = _ledger(clock)
+    started = asyncio.Event()
+
+    class Slow(Executor):
+        async def __call__(self, decision: Decision) -> str:
+            started.set()
+            await asyncio.sleep(3600)
+            return "never"
+
+    async with DirectoryDeadLetterStore(tmp_path) as store:
+        handler = _handler(store, Executor(), Slow(), ledger=ledger, sleep=clock.sleep)
+        task = asyncio.create_task(handler.handle(_received(BODY)))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert (await ledger.reserve("ev-1/hook/1")).state == "reserved"
