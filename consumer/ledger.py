@@ -1,0 +1,605 @@
+"""The idempotency ledger: which actions already ran for which event.
+
+Event Grid delivers at least once, and after a crash or a partition rebalance the worker may
+see an event again. Every action of every matched rule has a key (``Decision.key``: event id,
+rule name, action position). Before an action runs the worker *reserves* its key; after it
+succeeds it marks the key *done*; a redelivered event skips what is done. Two replicas never
+both hold the same reservation: reserving is atomic in every store.
+
+An entry is in one of two states, and ``until`` says when it stops counting::
+
+    (none) --reserve--> reserved --mark_done--> done --(expire_after_s)--> (none)
+                           |  \\--release (after a failure)--> (none)
+                           \\--(lease_s: its owner crashed)--> may be reserved again
+
+* A live reservation, even this owner's (another task holds it), makes ``reserve`` answer
+  ``busy`` with the time left on its lease.
+* A live done entry makes ``reserve`` answer ``done`` with the detail recorded (a run id).
+* ``mark_done`` and ``release`` act only on a reservation that is still this owner's: after
+  a lease ended and another owner took over, a late finisher does not clobber it.
+* ``purge`` deletes entries whose time is up (done ones past expiry, reservations past lease).
+
+Stores: ``MemoryLedger`` (one process; tests), ``SqliteLedger`` (one machine, one SQLite file)
+and ``BlobLedger`` (replicas sharing a blob container). Storage failures raise ``LedgerError``
+naming the store, never a connection string or key, so the caller can retry; a conflict is
+never an error, it is ``busy``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol, Self, TypeVar
+
+from azure.core import MatchConditions
+from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.storage.blob.aio import ContainerClient
+
+from .errors import ConsumerError
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+BLOB_PREFIX = "ledger/"
+_ATTEMPTS = 5
+"""How often a blob reserve looks again when the entry changed under it."""
+BUSY_TIMEOUT_S = 10.0
+"""How long one SQLite operation waits for another process's write lock before failing."""
+
+
+class LedgerError(ConsumerError):
+    """The ledger's store could not be read or written; trying again may help."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The answer to ``reserve``."""
+
+    state: Literal["reserved", "done", "busy"]
+    detail: str | None = None
+    """For ``done``: the detail recorded by ``mark_done`` (e.g. a run id)."""
+    retry_after_s: float = 0.0
+    """For ``busy``: seconds until the other reservation's lease ends."""
+
+
+class Ledger(Protocol):
+    """Reservations and done marks of idempotency keys. Ledgers are async context managers."""
+
+    async def reserve(self, key: str) -> Claim:
+        """Take ``key`` if nobody holds it and it is not done; else say who is ahead."""
+        ...
+
+    async def mark_done(self, key: str, detail: str) -> None:
+        """Turn our reservation of ``key`` into a done entry remembered for a while."""
+        ...
+
+    async def release(self, key: str) -> None:
+        """Drop our reservation of ``key`` (after a failure) so it may be reserved again."""
+        ...
+
+    async def purge(self) -> int:
+        """Delete entries whose time is up; returns how many."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stored key: its state, who holds it, and until when (seconds since the epoch)."""
+
+    key: str
+    state: Literal["reserved", "done"]
+    owner: str
+    until: float
+    detail: str | None = None
+
+    def claim(self, now: float) -> Claim | None:
+        """What this entry answers a ``reserve`` at ``now``; ``None`` if it may be taken."""
+        if self.until <= now:
+            return None
+        if self.state == "done":
+            return Claim("done", self.detail)
+        return Claim("busy", retry_after_s=self.until - now)
+
+    def held_by(self, owner: str) -> bool:
+        """Whether this is a reservation of ``owner`` (live or not)."""
+        return self.state == "reserved" and self.owner == owner
+
+    def to_json(self) -> bytes:
+        document = {
+            "key": self.key,
+            "state": self.state,
+            "owner": self.owner,
+            "until": self.until,
+            "detail": self.detail,
+        }
+        return json.dumps(document).encode("ascii")
+
+    @classmethod
+    def from_json(cls, data: bytes, *, where: str) -> Entry:
+        try:
+            document = json.loads(data)
+            state = document["state"]
+            if state not in ("reserved", "done"):
+                raise ValueError(f"unknown state {state!r}")
+            detail = document.get("detail")
+            return cls(
+                key=str(document["key"]),
+                state=state,
+                owner=str(document["owner"]),
+                until=float(document["until"]),
+                detail=None if detail is None else str(detail),
+            )
+        except (ValueError, TypeError, KeyError) as exc:
+            raise LedgerError(f"{where}: not a valid ledger entry: {exc}") from exc
+
+
+class _Settings:
+    """What every ledger is told: who we are, how long things hold, and the time."""
+
+    def __init__(
+        self, owner: str, lease_s: float, expire_after_s: float, clock: Callable[[], float]
+    ) -> None:
+        if not owner:
+            raise ValueError("a ledger needs an owner")
+        if lease_s <= 0 or expire_after_s <= 0:
+            raise ValueError("lease_s and expire_after_s must be positive")
+        self.owner = owner
+        self.lease_s = float(lease_s)
+        self.expire_after_s = float(expire_after_s)
+        self.clock = clock
+
+    def reservation(self, key: str, now: float) -> Entry:
+        return Entry(key, "reserved", self.owner, now + self.lease_s)
+
+    def done(self, key: str, detail: str, now: float) -> Entry:
+        return Entry(key, "done", self.owner, now + self.expire_after_s, detail)
+
+
+def _lost(key: str, owner: str) -> None:
+    logger.warning("ledger: %r is not (or no longer) reserved by %s; not marked done", key, owner)
+
+
+class MemoryLedger:
+    """Entries in a dict: one process only. ``table`` may be shared by several instances
+    (one per simulated owner); asyncio runs each operation without interruption."""
+
+    def __init__(
+        self,
+        *,
+        owner: str,
+        lease_s: float,
+        expire_after_s: float,
+        clock: Callable[[], float] = time.time,
+        table: dict[str, Entry] | None = None,
+    ) -> None:
+        self._settings = _Settings(owner, lease_s, expire_after_s, clock)
+        self.table: dict[str, Entry] = {} if table is None else table
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def reserve(self, key: str) -> Claim:
+        now = self._settings.clock()
+        entry = self.table.get(key)
+        ahead = None if entry is None else entry.claim(now)
+        if ahead is not None:
+            return ahead
+        self.table[key] = self._settings.reservation(key, now)
+        return Claim("reserved")
+
+    async def mark_done(self, key: str, detail: str) -> None:
+        entry = self.table.get(key)
+        if entry is None or not entry.held_by(self._settings.owner):
+            _lost(key, self._settings.owner)
+            return
+        self.table[key] = self._settings.done(key, detail, self._settings.clock())
+
+    async def release(self, key: str) -> None:
+        entry = self.table.get(key)
+        if entry is not None and entry.held_by(self._settings.owner):
+            del self.table[key]
+
+    async def purge(self) -> int:
+        now = self._settings.clock()
+        expired = [key for key, entry in self.table.items() if entry.until <= now]
+        for key in expired:
+            del self.table[key]
+        return len(expired)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledger (
+    key TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('reserved', 'done')),
+    owner TEXT NOT NULL,
+    until REAL NOT NULL,
+    detail TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ledger_until ON ledger (until);
+"""
+
+
+class SqliteLedger:
+    """Entries in a table of their own SQLite file (WAL; shareable between processes).
+
+    The file and its folder are created on entering (``async with``). Every operation is one
+    short transaction on a worker thread; ``reserve`` takes the write lock up front, so two
+    processes can never both reserve a key.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        owner: str,
+        lease_s: float,
+        expire_after_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self._settings = _Settings(owner, lease_s, expire_after_s, clock)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    async def __aenter__(self) -> Self:
+        try:
+            conn = await asyncio.to_thread(_connect, self.path)
+        except (sqlite3.Error, OSError) as exc:
+            raise LedgerError(f"ledger {self.path}: cannot open: {exc}") from exc
+        with self._lock:
+            self._conn = conn
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    async def _run(self, operation: str, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``work`` on a worker thread, one operation at a time; errors as LedgerError."""
+
+        def locked() -> _T:
+            with self._lock:
+                if self._conn is None:
+                    raise LedgerError(f"ledger {self.path}: cannot {operation}: not open")
+                try:
+                    return work(self._conn)
+                except sqlite3.Error as exc:
+                    raise LedgerError(f"ledger {self.path}: cannot {operation}: {exc}") from exc
+
+        return await asyncio.to_thread(locked)
+
+    async def reserve(self, key: str) -> Claim:
+        now = self._settings.clock()
+        mine = self._settings.reservation(key, now)
+
+        def reserve(conn: sqlite3.Connection) -> Claim:
+            with _transaction(conn):
+                taken = conn.execute(
+                    "INSERT INTO ledger (key, state, owner, until) VALUES (?, 'reserved', ?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET state = 'reserved', owner = excluded.owner,"
+                    " until = excluded.until, detail = NULL WHERE ledger.until <= ?",
+                    (key, mine.owner, mine.until, now),
+                ).rowcount
+                if taken == 1:
+                    return Claim("reserved")
+                state, owner, until, detail = conn.execute(
+                    "SELECT state, owner, until, detail FROM ledger WHERE key = ?", (key,)
+                ).fetchone()
+            claim = Entry(key, state, owner, until, detail).claim(now)
+            assert claim is not None, "a live entry refused the reservation"
+            return claim
+
+        return await self._run(f"reserve {key!r}", reserve)
+
+    async def mark_done(self, key: str, detail: str) -> None:
+        done = self._settings.done(key, detail, self._settings.clock())
+
+        def mark(conn: sqlite3.Connection) -> int:
+            with _transaction(conn):
+                return conn.execute(
+                    "UPDATE ledger SET state = 'done', until = ?, detail = ?"
+                    " WHERE key = ? AND state = 'reserved' AND owner = ?",
+                    (done.until, detail, key, done.owner),
+                ).rowcount
+
+        if await self._run(f"mark {key!r} done", mark) == 0:
+            _lost(key, done.owner)
+
+    async def release(self, key: str) -> None:
+        def delete(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute(
+                    "DELETE FROM ledger WHERE key = ? AND state = 'reserved' AND owner = ?",
+                    (key, self._settings.owner),
+                )
+
+        await self._run(f"release {key!r}", delete)
+
+    async def purge(self) -> int:
+        now = self._settings.clock()
+
+        def delete(conn: sqlite3.Connection) -> int:
+            with _transaction(conn):
+                return conn.execute("DELETE FROM ledger WHERE until <= ?", (now,)).rowcount
+
+        return await self._run("purge", delete)
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction that takes the lock up front (``BEGIN IMMEDIATE``)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open (creating if missing) the database file in WAL mode with the schema in place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL survives process crashes in WAL mode; a power cut may lose the last marks,
+        # which only means an action may run again (delivery is at-least-once anyway).
+        conn.execute("PRAGMA synchronous=NORMAL")
+        with _transaction(conn):
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class BlobLedger:
+    """One blob ``ledger/<sha256 of the key>`` per entry in an Azure blob container.
+
+    Reserving uploads the blob only if none exists; an entry whose time is up is taken over
+    with an upload conditional on the etag read, so of two replicas racing exactly one wins.
+    ``mark_done`` and ``release`` are conditional on the etag too. The container is created on
+    entering if missing. A credential passed in stays the caller's to close.
+    """
+
+    def __init__(
+        self,
+        account_url: str,
+        container: str,
+        *,
+        credential: AsyncTokenCredential | AzureNamedKeyCredential | AzureSasCredential,
+        owner: str,
+        lease_s: float,
+        expire_after_s: float,
+        clock: Callable[[], float] = time.time,
+        api_version: str | None = None,
+        retry_total: int | None = None,
+    ) -> None:
+        self._settings = _Settings(owner, lease_s, expire_after_s, clock)
+        try:
+            self._client = ContainerClient(
+                account_url,
+                container,
+                credential=credential,
+                **_client_options(retry_total, api_version),
+            )
+        except (ValueError, AzureError) as exc:
+            raise LedgerError(
+                f"ledger container {container}: account URL {account_url!r} is not valid"
+            ) from exc
+
+    @classmethod
+    def from_connection_string(
+        cls,
+        connection_string: str,
+        container: str,
+        *,
+        owner: str,
+        lease_s: float,
+        expire_after_s: float,
+        clock: Callable[[], float] = time.time,
+        api_version: str | None = None,
+        retry_total: int | None = None,
+    ) -> BlobLedger:
+        """A ledger on ``container`` of the account the connection string names."""
+        ledger = cls.__new__(cls)  # __init__ builds its client from an account URL
+        ledger._settings = _Settings(owner, lease_s, expire_after_s, clock)
+        try:
+            ledger._client = ContainerClient.from_connection_string(
+                connection_string, container, **_client_options(retry_total, api_version)
+            )
+        except (ValueError, AzureError) as exc:
+            # The SDK's message may quote the string it could not parse: say nothing of it.
+            raise LedgerError(
+                f"ledger container {container}: the connection string is not valid"
+            ) from exc
+        return ledger
+
+    @property
+    def container(self) -> str:
+        """The container's name."""
+        name: str = self._client.container_name
+        return name
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._client.__aenter__()
+            with contextlib.suppress(ResourceExistsError):
+                await self._client.create_container()
+        except AzureError as exc:
+            await self._client.close()
+            raise self._error("open the container", exc) from exc
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.close()
+
+    async def reserve(self, key: str) -> Claim:
+        name = blob_name(key)
+        try:
+            for _ in range(_ATTEMPTS):
+                now = self._settings.clock()
+                mine = self._settings.reservation(key, now)
+                with contextlib.suppress(ResourceExistsError):
+                    await self._upload(name, mine, overwrite=False)
+                    return Claim("reserved")
+                found = await self._read(name)
+                if found is None:
+                    continue  # released or purged since: try to create it again
+                entry, etag = found
+                ahead = entry.claim(now)
+                if ahead is not None:
+                    return ahead
+                if await self._replace(name, mine, etag):
+                    return Claim("reserved")
+                # Another replica changed it first; look again at what it wrote.
+        except AzureError as exc:
+            raise self._error(f"reserve {key!r}", exc) from exc
+        return Claim("busy", retry_after_s=0.1)  # the key keeps changing: look again soon
+
+    async def mark_done(self, key: str, detail: str) -> None:
+        name = blob_name(key)
+        try:
+            found = await self._read(name)
+            if found is not None and found[0].held_by(self._settings.owner):
+                done = self._settings.done(key, detail, self._settings.clock())
+                if await self._replace(name, done, found[1]):
+                    return
+        except AzureError as exc:
+            raise self._error(f"mark {key!r} done", exc) from exc
+        _lost(key, self._settings.owner)
+
+    async def release(self, key: str) -> None:
+        name = blob_name(key)
+        try:
+            found = await self._read(name)
+            if found is not None and found[0].held_by(self._settings.owner):
+                await self._delete(name, found[1])
+        except AzureError as exc:
+            raise self._error(f"release {key!r}", exc) from exc
+
+    async def purge(self) -> int:
+        """Delete expired entries: ``until`` is in each blob's metadata, so a listing suffices."""
+        now = self._settings.clock()
+        purged = 0
+        try:
+            async for blob in self._client.list_blobs(
+                name_starts_with=BLOB_PREFIX, include=["metadata"]
+            ):
+                until = _metadata_until(blob.metadata)
+                if until is None:  # not written by us: read the entry itself
+                    found = await self._read(blob.name)
+                    if found is None:
+                        continue
+                    until = found[0].until
+                if until <= now and await self._delete(blob.name, blob.etag):
+                    purged += 1
+        except AzureError as exc:
+            raise self._error("purge", exc) from exc
+        return purged
+
+    async def _read(self, name: str) -> tuple[Entry, str] | None:
+        """The entry and its etag, or ``None`` if there is none."""
+        try:
+            downloader = await self._client.download_blob(name)
+            data: bytes = await downloader.readall()
+        except ResourceNotFoundError:
+            return None
+        etag: str = downloader.properties.etag
+        return Entry.from_json(data, where=f"ledger container {self.container}, {name}"), etag
+
+    async def _replace(self, name: str, entry: Entry, etag: str) -> bool:
+        """Overwrite the blob if it still has ``etag``; whether it did."""
+        try:
+            await self._upload(
+                name,
+                entry,
+                overwrite=True,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
+
+    async def _upload(self, name: str, entry: Entry, **conditions: Any) -> None:
+        """Write ``entry``; ``until`` goes into the metadata as well, for ``purge``."""
+        metadata = {"until": repr(entry.until)}
+        await self._client.upload_blob(name, entry.to_json(), metadata=metadata, **conditions)
+
+    async def _delete(self, name: str, etag: str) -> bool:
+        """Delete the blob if it still has ``etag``; whether it did."""
+        try:
+            await self._client.delete_blob(
+                name, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
+
+    def _error(self, operation: str, exc: AzureError) -> LedgerError:
+        """Describe a storage failure by type and status only: SDK texts may echo signed URLs."""
+        detail = type(exc).__name__
+        status = getattr(exc, "status_code", None)
+        code = getattr(exc, "error_code", None)
+        if status is not None:
+            detail += f", HTTP {status}"
+        if code:
+            detail += f", {code}"
+        return LedgerError(f"ledger container {self.container}: cannot {operation}: {detail}")
+
+
+def blob_name(key: str) -> str:
+    """The blob of ``key``: keys may hold any character, hashes are safe blob names."""
+    digest = hashlib.sha256(key.encode("utf-8", errors="surrogatepass")).hexdigest()
+    return f"{BLOB_PREFIX}{digest}"
+
+
+def _metadata_until(metadata: dict[str, str] | None) -> float | None:
+    try:
+        return float((metadata or {})["until"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _client_options(retry_total: int | None, api_version: str | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if retry_total is not None:
+        options["retry_total"] = retry_total
+    if api_version is not None:
+        options["api_version"] = api_version
+    return options
