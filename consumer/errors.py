@@ -8,6 +8,7 @@ into these with ``raise ... from exc`` so callers handle one tree::
     ├── EventFileError         a recorded event file (or one record of it) cannot be read
     ├── CaseFileError          a rule-test file is not valid
     ├── CheckpointError        a checkpoint could not be written (retried at the next flush)
+    ├── LedgerError            the idempotency ledger could not be read or written (retried)
     └── ActionError            an action did not complete; ``retriable`` says whether to retry
         ├── TransientActionError   connection errors, timeouts, 408, 429, 5xx
         └── PermanentActionError   other 4xx, auth failures, bad templates
@@ -39,6 +40,10 @@ class CaseFileError(ConsumerError):
 
 class CheckpointError(ConsumerError):
     """Writing a checkpoint failed; the next flush tries again."""
+
+
+class LedgerError(ConsumerError):
+    """The idempotency ledger's store could not be read or written; trying again may help."""
 
 
 class ActionError(ConsumerError):

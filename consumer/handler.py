@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -30,9 +30,12 @@ from rules import Decision, DecodeError, Event, Rule, RuleTable, decode_body
 from .actions import Executors, action_type
 from .deadletters import DeadLetter, DeadLetterStore
 from .errors import ActionError, ConsumerError, PermanentActionError
+from .ledger import Ledger
 from .retrying import RetryPolicy, attempts_of
 
 DEAD_LETTER_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+LEDGER_BUSY_POLL_S = 5.0
+"""Longest wait between looks at a decision another worker holds in the ledger."""
 Rest = Coroutine[Any, Any, int]
 """What is left of an event after ``start``: resolves to the number of dead letters."""
 
@@ -97,8 +100,12 @@ class Handler:
     log: structlog.typing.FilteringBoundLogger = field(
         default_factory=lambda: structlog.get_logger("mlevents.handler")
     )
+    ledger: Ledger | None = None
+    """Where actions are reserved before they run and marked done after; ``None`` runs
+    every action every time (tests, one-off tools)."""
     dry_run: bool = False
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     handled: int = field(default=0, init=False)
     """Messages handled to the end so far."""
 
@@ -215,9 +222,33 @@ class Handler:
         )
 
     async def _act(self, received: Received, decision: Decision) -> tuple[str, bool]:
-        """Carry out one decision; returns what happened and whether it was dead-lettered."""
+        """Carry out one decision; returns what happened and whether it was dead-lettered.
+
+        With a ledger, the decision is reserved first: one done before (a redelivery) is
+        skipped, one reserved elsewhere is waited for. Success marks it done; failure
+        releases it, so a replay of the dead letter may run it again.
+        """
         kind = action_type(decision)
         where = f"{decision.rule.name}:{kind}#{decision.index}"
+        if self.ledger is not None:
+            done_before = await self._reserve(decision)
+            if done_before is not None:
+                self.metrics.action(kind, "skipped")
+                return f"{where} skipped, done before: {done_before}", False
+        finished = False
+        try:
+            outcome = await self._run(received, decision, kind, where)
+            finished = True
+        finally:
+            if self.ledger is not None:
+                # Also on cancellation at shutdown: the next worker may run it at once,
+                # instead of waiting for the reservation's lease to end.
+                await asyncio.shield(self._settle(decision, outcome if finished else None))
+        return outcome
+
+    async def _run(
+        self, received: Received, decision: Decision, kind: str, where: str
+    ) -> tuple[str, bool]:
         executor = self.executors.get(kind)
         try:
             if executor is None:
@@ -235,6 +266,44 @@ class Handler:
             )
         self.metrics.action(kind, "ok")
         return f"{where} ok: {detail}", False
+
+    async def _reserve(self, decision: Decision) -> str | None:
+        """Reserve the decision in the ledger; the recorded detail if it was done before.
+
+        Waits while another worker (or task) holds it, until that one finishes or its lease
+        ends; retries while the ledger cannot be reached. Either way the event stays
+        unfinished meanwhile, so its checkpoint cannot pass it.
+        """
+        assert self.ledger is not None
+        failures = 0
+        while True:
+            try:
+                claim = await self.ledger.reserve(decision.key)
+            except ConsumerError as exc:
+                wait_s = DEAD_LETTER_RETRY_S[min(failures, len(DEAD_LETTER_RETRY_S) - 1)]
+                failures += 1
+                self.log.error("ledger.unavailable", error=str(exc), retry_in_s=wait_s)
+                await self.sleep(wait_s)
+                continue
+            if claim.state == "reserved":
+                return None
+            if claim.state == "done":
+                return claim.detail or "done"
+            self.log.info("ledger.busy", key=decision.key, retry_in_s=claim.retry_after_s)
+            await self.sleep(min(max(claim.retry_after_s, 0.05), LEDGER_BUSY_POLL_S))
+
+    async def _settle(self, decision: Decision, outcome: tuple[str, bool] | None) -> None:
+        """Mark a successful decision done; release a failed or cancelled one."""
+        assert self.ledger is not None
+        try:
+            if outcome is not None and not outcome[1]:
+                await self.ledger.mark_done(decision.key, outcome[0])
+            else:
+                await self.ledger.release(decision.key)
+        except ConsumerError as exc:
+            # The action's effect stands; only the record is missing. Its reservation ends
+            # with its lease, and a redelivery after that runs the action again.
+            self.log.error("ledger.settle_failed", key=decision.key, error=str(exc))
 
     async def _failed(
         self,

@@ -51,7 +51,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob.aio import ContainerClient
 
-from .errors import ConsumerError
+from .errors import LedgerError
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +62,6 @@ _ATTEMPTS = 5
 """How often a blob reserve looks again when the entry changed under it."""
 BUSY_TIMEOUT_S = 10.0
 """How long one SQLite operation waits for another process's write lock before failing."""
-
-
-class LedgerError(ConsumerError):
-    """The ledger's store could not be read or written; trying again may help."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,9 @@ import pytest
 import structlog
 
 from consumer.deadletters import DeadLetter, DeadLetterError, DirectoryDeadLetterStore
-from consumer.errors import PermanentActionError, TransientActionError
+from consumer.errors import LedgerError, PermanentActionError, TransientActionError
 from consumer.handler import Handler, Received
-from consumer.ledger import Claim, Entry, LedgerError, MemoryLedger
+from consumer.ledger import Claim, Entry, MemoryLedger
 from consumer.metrics import Metrics
 from consumer.retrying import RetryPolicy
 from rules import Decision, RuleTable

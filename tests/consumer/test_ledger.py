@@ -17,14 +17,13 @@ import pytest
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.storage.blob.aio import ContainerClient
 
-from consumer.errors import ConsumerError
+from consumer.errors import ConsumerError, LedgerError
 from consumer.ledger import (
     BLOB_PREFIX,
     BlobLedger,
     Claim,
     Entry,
     Ledger,
-    LedgerError,
     MemoryLedger,
     SqliteLedger,
     blob_name,
