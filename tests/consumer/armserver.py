@@ -68,6 +68,9 @@ class Fault:
     delay_s: float = 0.0
     lost: bool = False
     """Do the work, then answer ``status`` anyway: a response lost on the way back."""
+    code: str | None = None
+    """ARM's error code; ``TooManyRequests`` for 429, else ``InternalServerError``."""
+    message: str = "Injected fault."
 
 
 @dataclass
@@ -172,8 +175,8 @@ class ArmServer:
         if fault.lost:
             await handler(request)
         headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-        code = "TooManyRequests" if fault.status == 429 else "InternalServerError"
-        return _error(fault.status, code, "Injected fault.", headers)
+        code = fault.code or ("TooManyRequests" if fault.status == 429 else "InternalServerError")
+        return _error(fault.status, code, fault.message, headers)
 
     async def _create_run(self, request: web.Request) -> web.Response:
         run_id = str(uuid.uuid4())
