@@ -1,0 +1,189 @@
+"""The deployment action against a local ARM server: model re-check, the deployment PUT,
+Azure-AsyncOperation polling and the traffic shift."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from consumer.actions.amldeploy import AmlDeployExecutor, split_traffic
+from consumer.actions.azure import ArmClient
+from consumer.errors import PermanentActionError, TransientActionError
+from consumer.retrying import RetryPolicy
+
+from .armserver import ArmServer, FakeCredential, FakeTime, Fault, decision
+
+SUB = "6f1c2a3b-0d4e-4f5a-9b8c-7d6e5f4a3b2c"
+WS = (
+    f"/subscriptions/{SUB}/resourceGroups/rg-mlops-prod/providers/"
+    "Microsoft.MachineLearningServices/workspaces/mlw-prod-weu"
+)
+ACTION: dict[str, Any] = {
+    "type": "aml_deploy",
+    "subscription_id": "{{ workspace.subscription_id }}",
+    "resource_group": "{{ workspace.resource_group }}",
+    "workspace": "{{ workspace.name }}",
+    "endpoint": "credit-risk",
+    "deployment": "v{{ model.version }}",
+}
+REGISTERED = "model-registered.production.json"  # credit-risk-xgb version 8
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ArmServer]:
+    async with ArmServer(retry_after=None) as peer:
+        peer.add_endpoint("credit-risk", {"blue": 100})
+        peer.models["credit-risk-xgb:8"] = {"instance_type": "Standard_F4s_v2"}
+        yield peer
+
+
+@pytest.fixture
+async def arm(server: ArmServer) -> AsyncIterator[tuple[ArmClient, FakeTime]]:
+    time = FakeTime()
+    async with aiohttp.ClientSession() as session:
+        client = ArmClient(
+            session, FakeCredential(), base_url=server.base_url, clock=time.clock, sleep=time.sleep
+        )
+        yield client, time
+
+
+async def _deploy(arm: tuple[ArmClient, FakeTime], **changes: Any) -> str:
+    executor = AmlDeployExecutor(arm[0], poll_interval_s=2.0)
+    return await executor(decision(REGISTERED, {**ACTION, **changes}))
+
+
+async def test_checks_the_model_reads_the_endpoint_puts_and_follows_the_operation(
+    server: ArmServer, arm: tuple[ArmClient, FakeTime]
+) -> None:
+    """GET model, GET endpoint, PUT deployment (model ARM id, instance type from the model's
+    tag, one instance, the endpoint's region, event tags), then two polls until Succeeded."""
+    detail = await _deploy(arm)
+    assert detail == "deployment credit-risk/v8 Succeeded"
+    routes = [(call.route, call.path) for call in server.requests]
+    assert routes == [
+        ("model", f"{WS}/models/credit-risk-xgb/versions/8"),
+        ("endpoint.get", f"{WS}/onlineEndpoints/credit-risk"),
+        ("deployment", f"{WS}/onlineEndpoints/credit-risk/deployments/v8"),
+        *[("operation", routes[3][1])] * 3,
+    ]
+    put = server.calls("deployment")[0]
+    assert put.query == {"api-version": "2024-04-01"}
+    assert put.body == {
+        "location": "westeurope",
+        "sku": {"name": "Default", "capacity": 1},
+        "tags": {"mlevents.eventId": put.body["tags"]["mlevents.eventId"],
+                 "mlevents.rule": "r"},
+        "properties": {
+            "endpointComputeType": "Managed",
+            "model": f"{WS}/models/credit-risk-xgb/versions/8",
+            "instanceType": "Standard_F4s_v2",
+            "scaleSettings": {"scaleType": "Default"},
+        },
+    }  # fmt: skip
+    assert arm[1].sleeps == [2.0, 2.0, 2.0]
+    assert server.endpoints["credit-risk"] == {"blue": 100}  # no traffic asked for
+
+
+async def test_the_action_overrides_model_tags_and_adds_code_and_environment(
+    server: ArmServer, arm: tuple[ArmClient, FakeTime]
+) -> None:
+    await _deploy(
+        arm, instance_type="Standard_DS2_v2", instance_count=3,
+        environment_id="azureml:env:1", code_id="/codes/c/versions/1", scoring_script="score.py",
+    )  # fmt: skip
+    body = server.calls("deployment")[0].body
+    assert body["sku"]["capacity"] == 3
+    assert body["properties"]["instanceType"] == "Standard_DS2_v2"
+    assert body["properties"]["environmentId"] == "azureml:env:1"
+    assert body["properties"]["codeConfiguration"] == {
+        "codeId": "/codes/c/versions/1", "scoringScript": "score.py"}  # fmt: skip
+
+
+async def test_a_model_deleted_since_the_event_is_not_deployed(
+    server: ArmServer, arm: tuple[ArmClient, FakeTime]
+) -> None:
+    """The event is stale: a permanent error, and nothing but the GET was sent."""
+    del server.models["credit-risk-xgb:8"]
+    with pytest.raises(PermanentActionError, match="credit-risk-xgb:8 no longer exists"):
+        await _deploy(arm)
+    assert [call.route for call in server.requests] == ["model"]
+
+
+async def test_a_missing_endpoint_is_permanent(
+    server: ArmServer, arm: tuple[ArmClient, FakeTime]
+) -> None:
+    with pytest.raises(PermanentActionError, match="endpoint nope does not exist"):
+        await _deploy(arm, endpoint="nope")
+    assert server.calls("deployment") == []
+
+
+async def test_a_failed_operation_is_permanent_with_its_error(
+    server: ArmServer, arm: tuple[ArmClient, FakeTime]
+) -> None:
+    server.operation_error = {"code": "ResourceNotReady", "message": "image build failed"}
+    with pytest.raises(PermanentActionError, match="Failed: ResourceNotReady: image build"):
+        await _deploy(arm)
+
+
+async def test_an_operation_past_the_timeout_is_permanent(
+    server: ArmServer, arm: tuple[ArmClient, FakeTime]
+) -> None:
+    server.operation_polls = 1_000
+    with pytest.raises(PermanentActionError, match="after 10s"):
+        await _deploy(arm, timeout_s=10)
+    assert len(server.calls("operation")) == 5  # polls every 2 s for 10 s
+
+
+async def test_throttling_is_retried_and_deploys_once(
+    server: ArmServer, arm: tuple[ArmClient, FakeTime]
+) -> None:
+    """429 with Retry-After on the PUT: transient; through the retry policy, one deployment."""
+    server.inject("deployment", Fault(status=429, retry_after="7"))
+    with pytest.raises(TransientActionError) as caught:
+        await _deploy(arm)
+    assert caught.value.retry_after_s == 7
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    server.inject("deployment", Fault(status=503), times=2)
+    executor = AmlDeployExecutor(arm[0], poll_interval_s=2.0)
+    chosen = decision(REGISTERED, ACTION)
+    detail, attempts = await RetryPolicy(sleep=sleep).call(lambda: executor(chosen))
+    assert (detail, attempts) == ("deployment credit-risk/v8 Succeeded", 3)
+    assert list(server.deployments) == ["credit-risk/v8"]
+
+
+async def test_traffic_is_shifted_after_success_keeping_other_proportions(
+    server: ArmServer, arm: tuple[ArmClient, FakeTime]
+) -> None:
+    server.add_endpoint("credit-risk", {"blue": 75, "green": 25})
+    detail = await _deploy(arm, traffic_percent=20)
+    assert detail.endswith("traffic {'v8': 20, 'blue': 60, 'green': 20}")
+    assert server.endpoints["credit-risk"] == {"v8": 20, "blue": 60, "green": 20}
+    put = server.calls("endpoint.put")[0].body
+    assert put["location"] == "westeurope"
+    assert "provisioningState" not in put["properties"]
+
+
+@pytest.mark.parametrize(
+    ("traffic", "percent", "expected"),
+    [
+        ({}, 10, {"new": 100}),
+        ({"blue": 100}, 100, {"new": 100, "blue": 0}),
+        ({"a": 50, "b": 50}, 1, {"new": 1, "a": 50, "b": 49}),
+        ({"a": 0, "b": 0}, 40, {"new": 40, "a": 30, "b": 30}),
+        ({"a": 1, "b": 1, "c": 1}, 0, {"new": 0, "a": 34, "b": 33, "c": 33}),
+        ({"new": 5, "a": 95}, 50, {"new": 50, "a": 50}),
+    ],
+)
+def test_split_traffic_sums_to_100(
+    traffic: dict[str, int], percent: int, expected: dict[str, int]
+) -> None:
+    result = split_traffic(traffic, "new", percent)
+    assert result == expected
+    assert sum(result.values()) == 100
