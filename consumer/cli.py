@@ -295,7 +295,11 @@ def _deadletter(args: argparse.Namespace) -> int:
     from .logs import configure_logging
     from .replay import list_letters, replay_letters, show_letter
 
-    config = load_config(args.config, secrets_of=["deadletters"])
+    # Replay carries out actions, so it needs their secrets; the event hub's it never does.
+    sections = ["deadletters"]
+    if args.deadletter_command == "replay":
+        sections += ["checkpoints", "ledger", "email"]
+    config = load_config(args.config, secrets_of=sections)
     configure_logging(config.logging.format, config.logging.level)
     if args.deadletter_command == "list":
         return asyncio.run(list_letters(config, as_json=args.json))

@@ -17,12 +17,15 @@ import shutil
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import msgspec
 import structlog
 from aiohttp import web
 
 from emulator import Emulator, HubSpec
 from emulator.replay import SendTarget, send_records
+from rules import Decision
 
+from .actions import action_type
 from .config import CheckpointConfig, Config, EventHubConfig, StoreConfig
 from .eventfiles import read_event_files
 from .wiring import build, install_signals
@@ -49,7 +52,36 @@ def dev_config(config: Config, state: Path, connection_string: str) -> Config:
             every_s=1.0,
         ),
         deadletters=StoreConfig(kind="local", path=state / "deadletters"),
+        # The ledger remembers what was done for these very events: it goes with them.
+        ledger=dataclasses.replace(
+            config.ledger,
+            store=StoreConfig(kind="local", path=state / "ledger.sqlite3"),
+            lease_s=30.0,
+        ),
+        email=dataclasses.replace(config.email, transport="files", directory=state / "outbox"),
     )
+
+
+AZURE_ACTIONS = ("adf_pipeline_run", "aml_job", "aml_deploy")
+
+
+class NoAzure:
+    """Stands in for the Azure actions on one machine: there is no Azure account here, so it
+    logs what would have been asked of Azure instead of asking."""
+
+    def __init__(self, log: structlog.typing.FilteringBoundLogger) -> None:
+        self._log = log
+
+    async def __call__(self, decision: Decision) -> str:
+        kind = action_type(decision)
+        self._log.warning(
+            "dev.azure_action_not_taken",
+            rule=decision.rule.name,
+            action=kind,
+            fields=msgspec.to_builtins(decision.action),
+            hint="mlevents run with [azure] configured takes it",
+        )
+        return f"{kind} not taken: no Azure in dev mode"
 
 
 def prepare_state(state: Path, *, fresh: bool) -> None:
@@ -79,7 +111,11 @@ async def run_dev(
             Emulator([HubSpec(hub, 4)], port=port, data_dir=state / "emulator")
         )
         await stack.enter_async_context(_sink(log))
-        worker = await build(dev_config(config, state, emulator.connection_string()), stack)
+        worker = await build(
+            dev_config(config, state, emulator.connection_string()),
+            stack,
+            executors=dict.fromkeys(AZURE_ACTIONS, NoAzure(log)),
+        )
         install_signals(worker)
         running = asyncio.create_task(worker.run())
         log.info(

@@ -289,7 +289,7 @@ class Handler:
                 return None
             if claim.state == "done":
                 return claim.detail or "done"
-            self.log.info("ledger.busy", key=decision.key, retry_in_s=claim.retry_after_s)
+            self.log.info("ledger.busy", decision=decision.key, retry_in_s=claim.retry_after_s)
             await self.sleep(min(max(claim.retry_after_s, 0.05), LEDGER_BUSY_POLL_S))
 
     async def _settle(self, decision: Decision, outcome: tuple[str, bool] | None) -> None:
@@ -303,7 +303,7 @@ class Handler:
         except ConsumerError as exc:
             # The action's effect stands; only the record is missing. Its reservation ends
             # with its lease, and a redelivery after that runs the action again.
-            self.log.error("ledger.settle_failed", key=decision.key, error=str(exc))
+            self.log.error("ledger.settle_failed", decision=decision.key, error=str(exc))
 
     async def _failed(
         self,

@@ -9,10 +9,10 @@ error, takes its place.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 
-import aiohttp
 import structlog
 
 from rules import DecodeError, RuleTable, decode_body, plan
@@ -22,7 +22,7 @@ from .deadletters import DeadLetter
 from .handler import Handler, Received
 from .metrics import Metrics
 from .rulefiles import load_rule_files
-from .wiring import dead_letter_store, make_executors
+from .wiring import dead_letter_store, open_actions
 
 
 async def list_letters(config: Config, *, as_json: bool) -> int:
@@ -56,10 +56,13 @@ async def replay_letters(config: Config, ids: Sequence[str]) -> int:
     log = structlog.get_logger("mlevents.replay")
     table = load_rule_files(config.rules.files).table
     failed = 0
-    async with dead_letter_store(config) as store, aiohttp.ClientSession() as session:
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(dead_letter_store(config))
+        actions = await open_actions(config, stack, log)
         handler = Handler(
             rules=lambda: table,
-            executors=make_executors(session, log),
+            executors=actions.executors,
+            ledger=actions.ledger,
             dead_letters=store,
             metrics=Metrics(clock=lambda: 0.0),
             log=log,

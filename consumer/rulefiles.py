@@ -1,18 +1,35 @@
-"""Reading rule files from disk into a validated rule table."""
+"""Reading rule files from disk into a validated rule table, and the checks of the things
+rules name outside themselves: job spec files and the environment variables of secrets."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rules import LoadedTable, Problem, RuleSource, RuleTableError, load_table
+from rules import (
+    AmlJobAction,
+    LoadedTable,
+    Problem,
+    Rule,
+    RuleSource,
+    RuleTable,
+    RuleTableError,
+    WebhookAction,
+    load_table,
+)
+
+from .actions.amljob import load_job_spec
+from .errors import ActionError
 
 
-def load_rule_files(paths: Sequence[str | Path]) -> LoadedTable:
+def load_rule_files(
+    paths: Sequence[str | Path], *, secrets: Callable[[str], str | None] | None = None
+) -> LoadedTable:
     """Read every file and load them as one table, in order.
 
     Raises:
-        RuleTableError: with every problem in every file, unreadable files included.
+        RuleTableError: with every problem in every file, unreadable files included, and
+            what ``check_references`` finds (secrets only when ``secrets`` is given).
     """
     sources, problems = [], []
     for path in paths:
@@ -25,6 +42,36 @@ def load_rule_files(paths: Sequence[str | Path]) -> LoadedTable:
         loaded = load_table(sources)
     except RuleTableError as exc:
         raise RuleTableError(problems + exc.problems) from None
+    problems.extend(check_references(loaded.table, secrets))
     if problems:
         raise RuleTableError(problems)
     return loaded
+
+
+def check_references(
+    table: RuleTable, secrets: Callable[[str], str | None] | None
+) -> list[Problem]:
+    """What the rules refer to outside themselves: every ``aml_job`` spec file loads and,
+    unless ``secrets`` is ``None`` (offline checks), every ``secret_env`` is set."""
+    problems = []
+    for rule in table.rules:
+        for index, action in enumerate(rule.actions):
+            where = f"actions[{index}]"
+            if isinstance(action, AmlJobAction):
+                try:
+                    load_job_spec(Path(rule.file).parent / action.job)
+                except ActionError as exc:
+                    problems.append(_problem(rule, f"{where}.job", str(exc)))
+            if (
+                isinstance(action, WebhookAction)
+                and action.secret_env
+                and secrets is not None
+                and secrets(action.secret_env) is None
+            ):
+                message = f"environment variable {action.secret_env} is not set"
+                problems.append(_problem(rule, f"{where}.secret_env", message))
+    return problems
+
+
+def _problem(rule: Rule, key: str, message: str) -> Problem:
+    return Problem(message, key=key, rule=rule.name, file=rule.file, line=rule.line)

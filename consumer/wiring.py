@@ -12,26 +12,39 @@ import contextlib
 import gc
 import os
 import signal
+import socket
+import ssl
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
+from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ResourceExistsError
 from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient
 from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 from azure.storage.blob.aio import ContainerClient
 
-from .actions import Executors
+from .actions import Executor, Executors
+from .actions.adf import AdfExecutor
+from .actions.amldeploy import AmlDeployExecutor
+from .actions.amljob import AmlJobExecutor
+from .actions.azure import ArmClient
+from .actions.email import EmailExecutor, FilesTransport, SmtpTransport
+from .actions.email import Transport as EmailTransport
 from .actions.log import LogExecutor
 from .actions.webhook import WebhookExecutor
-from .config import Config, EventHubConfig, StoreConfig
+from .config import AzureConfig, Config, EmailConfig, EventHubConfig, StoreConfig
 from .deadletters import DeadLetterStore, open_dead_letter_store
-from .errors import ConfigError
+from .errors import ConfigError, ConsumerError
 from .handler import Handler
 from .health import HealthServer
+from .ledger import BlobLedger, Ledger, SqliteLedger
 from .metrics import Metrics
 from .partition import Cadence
 from .rulefiles import load_rule_files
@@ -40,6 +53,7 @@ from .worker import RuleHolder, Worker
 
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
 GC_THRESHOLD = 20_000
+LEDGER_PURGE_EVERY_S = 3600.0
 STORAGE_RETRY: dict[str, Any] = {"retry_total": 2, "initial_backoff": 1, "increment_base": 2}
 """Bounded storage retries: the library's default spends ~90 s on one call before it fails,
 which hides an outage and holds shutdown; the next checkpoint flush retries anyway."""
@@ -60,7 +74,12 @@ async def run(config: Config, *, dry_run: bool = False) -> int:
 
 
 async def build(
-    config: Config, stack: contextlib.AsyncExitStack, *, dry_run: bool = False
+    config: Config,
+    stack: contextlib.AsyncExitStack,
+    *,
+    dry_run: bool = False,
+    credential: AsyncTokenCredential | None = None,
+    executors: Mapping[str, Executor] | None = None,
 ) -> Worker:
     """Make the worker and everything it uses; ``stack`` closes them after ``worker.run()``.
 
@@ -74,17 +93,18 @@ async def build(
         raise ConfigError(f"{config.path}: eventhub: the worker needs an [eventhub] section")
     warn_if_not_lower_case(config.eventhub, log)
     metrics = Metrics(clock=time.time)
-    loaded = load_rule_files(config.rules.files)
+    loaded = load_rule_files(config.rules.files, secrets=config.secrets)
     for warning in loaded.warnings:
         log.warning("rules.warning", problem=warning.message_at())
     metrics.rules_loaded(len(loaded.table))
-    rules = RuleHolder(config.rules.files, loaded.table, log, metrics)
+    rules = RuleHolder(config.rules.files, loaded.table, log, metrics, config.secrets)
     checkpoints = await stack.enter_async_context(checkpoint_store(config))
     dead_letters = await stack.enter_async_context(dead_letter_store(config))
-    session = await stack.enter_async_context(aiohttp.ClientSession())
+    actions = await open_actions(config, stack, log, credential=credential, executors=executors)
     handler = Handler(
         rules=rules,
-        executors=make_executors(session, log),
+        executors=actions.executors,
+        ledger=actions.ledger,
         dead_letters=dead_letters,
         metrics=metrics,
         log=log,
@@ -118,11 +138,139 @@ async def build(
     return worker
 
 
-def make_executors(
-    session: aiohttp.ClientSession, log: structlog.typing.FilteringBoundLogger
-) -> Executors:
-    """One executor per action type this build carries out."""
-    return {"log": LogExecutor(log), "webhook": WebhookExecutor(session)}
+@dataclass(frozen=True, slots=True)
+class Actions:
+    """What carries out actions: an executor per action type, and the idempotency ledger."""
+
+    executors: Executors
+    ledger: Ledger
+
+
+async def open_actions(
+    config: Config,
+    stack: contextlib.AsyncExitStack,
+    log: structlog.typing.FilteringBoundLogger,
+    *,
+    credential: AsyncTokenCredential | None = None,
+    executors: Mapping[str, Executor] | None = None,
+) -> Actions:
+    """The executors and the ledger, open until ``stack`` closes.
+
+    ``credential`` replaces the configured Azure credential (tests; Azure AD cannot run
+    here); ``executors`` replace those of their action types (``mlevents dev``).
+    """
+    session = await stack.enter_async_context(aiohttp.ClientSession())
+    ledger = await stack.enter_async_context(open_ledger(config))
+    if credential is None:
+        credential = azure_credential(config.azure)
+        stack.push_async_callback(credential.close)
+    arm = ArmClient(
+        session, credential, base_url=config.azure.management_url, scope=config.azure.scope
+    )
+    ml_version = config.azure.ml_api_version
+    by_type: dict[str, Executor] = {
+        "log": LogExecutor(log),
+        "webhook": WebhookExecutor(session, secrets=config.secrets),
+        "email": EmailExecutor(email_transport(config.email), sender=config.email.sender),
+        "adf_pipeline_run": AdfExecutor(arm, api_version=config.azure.datafactory_api_version),
+        "aml_job": AmlJobExecutor(arm, api_version=ml_version),
+        "aml_deploy": AmlDeployExecutor(arm, api_version=ml_version),
+    }
+    return Actions({**by_type, **(executors or {})}, ledger)
+
+
+def email_transport(config: EmailConfig) -> EmailTransport:
+    """``.eml`` files in a folder (the local default), or an SMTP server."""
+    if config.transport == "files":
+        return FilesTransport(config.directory or Path(".mlevents/outbox"))
+    tls_context = None
+    if config.ca_file is not None:
+        tls_context = ssl.create_default_context()
+        tls_context.load_verify_locations(cafile=config.ca_file)
+    return SmtpTransport(
+        config.host, config.port, security=config.security, username=config.username,
+        password=config.password, timeout_s=config.timeout_s, tls_context=tls_context,
+    )  # fmt: skip
+
+
+def azure_credential(config: AzureConfig) -> AsyncTokenCredential:
+    """The configured Azure AD credential (none of them does I/O until asked for a token)."""
+    from azure.identity import aio as identity
+
+    client_id = config.client_id
+    match config.credential:
+        case "workload_identity":
+            return identity.WorkloadIdentityCredential(client_id=client_id)
+        case "managed_identity":
+            return identity.ManagedIdentityCredential(client_id=client_id)
+        case "environment":
+            return identity.EnvironmentCredential()
+        case "cli":
+            return identity.AzureCliCredential()
+        case _:
+            return identity.DefaultAzureCredential(
+                managed_identity_client_id=client_id, workload_identity_client_id=client_id
+            )
+
+
+def process_owner() -> str:
+    """Who holds ledger reservations: this host and process, unique per start."""
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.asynccontextmanager
+async def open_ledger(config: Config) -> AsyncIterator[Ledger]:
+    """The configured idempotency ledger (SQLite next to the checkpoints by default)."""
+    settings = config.ledger
+    store = settings.store
+    options: dict[str, Any] = {
+        "owner": process_owner(),
+        "lease_s": settings.lease_s,
+        "expire_after_s": settings.expire_after_s,
+    }
+    ledger: Ledger
+    credential: AsyncTokenCredential | None = None
+    if store.kind == "local":
+        path = store.path or config.path.parent / ".mlevents" / "ledger.sqlite3"
+        ledger = SqliteLedger(path, **options)
+    elif store.connection_string is not None:
+        ledger = BlobLedger.from_connection_string(
+            store.connection_string, store.container or "", retry_total=2, **options
+        )
+    else:
+        from azure.identity.aio import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+        ledger = BlobLedger(
+            store.account_url or "", store.container or "",
+            credential=credential, retry_total=2, **options,
+        )  # fmt: skip
+    async with contextlib.AsyncExitStack() as stack:
+        if credential is not None:
+            stack.push_async_callback(credential.close)
+        await stack.enter_async_context(ledger)
+        purging = asyncio.create_task(_purge_every(ledger, LEDGER_PURGE_EVERY_S))
+        try:
+            yield ledger
+        finally:
+            purging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purging
+
+
+async def _purge_every(ledger: Ledger, every_s: float) -> None:
+    """Delete expired ledger entries now and then (one worker doing it is enough, but every
+    replica doing it is harmless: deletes are conditional)."""
+    log = structlog.get_logger("mlevents.ledger")
+    while True:
+        try:
+            purged = await ledger.purge()
+        except ConsumerError as exc:
+            log.warning("ledger.purge_failed", error=str(exc))
+        else:
+            if purged:
+                log.info("ledger.purged", entries=purged)
+        await asyncio.sleep(every_s)
 
 
 def install_signals(worker: Worker) -> None:

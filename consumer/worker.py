@@ -58,6 +58,8 @@ class RuleHolder:
     table: RuleTable
     log: structlog.typing.FilteringBoundLogger
     metrics: WorkerMetrics
+    secrets: Callable[[str], str | None] | None = None
+    """Where ``secret_env`` names are looked up, so a reload cannot name a missing one."""
 
     def __call__(self) -> RuleTable:
         return self.table
@@ -65,7 +67,7 @@ class RuleHolder:
     def reload(self) -> bool:
         """Load the files again; keep the old table if the new one has problems."""
         try:
-            loaded = load_rule_files(self.files)
+            loaded = load_rule_files(self.files, secrets=self.secrets)
         except RuleTableError as exc:
             self.metrics.reload("rejected")
             self.log.error("rules.reload_rejected", problems=[p.message_at() for p in exc.problems])

@@ -2,8 +2,9 @@
 
 Steps, each one ARM call: re-check that the model version still exists (events can be stale:
 a model deleted since its registration must not be deployed); read the endpoint, for its
-region; PUT the deployment and follow its ``Azure-AsyncOperation`` until it succeeds, fails
-or ``timeout_s`` passes; then, when asked, give the deployment its share of the traffic.
+region; PUT the deployment and follow its ``Azure-AsyncOperation`` until it succeeds or
+fails; then, when asked, give the deployment its share of the traffic. ``timeout_s`` bounds
+the whole; past it the action fails permanently while Azure carries on (see ``follow``).
 
 Idempotency comes from the deployment's name: a PUT is create-or-update, so a redelivered
 event PUTs the same spec under the same name instead of creating another deployment.
@@ -42,8 +43,10 @@ class AmlDeployExecutor:
             resource_group=action.resource_group, workspace=action.workspace,
             endpoint=action.endpoint, deployment=action.deployment,
             model_name=action.model_name, model_version=action.model_version,
-            **({"instance_type": action.instance_type} if action.instance_type else {}),
+            **_optional(instance_type=action.instance_type, environment_id=action.environment_id,
+                        code_id=action.code_id, scoring_script=action.scoring_script),
         )  # fmt: skip
+        deadline = self._arm.clock() + action.timeout_s
         workspace = (fields["subscription_id"], fields["resource_group"], fields["workspace"])
         model_path = workspace_path(
             *workspace, "models", fields["model_name"], "versions", fields["model_version"]
@@ -75,25 +78,33 @@ class AmlDeployExecutor:
         )
         ended = await self._arm.follow(
             started, "PUT", deployment_path, api_version=self._api_version,
-            timeout_s=action.timeout_s, poll_interval_s=self._poll_interval_s,
+            timeout_s=max(0.0, deadline - self._arm.clock()),
+            poll_interval_s=self._poll_interval_s,
         )  # fmt: skip
         where = f"{fields['endpoint']}/{fields['deployment']}"
         if action.traffic_percent is None:
             return f"deployment {where} {ended.status}"
-        traffic = await self._shift_traffic(endpoint_path, fields["deployment"], action)
+        traffic = await self._shift_traffic(
+            endpoint_path, fields["deployment"], action.traffic_percent, deadline
+        )
         return f"deployment {where} {ended.status}, traffic {traffic}"
 
     async def _shift_traffic(
-        self, endpoint_path: str, deployment: str, action: AmlDeployAction
+        self, endpoint_path: str, deployment: str, percent: int, deadline: float
     ) -> dict[str, int]:
-        """Give ``deployment`` its share; the others keep their proportions of the rest."""
-        assert action.traffic_percent is not None
+        """Give ``deployment`` its share; the others keep their proportions of the rest.
+
+        The endpoint is read again (after a deployment that may have taken minutes) and PUT
+        back whole, without its read-only fields: ARM's PATCH of an endpoint cannot change
+        traffic. A traffic table that already reads as wanted (a redelivery) is left alone.
+        """
         current = await self._arm.request("GET", endpoint_path, api_version=self._api_version)
         endpoint = current.body if isinstance(current.body, dict) else {}
         properties = dict(endpoint.get("properties") or {})
-        traffic = split_traffic(
-            dict(properties.get("traffic") or {}), deployment, action.traffic_percent
-        )
+        before = {name: int(share) for name, share in (properties.get("traffic") or {}).items()}
+        traffic = split_traffic(before, deployment, percent)
+        if traffic == before:
+            return traffic
         properties["traffic"] = traffic
         body = {
             key: endpoint[key]
@@ -110,31 +121,37 @@ class AmlDeployExecutor:
         )
         await self._arm.follow(
             started, "PUT", endpoint_path, api_version=self._api_version,
-            timeout_s=action.timeout_s, poll_interval_s=self._poll_interval_s,
+            timeout_s=max(0.0, deadline - self._arm.clock()),
+            poll_interval_s=self._poll_interval_s,
         )  # fmt: skip
         return traffic
 
 
 def split_traffic(traffic: dict[str, int], deployment: str, percent: int) -> dict[str, int]:
     """``deployment`` gets ``percent``; the other deployments share the rest in proportion
-    to what they had (evenly when they had nothing), in whole percents summing to 100."""
+    to what they had, in whole percents summing to 100.
+
+    When no other deployment takes traffic (none exists, or all have 0), nothing could serve
+    the rest, so a non-zero ``percent`` becomes 100; 0 stays 0 (an endpoint may route
+    nothing). Deployments someone drained to 0 are never given traffic back.
+    """
     others = {name: int(share) for name, share in traffic.items() if name != deployment}
     rest = 100 - percent
-    result = {deployment: percent}
-    if not others:
-        result[deployment] = 100  # nothing else can take the rest
-        return result
-    total = sum(others.values())
-    weights = others if total > 0 else dict.fromkeys(others, 1)
-    weight_sum = sum(weights.values())
-    shares = {name: rest * weight // weight_sum for name, weight in weights.items()}
+    weight_sum = sum(others.values())
+    if weight_sum <= 0:
+        return {deployment: 100 if percent > 0 else 0, **dict.fromkeys(others, 0)}
+    shares = {name: rest * weight // weight_sum for name, weight in others.items()}
     # Hand out what integer division left over, largest remainders first.
     leftover = rest - sum(shares.values())
-    by_remainder = sorted(weights, key=lambda name: (-(rest * weights[name] % weight_sum), name))
+    by_remainder = sorted(others, key=lambda name: (-(rest * others[name] % weight_sum), name))
     for name in by_remainder[:leftover]:
         shares[name] += 1
-    result.update(shares)
-    return result
+    return {deployment: percent, **shares}
+
+
+def _optional(**fields: str | None) -> dict[str, str]:
+    """The optional template fields that the action sets."""
+    return {name: text for name, text in fields.items() if text is not None}
 
 
 def _tags(model: Any) -> dict[str, Any]:
@@ -159,21 +176,24 @@ def _deployment_body(
         try:
             count = int(tags.get("instance_count") or DEFAULT_INSTANCE_COUNT)
         except (TypeError, ValueError):
+            count = 0
+        if count < 1:
             raise PermanentActionError(
-                f"model tag instance_count {tags.get('instance_count')!r} is not a whole number"
-            ) from None
+                f"model tag instance_count {tags.get('instance_count')!r} is not a whole "
+                "number of instances"
+            )
     properties: dict[str, Any] = {
         "endpointComputeType": "Managed",
         "model": model_path,
         "instanceType": instance_type,
         "scaleSettings": {"scaleType": "Default"},
     }
-    if action.environment_id:
-        properties["environmentId"] = action.environment_id
-    if action.code_id and action.scoring_script:
+    if fields.get("environment_id"):
+        properties["environmentId"] = fields["environment_id"]
+    if fields.get("code_id") and fields.get("scoring_script"):
         properties["codeConfiguration"] = {
-            "codeId": action.code_id,
-            "scoringScript": action.scoring_script,
+            "codeId": fields["code_id"],
+            "scoringScript": fields["scoring_script"],
         }
     body: dict[str, Any] = {
         "sku": {"name": "Default", "capacity": count},

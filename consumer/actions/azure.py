@@ -95,6 +95,10 @@ class ArmClient:
         self._clock = clock
         self._sleep = sleep
 
+    def clock(self) -> float:
+        """The clock operations are timed by (seconds, monotonic)."""
+        return self._clock()
+
     async def request(
         self,
         method: str,

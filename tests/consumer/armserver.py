@@ -26,6 +26,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from rules import Decision, RuleSource, decode_body, load_table, plan
 
 from ..emulator.peers import free_port
+from .peers import Gate
 
 TOKEN = "test-arm-token"
 SAMPLES = Path(__file__).resolve().parents[2] / "consumer" / "examples" / "events"
@@ -110,6 +111,10 @@ class ArmServer:
     runs: list[tuple[str, str, Any]] = field(default_factory=list)
     """(pipeline, run id, parameters) of every pipeline run started."""
     operations: dict[str, Operation] = field(default_factory=dict)
+    deployment_puts: list[Any] = field(default_factory=list)
+    """The body of every deployment PUT that was answered (creates and updates)."""
+    gate: Gate | None = None
+    """Holds answers while closed (see ``peers.Gate``)."""
     port: int = 0
     _faults: dict[str, list[Fault]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
@@ -170,6 +175,8 @@ class ArmServer:
             return _error(401, "InvalidAuthenticationToken", "The access token is invalid.")
         if "api-version" not in request.query:
             return _error(400, "MissingApiVersionParameter", "The api-version is required.")
+        if self.gate is not None and not await self.gate.passage(request.transport):
+            return _error(503, "ServiceUnavailable", "The client went away.")
         if fault.status is None:
             return await handler(request)
         if fault.lost:
@@ -224,6 +231,7 @@ class ArmServer:
         key = f"{endpoint}/{deployment}"
         status = 200 if key in self.deployments else 201
         self.deployments[key] = body = await request.json()
+        self.deployment_puts.append(body)
         result = {"id": request.path, "name": deployment, **body}
         result["properties"] = {**body["properties"], "provisioningState": "Creating"}
         return self._started(request, status, result)
