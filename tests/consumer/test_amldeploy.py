@@ -14,7 +14,7 @@ from consumer.actions.azure import ArmClient
 from consumer.errors import PermanentActionError, TransientActionError
 from consumer.retrying import RetryPolicy
 
-from .armserver import ArmServer, FakeCredential, FakeTime, Fault, decision
+from .armserver import TOKEN, ArmServer, FakeCredential, FakeTime, Fault, decision
 
 SUB = "6f1c2a3b-0d4e-4f5a-9b8c-7d6e5f4a3b2c"
 WS = (
@@ -71,10 +71,11 @@ async def test_checks_the_model_reads_the_endpoint_puts_and_follows_the_operatio
     ]
     put = server.calls("deployment")[0]
     assert put.query == {"api-version": "2024-04-01"}
+    assert all(call.headers["Authorization"] == f"Bearer {TOKEN}" for call in server.requests)
     assert put.body == {
         "location": "westeurope",
         "sku": {"name": "Default", "capacity": 1},
-        "tags": {"mlevents.eventId": put.body["tags"]["mlevents.eventId"],
+        "tags": {"mlevents.eventId": "7b6a5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d",
                  "mlevents.rule": "r"},
         "properties": {
             "endpointComputeType": "Managed",
@@ -92,14 +93,15 @@ async def test_the_action_overrides_model_tags_and_adds_code_and_environment(
 ) -> None:
     await _deploy(
         arm, instance_type="Standard_DS2_v2", instance_count=3,
-        environment_id="azureml:env:1", code_id="/codes/c/versions/1", scoring_script="score.py",
+        environment_id="azureml:env-{{ model.tags.stage | lower }}:1",
+        code_id="/codes/c/versions/1", scoring_script="score_{{ model.name }}.py",
     )  # fmt: skip
     body = server.calls("deployment")[0].body
     assert body["sku"]["capacity"] == 3
     assert body["properties"]["instanceType"] == "Standard_DS2_v2"
-    assert body["properties"]["environmentId"] == "azureml:env:1"
+    assert body["properties"]["environmentId"] == "azureml:env-production:1"
     assert body["properties"]["codeConfiguration"] == {
-        "codeId": "/codes/c/versions/1", "scoringScript": "score.py"}  # fmt: skip
+        "codeId": "/codes/c/versions/1", "scoringScript": "score_credit-risk-xgb.py"}  # fmt: skip
 
 
 async def test_a_model_deleted_since_the_event_is_not_deployed(
@@ -176,14 +178,104 @@ async def test_traffic_is_shifted_after_success_keeping_other_proportions(
         ({}, 10, {"new": 100}),
         ({"blue": 100}, 100, {"new": 100, "blue": 0}),
         ({"a": 50, "b": 50}, 1, {"new": 1, "a": 50, "b": 49}),
-        ({"a": 0, "b": 0}, 40, {"new": 40, "a": 30, "b": 30}),
+        ({"a": 0, "b": 0}, 40, {"new": 100, "a": 0, "b": 0}),
+        ({}, 0, {"new": 0}),
+        ({"a": 0}, 0, {"new": 0, "a": 0}),
+        ({"a": 3, "b": 1}, 0, {"new": 0, "a": 75, "b": 25}),
         ({"a": 1, "b": 1, "c": 1}, 0, {"new": 0, "a": 34, "b": 33, "c": 33}),
         ({"new": 5, "a": 95}, 50, {"new": 50, "a": 50}),
     ],
 )
-def test_split_traffic_sums_to_100(
+def test_split_traffic_sums_to_100_or_routes_nothing(
     traffic: dict[str, int], percent: int, expected: dict[str, int]
 ) -> None:
+    """Others keep their proportions of the rest; with nothing else serving, the new
+    deployment takes all (or, at 0%, the endpoint routes nothing); drained ones stay at 0."""
     result = split_traffic(traffic, "new", percent)
     assert result == expected
-    assert sum(result.values()) == 100
+    assert sum(result.values()) == (100 if any(expected.values()) else 0)
+
+
+async def test_retry_after_paces_the_polls(
+    server: ArmServer, arm: tuple[ArmClient, FakeTime]
+) -> None:
+    """The PUT's Retry-After sets the first wait; then the poll interval (no header)."""
+    server.retry_after = "3"
+    await _deploy(arm)
+    assert arm[1].sleeps == [3.0, 2.0, 2.0]
+
+
+async def test_a_transient_poll_failure_is_polled_through(
+    server: ArmServer, arm: tuple[ArmClient, FakeTime]
+) -> None:
+    """A 503 while polling is not the operation failing: wait its Retry-After, poll again."""
+    server.inject("operation", Fault(503, retry_after="4"))
+    assert await _deploy(arm) == "deployment credit-risk/v8 Succeeded"
+    assert arm[1].sleeps == [2.0, 4.0, 2.0, 2.0]
+    assert len(server.calls("operation")) == 4
+    assert len(server.calls("deployment")) == 1
+
+
+async def test_a_refused_poll_is_permanent(
+    server: ArmServer, arm: tuple[ArmClient, FakeTime]
+) -> None:
+    server.inject("operation", Fault(404, code="NotFound", message="No such operation."))
+    with pytest.raises(PermanentActionError, match=r"mfeOperationsStatus/.* answered HTTP 404"):
+        await _deploy(arm)
+
+
+async def test_an_operation_url_on_another_host_gets_no_token(
+    server: ArmServer, arm: tuple[ArmClient, FakeTime]
+) -> None:
+    """The bearer token goes to ARM's own address only; nothing is polled elsewhere."""
+    server.operation_base = f"http://localhost:{server.port}"
+    with pytest.raises(PermanentActionError, match="not sending the token there"):
+        await _deploy(arm)
+    assert server.calls("operation") == []
+
+
+async def test_a_location_header_is_followed_until_200(
+    server: ArmServer, arm: tuple[ArmClient, FakeTime]
+) -> None:
+    """Without Azure-AsyncOperation, a 202's Location answers 202 while running."""
+    server.lro_header = "Location"
+    assert await _deploy(arm) == "deployment credit-risk/v8 Succeeded"
+    assert len(server.calls("operation")) == 3
+
+
+async def test_instance_count_from_the_model_tag(
+    server: ArmServer, arm: tuple[ArmClient, FakeTime]
+) -> None:
+    """The model's instance_count tag sets the capacity; one that is not a count fails."""
+    server.models["credit-risk-xgb:8"]["instance_count"] = "2"
+    await _deploy(arm)
+    assert server.calls("deployment")[0].body["sku"] == {"name": "Default", "capacity": 2}
+    server.models["credit-risk-xgb:8"]["instance_count"] = "two"
+    with pytest.raises(PermanentActionError, match="instance_count 'two'"):
+        await _deploy(arm)
+    assert len(server.calls("deployment")) == 1
+
+
+async def test_an_event_without_a_model_is_permanent_and_sends_nothing(
+    server: ArmServer, arm: tuple[ArmClient, FakeTime]
+) -> None:
+    """The default model templates read the ModelRegistered payload; a drift event has none."""
+    executor = AmlDeployExecutor(arm[0])
+    action = {**ACTION, "deployment": "blue"}
+    with pytest.raises(PermanentActionError, match=r"'model_name'.*'model' is undefined"):
+        await executor(decision("dataset-drift.moderate.json", action))
+    assert server.requests == []
+
+
+async def test_a_redelivery_re_puts_the_deployment_and_leaves_traffic_alone(
+    server: ArmServer, arm: tuple[ArmClient, FakeTime]
+) -> None:
+    """Create-or-update: the same spec under the same name; traffic already as wanted."""
+    server.add_endpoint("credit-risk", {"blue": 75, "green": 25})
+    first = await _deploy(arm, traffic_percent=20)
+    second = await _deploy(arm, traffic_percent=20)
+    assert first == second
+    puts = server.calls("deployment")
+    assert len(puts) == 2 and puts[0].body == puts[1].body
+    assert list(server.deployments) == ["credit-risk/v8"]
+    assert len(server.calls("endpoint.put")) == 1
