@@ -111,8 +111,8 @@ class ArmServer:
     runs: list[tuple[str, str, Any]] = field(default_factory=list)
     """(pipeline, run id, parameters) of every pipeline run started."""
     operations: dict[str, Operation] = field(default_factory=dict)
-    deployment_puts: list[Any] = field(default_factory=list)
-    """The body of every deployment PUT that was answered (creates and updates)."""
+    deployment_puts: list[tuple[int, Any]] = field(default_factory=list)
+    """(201 for a create or 200 for an update, body) of every deployment PUT answered."""
     gate: Gate | None = None
     """Holds answers while closed (see ``peers.Gate``)."""
     port: int = 0
@@ -231,7 +231,7 @@ class ArmServer:
         key = f"{endpoint}/{deployment}"
         status = 200 if key in self.deployments else 201
         self.deployments[key] = body = await request.json()
-        self.deployment_puts.append(body)
+        self.deployment_puts.append((status, body))
         result = {"id": request.path, "name": deployment, **body}
         result["properties"] = {**body["properties"], "provisioningState": "Creating"}
         return self._started(request, status, result)
