@@ -1,26 +1,35 @@
 """The ``webhook`` action: POST the event to an HTTP endpoint.
 
 The body is the event as it arrived (Event Grid schema, with ``aeg-event-type: Notification``
-as Azure Functions' Event Grid trigger requires), its CloudEvents 1.0 form, a rendered body
-template, or a Teams or Slack message (``preset``). Every request carries a ``webhook-id``
-derived from the decision, the same across retries and redeliveries, so a receiver can drop
-duplicates; with ``secret_env`` it is signed as Standard Webhooks specifies.
+as Azure Functions' Event Grid trigger requires), its CloudEvents 1.0 form (structured mode),
+a rendered body template (it must be JSON), or a Teams or Slack message (``preset``), whose
+event values are escaped so they stay data. The URL and header values are templates too.
+
+Every request carries a ``webhook-id`` derived from the decision key, the same across retries
+and redeliveries, because delivery is at least once and only the receiver can drop the
+duplicates; with ``secret_env`` it is signed as Standard Webhooks specifies, so the receiver
+can tell the worker from anyone else who learned the URL.
 
 The response decides what happens next: 2xx is done; 408, 429 and 5xx, timeouts and
 connection errors may pass if retried (``Retry-After`` is passed on); 410 Gone and any other
-status are permanent, and redirects are not followed. Error messages carry the status and
-the host, never the URL's query (it may hold a key) nor the secret.
+status are permanent, and redirects are not followed (a redirect could lead a signed body
+anywhere). Error messages carry the status and the host, never the URL's query (it may hold a
+key), a header's value nor the secret.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import email.utils
 import hashlib
 import hmac
+import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import aiohttp
 import msgspec
@@ -33,7 +42,19 @@ from ..errors import PermanentActionError, TransientActionError
 _encoder = msgspec.json.Encoder(decimal_format="number")
 RETRIABLE_STATUS = frozenset({408, 429})
 SHORT_TYPE_PREFIX = "Microsoft.MachineLearningServices."
+RESERVED_HEADERS = frozenset(
+    {"webhook-id", "webhook-timestamp", "webhook-signature", "content-length", "transfer-encoding"}
+)
+"""Headers a rule may not set: the signature's, and the body's framing."""
+DRAIN_LIMIT = 64 * 1024
+"""Answers up to this size are read, so the connection can be kept for the next request."""
+MAX_VALUE_CHARS = 300
+"""Event values longer than this are cut in chat messages (Slack refuses a section over 3,000
+characters; Teams a card over 28 KB)."""
 Secrets = Callable[[str], "str | None"]
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_QUOTED_TEMPLATE = re.compile(r"""^template (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
 
 
 class WebhookExecutor:
@@ -59,24 +80,19 @@ class WebhookExecutor:
         assert isinstance(action, WebhookAction)
         names = context(decision.event)
         url = _render(action.url, names, "url")
+        host = _host(url)
         body, content_type = _body(action, decision.event, names)
         message_id = webhook_id(decision.key)
         headers = {"Content-Type": content_type, "webhook-id": message_id}
         if action.format == "eventgrid" and action.preset is None:
             headers["aeg-event-type"] = "Notification"
         for name, template in action.headers.items():
-            headers[name] = _header(name, _render(template, names, f"headers.{name}"))
+            _set_header(headers, name, _render(template, names, f"headers.{name}"))
         if action.secret_env:
-            secret = self._secrets(action.secret_env)
-            if secret is None:
-                raise PermanentActionError(
-                    f"webhook: the signing secret's environment variable "
-                    f"{action.secret_env} is not set"
-                )
+            key = _signing_key(self._secrets(action.secret_env), action.secret_env)
             timestamp = str(int(self._clock()))
             headers["webhook-timestamp"] = timestamp
-            headers["webhook-signature"] = sign(secret, message_id, timestamp, body)
-        host = urlsplit(url).netloc
+            headers["webhook-signature"] = _signature(key, message_id, timestamp, body)
         try:
             async with self._session.post(
                 url,
@@ -86,7 +102,15 @@ class WebhookExecutor:
                 allow_redirects=False,
             ) as response:
                 status = response.status
-                retry_after = _retry_after(response.headers.get("Retry-After"))
+                retry_after = _retry_after(response.headers.get("Retry-After"), self._clock)
+                length = response.content_length
+                if length is not None and length <= DRAIN_LIMIT:
+                    # Read the (short) answer so the connection can be reused.
+                    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                        await response.read()
+        except aiohttp.InvalidURL:
+            # Its message holds the URL; the rule, not the endpoint, is at fault.
+            raise PermanentActionError(f"webhook: 'url' to {host} is not valid") from None
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise TransientActionError(f"webhook to {host}: {type(exc).__name__}") from exc
         if 200 <= status < 300:
@@ -106,33 +130,74 @@ def webhook_id(key: str) -> str:
     return "msg_" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
-def sign(secret: str, message_id: str, timestamp: str, body: bytes) -> str:
-    """``v1,<base64 HMAC-SHA256>`` of ``{id}.{timestamp}.{body}`` with the ``whsec_`` secret.
-
-    Raises:
-        PermanentActionError: the secret is not base64 (the message does not show it).
-    """
-    encoded = secret.removeprefix("whsec_")
+def _signing_key(secret: str | None, variable: str) -> bytes:
+    """The HMAC key a Standard Webhooks secret stands for; errors name ``variable`` only."""
+    if not secret:
+        raise PermanentActionError(
+            f"webhook: the signing secret's environment variable {variable} is not set"
+        )
     try:
-        key = base64.b64decode(encoded, validate=True)
+        key = base64.b64decode(secret.strip().removeprefix("whsec_"), validate=True)
     except ValueError:
-        raise PermanentActionError("webhook: the signing secret is not base64") from None
+        raise PermanentActionError(
+            f"webhook: the signing secret in {variable} is not base64 (whsec_...)"
+        ) from None
+    if not key:
+        raise PermanentActionError(f"webhook: the signing secret in {variable} is empty")
+    return key
+
+
+def _signature(key: bytes, message_id: str, timestamp: str, body: bytes) -> str:
     signed = message_id.encode() + b"." + timestamp.encode() + b"." + body
     digest = hmac.new(key, signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
 def _render(template: str, names: Mapping[str, Any], field: str) -> str:
+    """Render one field; an error names the field. The URL and header values are left out of
+    the message: a URL's query or a header may hold a key."""
     try:
         return render(template, names)
     except TemplateError as exc:
-        raise PermanentActionError(f"webhook: '{field}': {exc}") from exc
+        reason = str(exc)
+        if field != "body":
+            reason = _QUOTED_TEMPLATE.sub("template", reason)
+        raise PermanentActionError(f"webhook: '{field}': {reason}") from None
 
 
-def _header(name: str, value: str) -> str:
-    if any(ord(char) < 32 and char != "\t" for char in name + value):
-        raise PermanentActionError(f"webhook: header {name!r} holds a line break after rendering")
-    return value
+def _host(url: str) -> str:
+    """The host (and port) of a rendered URL, for messages; the URL must be http(s).
+
+    Raises:
+        PermanentActionError: the URL is not an absolute http(s) URL.
+    """
+    try:
+        parts: SplitResult = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port, parts = None, None, urlsplit("")
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        raise PermanentActionError("webhook: 'url' is not an absolute http(s) URL once rendered")
+    if ":" in host:
+        host = f"[{host}]"
+    return host if port is None else f"{host}:{port}"
+
+
+def _set_header(headers: dict[str, str], name: str, value: str) -> None:
+    """Add a rule's header, replacing a default of the same name (any case)."""
+    if not _TOKEN.fullmatch(name):
+        raise PermanentActionError(f"webhook: {name!r} is not a valid header name")
+    lower = name.lower()
+    if lower in RESERVED_HEADERS:
+        raise PermanentActionError(f"webhook: header {name!r} is set by the worker, not a rule")
+    if _CONTROL.search(value):
+        raise PermanentActionError(
+            f"webhook: header {name!r} holds a line break or another control character "
+            "after rendering"
+        )
+    for existing in [key for key in headers if key.lower() == lower]:
+        del headers[existing]
+    headers[name] = value
 
 
 def _body(action: WebhookAction, event: Event, names: Mapping[str, Any]) -> tuple[bytes, str]:
@@ -163,8 +228,9 @@ def cloud_event(event: Event) -> dict[str, Any]:
         "id": event.id,
         "source": event.source or "",
         "type": event.type,
-        "subject": event.subject,
     }
+    if event.subject is not None:
+        result["subject"] = event.subject
     if event.time is not None:
         result["time"] = event.time
     result["data"] = event.data
@@ -172,8 +238,9 @@ def cloud_event(event: Event) -> dict[str, Any]:
 
 
 def _facts(event: Event, names: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """What a chat message says about the event, as (name, value) pairs."""
-    facts = [("Event", event.type.removeprefix(SHORT_TYPE_PREFIX))]
+    """What a chat message says about the event, as (name, value) pairs; values are cut to
+    ``MAX_VALUE_CHARS``."""
+    facts = [("Event type", event.type.removeprefix(SHORT_TYPE_PREFIX))]
     if event.subject:
         facts.append(("Subject", event.subject))
     workspace = names.get("workspace")
@@ -188,7 +255,7 @@ def _facts(event: Event, names: Mapping[str, Any]) -> list[tuple[str, str]]:
         facts.append(("Drift coefficient", str(drift["coefficient"])))
     if event.time:
         facts.append(("Time", event.time))
-    return facts
+    return [(name, _cut(value)) for name, value in facts]
 
 
 def _title(event: Event, names: Mapping[str, Any]) -> str:
@@ -196,7 +263,11 @@ def _title(event: Event, names: Mapping[str, Any]) -> str:
     run = names.get("run")
     if run and run.get("status"):
         title += f": {run['status']}"
-    return title
+    return _cut(title)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "\u2026"
 
 
 def _studio_link(names: Mapping[str, Any]) -> str | None:
@@ -208,16 +279,21 @@ def _studio_link(names: Mapping[str, Any]) -> str | None:
 
 
 def teams_card(event: Event, names: Mapping[str, Any]) -> dict[str, Any]:
-    """An Adaptive Card in the message envelope that Teams Workflows (and connectors) take."""
+    """An Adaptive Card in the message envelope that Teams Workflows (and connectors) take.
+
+    Teams reads card text as Markdown; brackets in event values are escaped, so a value
+    cannot put a link of its own on the card.
+    """
+    title = _teams_escape(_title(event, names))
+    facts = [{"title": name, "value": _teams_escape(value)} for name, value in _facts(event, names)]
     card: dict[str, Any] = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
         "version": "1.2",
         "body": [
-            {"type": "TextBlock", "text": _title(event, names), "weight": "Bolder",
-             "size": "Medium", "wrap": True},
-            {"type": "FactSet",
-             "facts": [{"title": name, "value": value} for name, value in _facts(event, names)]},
+            {"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium",
+             "wrap": True},
+            {"type": "FactSet", "facts": facts},
         ],
     }  # fmt: skip
     link = _studio_link(names)
@@ -237,15 +313,21 @@ def teams_card(event: Event, names: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _teams_escape(text: str) -> str:
+    # Only what makes a link: Teams on phones shows escapes' backslashes, so escape little.
+    return text.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+
+
 def slack_message(event: Event, names: Mapping[str, Any]) -> dict[str, Any]:
-    """A Block Kit message for a Slack incoming webhook; event values are escaped."""
+    """A Block Kit message for a Slack incoming webhook; ``&``, ``<`` and ``>`` in event values
+    are escaped, so a value cannot make a link or a mention (``<!channel>``)."""
     title = _slack_escape(_title(event, names))
     lines = [f"*{title}*"]
     lines += [f"*{name}:* {_slack_escape(value)}" for name, value in _facts(event, names)[1:]]
     link = _studio_link(names)
     if link is not None:
         lines.append(f"<{_slack_escape(link)}|Open in Azure ML studio>")
-    fallback = f"{title}: {_slack_escape(event.subject or event.id)}"
+    fallback = f"{title}: {_slack_escape(_cut(event.subject or event.id))}"
     return {
         "text": fallback,
         "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}],
@@ -256,8 +338,18 @@ def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+def _retry_after(value: str | None, clock: Callable[[], float]) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: seconds, or an HTTP date."""
+    if value is None:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - clock()
+    return max(seconds, 0.0) if math.isfinite(seconds) else None

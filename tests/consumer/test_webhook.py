@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import dataclasses
+import email.utils
 import json
 import time
 from collections.abc import AsyncIterator
@@ -10,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 import standardwebhooks
 from aiohttp import web
@@ -23,20 +27,37 @@ from ..factories import make_event, make_table
 
 
 class Server:
-    """Answers with the queued (status, headers); records what it received."""
+    """Answers with the queued (status, headers) and ``body``; records what it received."""
 
     def __init__(self) -> None:
         self.answers: list[tuple[int, dict[str, str]]] = []
+        self.body = b""
         self.requests: list[tuple[dict[str, str], Any]] = []
         self.raw: list[bytes] = []
+        self.header_lists: list[list[tuple[str, str]]] = []
+        self.peers: list[Any] = []
         self.port = free_port()
 
     async def handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
         self.raw.append(raw)
         self.requests.append((dict(request.headers), json.loads(raw)))
+        self.header_lists.append(list(request.headers.items()))
+        transport = request.transport
+        self.peers.append(transport.get_extra_info("peername") if transport else None)
         status, headers = self.answers.pop(0) if self.answers else (200, {})
-        return web.Response(status=status, headers=headers)
+        return web.Response(status=status, headers=headers, body=self.body)
+
+    async def late(self, request: web.Request) -> web.StreamResponse:
+        """Sends the headers, then the body ("ok") a moment later."""
+        await self.handle(request)
+        response = web.StreamResponse()
+        response.content_length = 2
+        await response.prepare(request)
+        await asyncio.sleep(0.05)
+        await response.write(b"ok")
+        await response.write_eof()
+        return response
 
 
 @pytest.fixture
@@ -45,6 +66,7 @@ async def server() -> AsyncIterator[Server]:
     app = web.Application()
     app.router.add_post("/hook", peer.handle)
     app.router.add_post("/elsewhere", peer.handle)
+    app.router.add_post("/late", peer.late)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", peer.port).start()
@@ -231,3 +253,240 @@ async def test_gone_is_permanent(server: Server) -> None:
     server.answers.append((410, {}))
     with pytest.raises(PermanentActionError, match="endpoint is gone"):
         await _post(server)
+
+
+async def _run(
+    decision: Decision,
+    secrets: dict[str, str] | None = None,
+    clock: Any = time.time,
+) -> str:
+    async with aiohttp.ClientSession() as session:
+        executor = WebhookExecutor(session, secrets=(secrets or {}).get, clock=clock)
+        return await executor(decision)
+
+
+def _lower(headers: dict[str, str]) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
+
+
+async def test_a_retry_is_signed_afresh_under_the_same_id(server: Server) -> None:
+    """503 then 200: the same webhook-id, a timestamp per attempt, both signatures verify."""
+    now = [time.time()]
+
+    def clock() -> float:
+        now[0] += 7
+        return now[0]
+
+    server.answers.append((503, {}))
+    decision = _decision(server, secret_env="HOOK_SECRET")
+    with pytest.raises(TransientActionError):
+        await _run(decision, {"HOOK_SECRET": SECRET}, clock)
+    assert await _run(decision, {"HOOK_SECRET": SECRET}, clock) == "HTTP 200"
+    first, second = (_lower(headers) for headers, _ in server.requests)
+    assert first["webhook-id"] == second["webhook-id"]
+    assert int(second["webhook-timestamp"]) == int(first["webhook-timestamp"]) + 7
+    for raw, headers in zip(server.raw, (first, second), strict=True):
+        standardwebhooks.Webhook(SECRET).verify(raw, headers)
+
+
+async def test_webhook_id_differs_per_action_and_holds_per_key(server: Server) -> None:
+    """Two actions of one rule get two ids; planning the same event again gives the same."""
+    url = f"http://127.0.0.1:{server.port}/hook"
+    table = make_table(
+        {"name": "r", "actions": [{"type": "webhook", "url": url}, {"type": "webhook", "url": url}]}
+    )
+    event = make_event(id="ev-9")
+    first, second = plan(table, event)
+    (again, _) = plan(table, make_event(id="ev-9"))
+    for decision in (first, second, again):
+        await _run(decision)
+    ids = [headers["webhook-id"] for headers, _ in server.requests]
+    assert ids[0] != ids[1]
+    assert ids[0] == ids[2]
+
+
+async def test_a_secret_without_the_prefix_is_base64_too(server: Server) -> None:
+    """A bare base64 secret signs like its whsec_ form."""
+    bare = SECRET.removeprefix("whsec_")
+    await _post(server, secrets={"HOOK_SECRET": bare}, secret_env="HOOK_SECRET")
+    headers, _ = server.requests[0]
+    standardwebhooks.Webhook(SECRET).verify(server.raw[0], _lower(headers))
+
+
+@pytest.mark.parametrize("value", ["", "whsec_", "whsec_not*base64*SECRETVALUE"])
+async def test_an_empty_or_broken_secret_is_permanent_and_not_shown(
+    server: Server, value: str
+) -> None:
+    with pytest.raises(PermanentActionError, match="HOOK_SECRET") as caught:
+        await _post(server, secrets={"HOOK_SECRET": value}, secret_env="HOOK_SECRET")
+    assert server.requests == []
+    assert "SECRETVALUE" not in str(caught.value)
+    assert "base64*" not in str(caught.value)
+
+
+async def test_a_signed_template_body_verifies_over_the_exact_bytes(server: Server) -> None:
+    body = '{"status":   "{{ run.status }}",\n "ws": "{{ workspace.name }}"}'
+    await _post(
+        server,
+        _sample("run-failed.json"),
+        secrets={"HOOK_SECRET": SECRET},
+        secret_env="HOOK_SECRET",
+        format="template",
+        body=body,
+    )
+    headers, received = server.requests[0]
+    assert received == {"status": "Failed", "ws": "mlw-prod-weu"}
+    assert server.raw[0] == b'{"status":   "Failed",\n "ws": "mlw-prod-weu"}'
+    standardwebhooks.Webhook(SECRET).verify(server.raw[0], _lower(headers))
+
+
+async def test_a_template_error_names_the_field_and_hides_url_and_header_values(
+    server: Server,
+) -> None:
+    """A name the event lacks is permanent; the message names the field but never shows a
+    URL's query or a header's value, which may hold keys."""
+    url = f"http://127.0.0.1:{server.port}/hook?code=KEY123&run={{{{ data.nope }}}}"
+    table = make_table({"name": "r", "actions": [{"type": "webhook", "url": url}]})
+    (decision,) = plan(table, make_event())
+    with pytest.raises(PermanentActionError, match="'url'") as caught:
+        await _run(decision)
+    assert "KEY123" not in str(caught.value)
+    assert "nope" in str(caught.value)
+    with pytest.raises(PermanentActionError, match=r"'headers\.Authorization'") as caught:
+        await _post(server, headers={"Authorization": "Bearer TOKEN123{{ data.nope }}"})
+    assert "TOKEN123" not in str(caught.value)
+    with pytest.raises(PermanentActionError, match="'body'"):
+        await _post(server, format="template", body='{"a": "{{ data.nope }}"}')
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("target", ["file:///etc/passwd", "/hook", "http://", "ftp://h/x"])
+async def test_a_url_that_is_not_http_once_rendered_is_permanent(
+    server: Server, target: str
+) -> None:
+    event = make_event(data={"target": target})
+    table = make_table({"name": "r", "actions": [{"type": "webhook", "url": "{{ data.target }}"}]})
+    (decision,) = plan(table, event)
+    with pytest.raises(PermanentActionError, match="http"):
+        await _run(decision)
+
+
+async def test_rule_headers_replace_defaults_but_not_the_signature(server: Server) -> None:
+    """A rule's Content-Type replaces the default (one header, any case); the signature's
+    headers and the body's framing are the worker's; a bad header name is refused."""
+    await _post(server, headers={"content-type": "application/vnd.aml+json"})
+    content_types = [v for k, v in server.header_lists[0] if k.lower() == "content-type"]
+    assert content_types == ["application/vnd.aml+json"]
+    for name in ("Webhook-Id", "webhook-signature", "Content-Length"):
+        with pytest.raises(PermanentActionError, match="set by the worker"):
+            await _post(server, headers={name: "x"})
+    with pytest.raises(PermanentActionError, match="not a valid header name"):
+        await _post(server, headers={"X Bad:": "x"})
+    assert len(server.requests) == 1
+
+
+async def test_only_event_grid_bodies_carry_the_functions_trigger_header(server: Server) -> None:
+    await _post(server, format="cloudevents")
+    await _post(server, preset="slack")
+    await _post(server, format="template", body="{}")
+    for headers, _ in server.requests:
+        assert "aeg-event-type" not in _lower(headers)
+        assert _lower(headers)["webhook-id"].startswith("msg_")
+
+
+async def test_cloudevents_of_a_cloudevent_is_the_event_itself(server: Server) -> None:
+    event = _sample("run-failed.cloudevents.json")
+    await _post(server, event, format="cloudevents")
+    _, body = server.requests[0]
+    assert body == json.loads((SAMPLES / "run-failed.cloudevents.json").read_text())[0]
+
+
+async def test_retry_after_as_an_http_date(server: Server) -> None:
+    now = 1_800_000_000.0
+    when = email.utils.formatdate(now + 120, usegmt=True)
+    server.answers.append((429, {"Retry-After": when}))
+    with pytest.raises(TransientActionError) as caught:
+        await _run(_decision(server), clock=lambda: now)
+    assert caught.value.retry_after_s == 120
+
+
+@pytest.mark.parametrize("value", ["soon", "-5", "nan"])
+async def test_a_nonsense_retry_after_is_ignored_or_clamped(server: Server, value: str) -> None:
+    server.answers.append((503, {"Retry-After": value}))
+    with pytest.raises(TransientActionError) as caught:
+        await _post(server)
+    assert caught.value.retry_after_s in (None, 0.0)
+
+
+async def test_a_timeout_is_transient(server: Server) -> None:
+    """An endpoint slower than timeout_s is retried later."""
+    gate = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        await gate.wait()
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/slow", slow)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        url = f"http://127.0.0.1:{port}/slow"
+        table = make_table({"name": "r", "actions": [{"type": "webhook", "url": url}]})
+        (decision,) = plan(table, make_event())
+        decision = dataclasses.replace(
+            decision, action=msgspec.structs.replace(decision.action, timeout_s=0.2)
+        )
+        with pytest.raises(TransientActionError, match=f"127.0.0.1:{port}"):
+            await _run(decision)
+    finally:
+        gate.set()
+        await runner.cleanup()
+
+
+async def test_short_answers_are_read_so_the_connection_is_kept(server: Server) -> None:
+    """Slack answers "ok": reading it (even when it comes after the headers) lets the next
+    request reuse the connection instead of opening another."""
+    url = f"http://127.0.0.1:{server.port}/late"
+    table = make_table({"name": "r", "actions": [{"type": "webhook", "url": url}] * 2})
+    async with aiohttp.ClientSession() as session:
+        executor = WebhookExecutor(session)
+        for decision in plan(table, make_event()):
+            assert await executor(decision) == "HTTP 200"
+    assert server.peers[0] == server.peers[1]
+
+
+async def test_teams_card_values_cannot_make_links(server: Server) -> None:
+    """Teams reads card text as Markdown: brackets in event values are escaped."""
+    raw = json.loads((SAMPLES / "run-failed.json").read_text())
+    raw[0]["data"]["runStatus"] = "[click](https://evil.example)"
+    await _post(server, decode_body(json.dumps(raw))[0], preset="teams")
+    _, body = server.requests[0]
+    card = body["attachments"][0]["content"]
+    facts = {fact["title"]: fact["value"] for fact in card["body"][1]["facts"]}
+    assert facts["Run status"] == r"\[click\](https://evil.example)"
+    assert facts["Event type"] == "RunStatusChanged"
+    assert card["body"][0]["text"] == r"RunStatusChanged: \[click\](https://evil.example)"
+    assert card["actions"][0]["url"].startswith("https://ml.azure.com/runs/")
+
+
+async def test_chat_messages_cut_long_values(server: Server) -> None:
+    """Slack refuses a section over 3,000 characters; long values are cut."""
+    raw = json.loads((SAMPLES / "run-failed.json").read_text())
+    raw[0]["data"]["runStatus"] = "x" * 10_000
+    raw[0]["subject"] = "s" * 10_000
+    await _post(server, decode_body(json.dumps(raw))[0], preset="slack")
+    _, body = server.requests[0]
+    assert len(body["blocks"][0]["text"]["text"]) < 3000
+    assert len(body["text"]) < 3000
+
+
+async def test_a_model_event_links_to_the_model(server: Server) -> None:
+    await _post(server, _sample("model-registered.production.json"), preset="teams")
+    _, body = server.requests[0]
+    card = body["attachments"][0]["content"]
+    facts = {fact["title"]: fact["value"] for fact in card["body"][1]["facts"]}
+    assert "Model" in facts
+    assert "/model/" in card["actions"][0]["url"]
