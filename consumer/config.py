@@ -150,8 +150,10 @@ class LedgerConfig:
     """The idempotency ledger: which actions already ran for which event."""
 
     store: StoreConfig
-    lease_s: float = 900.0
-    """How long a reservation holds before another worker may take over (a crash's cost)."""
+    lease_s: float = 180.0
+    """How long a reservation holds before another worker may take over: what a crash costs
+    the actions it had in flight. Longer than an action with its retries (120 s); a longer
+    deployment taken over re-PUTs the same deployment, which is harmless."""
     expire_after_s: float = 7 * 24 * 3600.0
     """How long a finished action is remembered; a redelivery after that runs it again."""
 
@@ -335,9 +337,9 @@ def _store(reader: _Reader, section: str, *, default: str) -> StoreConfig:
 
 
 def _ledger(reader: _Reader, checkpoints: StoreConfig, *, has_section: bool) -> LedgerConfig:
-    """The ledger section; without one, the ledger lives where the checkpoints do."""
+    """The ledger section; without a ``store`` key, the ledger lives where the checkpoints do."""
     section = "ledger"
-    if has_section:
+    if has_section and reader.optional_text(section, "store") is not None:
         store = _store(reader, section, default="ledger.sqlite3")
     elif checkpoints.kind == "local" and checkpoints.path is not None:
         store = StoreConfig(kind="local", path=checkpoints.path.with_name("ledger.sqlite3"))
@@ -345,7 +347,7 @@ def _ledger(reader: _Reader, checkpoints: StoreConfig, *, has_section: bool) -> 
         store = checkpoints
     return LedgerConfig(
         store=store,
-        lease_s=reader.number(section, "lease_s", 900.0, low=1),
+        lease_s=reader.number(section, "lease_s", 180.0, low=1),
         expire_after_s=reader.number(section, "expire_after_s", 7 * 24 * 3600.0, low=1),
     )
 

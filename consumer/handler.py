@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +37,9 @@ from .retrying import RetryPolicy, attempts_of
 DEAD_LETTER_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 LEDGER_BUSY_POLL_S = 5.0
 """Longest wait between looks at a decision another worker holds in the ledger."""
+LEDGER_RETRY_S = 0.5
+LEDGER_OUTAGE_S = 10.0
+"""After the ledger's store failed twice in a row, how long actions run unreserved."""
 Rest = Coroutine[Any, Any, int]
 """What is left of an event after ``start``: resolves to the number of dead letters."""
 
@@ -106,6 +110,8 @@ class Handler:
     dry_run: bool = False
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    monotonic: Callable[[], float] = time.monotonic
+    _ledger_down_until: float = field(default=float("-inf"), init=False)
     handled: int = field(default=0, init=False)
     """Messages handled to the end so far."""
 
@@ -230,8 +236,9 @@ class Handler:
         """
         kind = action_type(decision)
         where = f"{decision.rule.name}:{kind}#{decision.index}"
+        reserved = False
         if self.ledger is not None:
-            done_before = await self._reserve(decision)
+            reserved, done_before = await self._reserve(decision)
             if done_before is not None:
                 self.metrics.action(kind, "skipped")
                 return f"{where} skipped, done before: {done_before}", False
@@ -240,7 +247,7 @@ class Handler:
             outcome = await self._run(received, decision, kind, where)
             finished = True
         finally:
-            if self.ledger is not None:
+            if reserved:
                 # Also on cancellation at shutdown: the next worker may run it at once,
                 # instead of waiting for the reservation's lease to end.
                 await asyncio.shield(self._settle(decision, outcome if finished else None))
@@ -267,28 +274,37 @@ class Handler:
         self.metrics.action(kind, "ok")
         return f"{where} ok: {detail}", False
 
-    async def _reserve(self, decision: Decision) -> str | None:
-        """Reserve the decision in the ledger; the recorded detail if it was done before.
+    async def _reserve(self, decision: Decision) -> tuple[bool, str | None]:
+        """Reserve the decision in the ledger: (reserved, the recorded detail if it was done
+        before).
 
         Waits while another worker (or task) holds it, until that one finishes or its lease
-        ends; retries while the ledger cannot be reached. Either way the event stays
-        unfinished meanwhile, so its checkpoint cannot pass it.
+        ends. When the ledger's store cannot be reached (tried twice), the action runs
+        unreserved, and so do the others for ``LEDGER_OUTAGE_S`` before the store is tried
+        again: a storage outage must not stop the worker from acting, and a duplicate is
+        only possible for an event redelivered meanwhile.
         """
         assert self.ledger is not None
+        if self.monotonic() < self._ledger_down_until:
+            return False, None
         failures = 0
         while True:
             try:
                 claim = await self.ledger.reserve(decision.key)
             except ConsumerError as exc:
-                wait_s = DEAD_LETTER_RETRY_S[min(failures, len(DEAD_LETTER_RETRY_S) - 1)]
                 failures += 1
-                self.log.error("ledger.unavailable", error=str(exc), retry_in_s=wait_s)
-                await self.sleep(wait_s)
-                continue
+                if failures < 2:
+                    await self.sleep(LEDGER_RETRY_S)
+                    continue
+                self._ledger_down_until = self.monotonic() + LEDGER_OUTAGE_S
+                self.log.warning(
+                    "ledger.unavailable", error=str(exc), acting_unreserved_s=LEDGER_OUTAGE_S
+                )
+                return False, None
             if claim.state == "reserved":
-                return None
+                return True, None
             if claim.state == "done":
-                return claim.detail or "done"
+                return False, claim.detail or "done"
             self.log.info("ledger.busy", decision=decision.key, retry_in_s=claim.retry_after_s)
             await self.sleep(min(max(claim.retry_after_s, 0.05), LEDGER_BUSY_POLL_S))
 

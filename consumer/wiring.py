@@ -228,6 +228,8 @@ async def open_ledger(config: Config) -> AsyncIterator[Ledger]:
         "lease_s": settings.lease_s,
         "expire_after_s": settings.expire_after_s,
     }
+    # No storage retries: the handler tries twice, then acts unreserved for a while rather
+    # than stop acting during a storage outage.
     ledger: Ledger
     credential: AsyncTokenCredential | None = None
     if store.kind == "local":
@@ -235,7 +237,7 @@ async def open_ledger(config: Config) -> AsyncIterator[Ledger]:
         ledger = SqliteLedger(path, **options)
     elif store.connection_string is not None:
         ledger = BlobLedger.from_connection_string(
-            store.connection_string, store.container or "", retry_total=2, **options
+            store.connection_string, store.container or "", retry_total=0, **options
         )
     else:
         from azure.identity.aio import DefaultAzureCredential
@@ -243,7 +245,7 @@ async def open_ledger(config: Config) -> AsyncIterator[Ledger]:
         credential = DefaultAzureCredential()
         ledger = BlobLedger(
             store.account_url or "", store.container or "",
-            credential=credential, retry_total=2, **options,
+            credential=credential, retry_total=0, **options,
         )  # fmt: skip
     async with contextlib.AsyncExitStack() as stack:
         if credential is not None:

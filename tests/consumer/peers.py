@@ -158,6 +158,8 @@ def worker_config(
         f"ownership_expiration_s = {ownership_expiration_s}\n"
         f"[checkpoints]\n{checkpoints}every_events = {every_events}\nevery_s = {every_s}\n"
         '[deadletters]\nstore = "local"\npath = "state/deadletters"\n'
+        # A killed worker's reservations lapse quickly, so a restart need not wait long.
+        "[ledger]\nlease_s = 2\n"
         f"[processing]\nmax_in_flight = {max_in_flight}\ndrain_deadline_s = {drain_deadline_s}\n"
         '[http]\nhost = "127.0.0.1"\nport = 0\n'
         '[logging]\nformat = "json"\nlevel = "info"\n'

@@ -133,7 +133,6 @@ def config_file(folder: Path, hook_url: str, smtp_port: int, arm: ArmServer) -> 
     path = worker_config(folder, rules_file(folder, hook_url), every_events=20, every_s=0.5)
     path.write_text(
         path.read_text()
-        + "[ledger]\nlease_s = 2\n"
         + f'[email]\ntransport = "smtp"\nhost = "127.0.0.1"\nport = {smtp_port}\n'
         + 'security = "none"\nsender = "mlevents@example.com"\n'
         + f'[azure]\ncredential = "cli"\nmanagement_url = "{arm.base_url}"\n'

@@ -245,14 +245,23 @@ class FlakyLedger(MemoryLedger):
         return await super().reserve(key)
 
 
-async def test_an_unreachable_ledger_holds_the_event_until_it_answers(tmp_path: Path) -> None:
-    """Nothing runs unreserved: the handler waits and tries again, then acts once."""
+async def test_an_unreachable_ledger_does_not_stop_actions(tmp_path: Path) -> None:
+    """The store fails twice: the actions run unreserved, without trying the store again
+    for a while; once it is back, actions are reserved again. Nothing recorded the
+    unreserved run, so a redelivery after the outage runs it once more: the price of acting
+    through a storage outage."""
     log, hook, clock = Executor(), Executor(), Clock()
+    ledger = FlakyLedger(clock, 2)
     async with DirectoryDeadLetterStore(tmp_path) as store:
-        handler = _handler(store, log, hook, ledger=FlakyLedger(clock, 3), sleep=clock.sleep)
+        handler = _handler(store, log, hook, ledger=ledger, sleep=clock.sleep, monotonic=clock)
         assert await handler.handle(_received(BODY)) == 0
-    assert (log.done, hook.done) == (["ev-1/hook/0"], ["ev-1/hook/1"])
-    assert len(clock.sleeps) == 3
+        assert (log.done, hook.done, clock.sleeps) == (["ev-1/hook/0"], ["ev-1/hook/1"], [0.5])
+        assert ledger.table == {}
+        clock.now += 11
+        assert await handler.handle(_received(BODY)) == 0
+        assert await handler.handle(_received(BODY)) == 0
+    assert hook.done == ["ev-1/hook/1"] * 2
+    assert {entry.state for entry in ledger.table.values()} == {"done"}
 
 
 async def test_a_cancelled_action_releases_its_reservation(tmp_path: Path) -> None:
