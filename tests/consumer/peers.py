@@ -58,6 +58,8 @@ class WebhookReceiver:
     """How many POSTs arrived per event id (failed ones included)."""
     acted: Counter[str] = field(default_factory=Counter)
     """How many POSTs per event id were answered with 2xx."""
+    bodies: list[Any] = field(default_factory=list)
+    """The JSON bodies answered with 2xx, in order."""
     port: int = 0
     gate: Gate | None = None
     _runner: web.AppRunner | None = None
@@ -91,6 +93,7 @@ class WebhookReceiver:
             return web.Response(status=503)
         if 200 <= status < 300:
             self.acted[event_id] += 1
+            self.bodies.append(body)
         return web.Response(status=status)
 
     async def wait_for(self, count: int, timeout_s: float = 60.0) -> None:
