@@ -35,7 +35,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self, TypeVar
@@ -52,6 +52,7 @@ from azure.core.exceptions import (
 from azure.storage.blob.aio import ContainerClient
 
 from .errors import LedgerError
+from .sqlitefile import connect, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +61,6 @@ _T = TypeVar("_T")
 BLOB_PREFIX = "ledger/"
 _ATTEMPTS = 5
 """How often a blob reserve looks again when the entry changed under it."""
-BUSY_TIMEOUT_S = 10.0
-"""How long one SQLite operation waits for another process's write lock before failing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +262,7 @@ class SqliteLedger:
 
     async def __aenter__(self) -> Self:
         try:
-            conn = await asyncio.to_thread(_connect, self.path)
+            conn = await asyncio.to_thread(connect, self.path, _SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(f"ledger {self.path}: cannot open: {exc}") from exc
         with self._lock:
@@ -298,7 +297,7 @@ class SqliteLedger:
         mine = self._settings.reservation(key, now)
 
         def reserve(conn: sqlite3.Connection) -> Claim:
-            with _transaction(conn):
+            with transaction(conn):
                 taken = conn.execute(
                     "INSERT INTO ledger (key, state, owner, until) VALUES (?, 'reserved', ?, ?)"
                     " ON CONFLICT (key) DO UPDATE SET state = 'reserved', owner = excluded.owner,"
@@ -320,7 +319,7 @@ class SqliteLedger:
         done = self._settings.done(key, detail, self._settings.clock())
 
         def mark(conn: sqlite3.Connection) -> int:
-            with _transaction(conn):
+            with transaction(conn):
                 return conn.execute(
                     "UPDATE ledger SET state = 'done', until = ?, detail = ?"
                     " WHERE key = ? AND state = 'reserved' AND owner = ?",
@@ -332,7 +331,7 @@ class SqliteLedger:
 
     async def release(self, key: str) -> None:
         def delete(conn: sqlite3.Connection) -> None:
-            with _transaction(conn):
+            with transaction(conn):
                 conn.execute(
                     "DELETE FROM ledger WHERE key = ? AND state = 'reserved' AND owner = ?",
                     (key, self._settings.owner),
@@ -344,43 +343,10 @@ class SqliteLedger:
         now = self._settings.clock()
 
         def delete(conn: sqlite3.Connection) -> int:
-            with _transaction(conn):
+            with transaction(conn):
                 return conn.execute("DELETE FROM ledger WHERE until <= ?", (now,)).rowcount
 
         return await self._run("purge", delete)
-
-
-@contextlib.contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction that takes the lock up front (``BEGIN IMMEDIATE``)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    """Open (creating if missing) the database file in WAL mode with the schema in place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-    )
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL survives process crashes in WAL mode; a power cut may lose the last marks,
-        # which only means an action may run again (delivery is at-least-once anyway).
-        conn.execute("PRAGMA synchronous=NORMAL")
-        with _transaction(conn):
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
 
 
 class BlobLedger:

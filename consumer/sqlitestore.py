@@ -33,12 +33,12 @@ from typing import Any, Self, TypeVar
 
 from azure.eventhub.aio import CheckpointStore
 
+from .sqlitefile import connect, transaction
+
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-BUSY_TIMEOUT_S = 10.0
-"""How long one operation waits for another process's write lock before failing."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ownership (
@@ -80,32 +80,6 @@ def _partition_key(record: Mapping[str, Any]) -> _Key:
     return (*scope, str(record["partition_id"]).lower())
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    """Open (creating if missing) the database file in WAL mode with the schema in place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-    )
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        # In WAL mode NORMAL survives process crashes; a power cut may undo the last few
-        # checkpoints, which only means events are delivered again (at-least-once anyway).
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
 class SqliteCheckpointStore(CheckpointStore):
     """Partition ownership and checkpoints in a local SQLite file (shareable between processes).
 
@@ -118,7 +92,7 @@ class SqliteCheckpointStore(CheckpointStore):
         self.path = Path(path)
         self._clock = clock
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = _connect(self.path)
+        self._conn: sqlite3.Connection | None = connect(self.path, _SCHEMA)
 
     async def __aenter__(self) -> Self:
         return self
@@ -255,15 +229,10 @@ def _claim_all(
 ) -> list[str | None]:
     """In one write transaction, apply each claim whose etag matches: its new etag, or None."""
     etags: list[str | None] = []
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         for ownership in wanted:
             etag = uuid.uuid4().hex
             etags.append(etag if _claim_one(conn, ownership, etag, now) else None)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return etags
 
 

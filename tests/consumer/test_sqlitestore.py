@@ -213,7 +213,7 @@ async def test_a_blocked_claim_raises_after_the_busy_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A claim blocked on another writer past the busy timeout raises (the SDK retries it)."""
-    monkeypatch.setattr("consumer.sqlitestore.BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr("consumer.sqlitefile.BUSY_TIMEOUT_S", 0.2)
     path = tmp_path / "c.db"
     async with SqliteCheckpointStore(path) as store:
         with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
