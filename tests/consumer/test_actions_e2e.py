@@ -199,7 +199,9 @@ async def test_events_delivered_twice_act_exactly_once(
         first = processes.worker(config, "first", env)
         await until(lambda: effects.total() >= 300, 60, "300 effects")
         gate.close()  # actions now in flight stay in flight
-        await asyncio.sleep(0.5)
+        # Actions answered before the gate closed are recorded in the ledger before their
+        # event's log line is written: once the lines stop, nothing is between the two.
+        await quiet(first, 1.5)
         held = gate.waiting
         await kill(first.process)
         gate.open()
@@ -253,6 +255,16 @@ def _ids(per_partition: dict[str, list[tuple[str, str]]]) -> list[tuple[str, str
 def _all_done(effects: Effects, expected: dict[str, set[str]]) -> bool:
     counts = effects.counts()
     return all(set(counts[kind]) >= ids for kind, ids in expected.items())
+
+
+async def quiet(worker: WorkerProcess, for_s: float) -> None:
+    """Wait until the worker has logged no processed event for ``for_s`` seconds."""
+    count, since = -1, asyncio.get_running_loop().time()
+    while asyncio.get_running_loop().time() - since < for_s:
+        await asyncio.sleep(0.1)
+        now = len(worker.logged("event.processed"))
+        if now != count:
+            count, since = now, asyncio.get_running_loop().time()
 
 
 def _finished(worker: WorkerProcess) -> set[str]:
