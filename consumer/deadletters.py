@@ -33,9 +33,10 @@ from types import TracebackType
 from typing import Any, Literal, Protocol, Self, cast, get_args
 
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient
 
+from .blobs import client_options, open_container
 from .errors import ConsumerError
 
 Reason = Literal["decode", "action"]
@@ -429,7 +430,7 @@ class BlobDeadLetterStore:
         """
         try:
             client = ContainerClient.from_connection_string(
-                connection_string, container, **_client_options(retry_total, api_version)
+                connection_string, container, **client_options(retry_total, api_version)
             )
         except (ValueError, AzureError) as exc:
             # The SDK's message may quote the string it could not parse: say nothing of it.
@@ -454,7 +455,7 @@ class BlobDeadLetterStore:
                 account_url,
                 container,
                 credential=credential,
-                **_client_options(retry_total, api_version),
+                **client_options(retry_total, api_version),
             )
         except (ValueError, AzureError) as exc:
             raise DeadLetterError(
@@ -470,11 +471,8 @@ class BlobDeadLetterStore:
 
     async def __aenter__(self) -> Self:
         try:
-            await self._client.__aenter__()
-            with contextlib.suppress(ResourceExistsError):
-                await self._client.create_container()
+            await open_container(self._client)
         except AzureError as exc:
-            await self._client.close()
             raise _storage_error(f"open container {self.container}", exc) from exc
         return self
 
@@ -541,15 +539,6 @@ class BlobDeadLetterStore:
 
 def _blob_name(letter_id: str) -> str:
     return f"{BLOB_PREFIX}{check_id(letter_id)}.json"
-
-
-def _client_options(retry_total: int | None, api_version: str | None) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if retry_total is not None:
-        options["retry_total"] = retry_total
-    if api_version is not None:
-        options["api_version"] = api_version
-    return options
 
 
 def _storage_error(operation: str, exc: AzureError) -> DeadLetterError:

@@ -51,6 +51,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob.aio import ContainerClient
 
+from .blobs import client_options, open_container
 from .errors import LedgerError
 from .sqlitefile import connect, transaction
 
@@ -377,7 +378,7 @@ class BlobLedger:
                 account_url,
                 container,
                 credential=credential,
-                **_client_options(retry_total, api_version),
+                **client_options(retry_total, api_version),
             )
         except (ValueError, AzureError) as exc:
             raise LedgerError(
@@ -402,7 +403,7 @@ class BlobLedger:
         ledger._settings = _Settings(owner, lease_s, expire_after_s, clock)
         try:
             ledger._client = ContainerClient.from_connection_string(
-                connection_string, container, **_client_options(retry_total, api_version)
+                connection_string, container, **client_options(retry_total, api_version)
             )
         except (ValueError, AzureError) as exc:
             # The SDK's message may quote the string it could not parse: say nothing of it.
@@ -419,11 +420,8 @@ class BlobLedger:
 
     async def __aenter__(self) -> Self:
         try:
-            await self._client.__aenter__()
-            with contextlib.suppress(ResourceExistsError):
-                await self._client.create_container()
+            await open_container(self._client)
         except AzureError as exc:
-            await self._client.close()
             raise self._error("open the container", exc) from exc
         return self
 
@@ -556,12 +554,3 @@ def _metadata_until(metadata: dict[str, str] | None) -> float | None:
         return float((metadata or {})["until"])
     except (KeyError, ValueError):
         return None
-
-
-def _client_options(retry_total: int | None, api_version: str | None) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if retry_total is not None:
-        options["retry_total"] = retry_total
-    if api_version is not None:
-        options["api_version"] = api_version
-    return options
