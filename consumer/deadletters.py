@@ -36,7 +36,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient
 
-from .blobs import client_options, open_container
+from .blobs import container_client, open_container
 from .errors import ConsumerError
 
 Reason = Literal["decode", "action"]
@@ -429,14 +429,12 @@ class BlobDeadLetterStore:
         Azurite may only speak an older ``api_version`` than the SDK's newest.
         """
         try:
-            client = ContainerClient.from_connection_string(
-                connection_string, container, **client_options(retry_total, api_version)
-            )
-        except (ValueError, AzureError) as exc:
-            # The SDK's message may quote the string it could not parse: say nothing of it.
-            raise DeadLetterError(
-                f"dead-letter container {container}: the connection string is not valid"
-            ) from exc
+            client = container_client(
+                container, connection_string=connection_string,
+                retry_total=retry_total, api_version=api_version,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise DeadLetterError(f"dead-letter container {container}: {exc}") from exc
         return cls(client)
 
     @classmethod
@@ -451,16 +449,12 @@ class BlobDeadLetterStore:
     ) -> BlobDeadLetterStore:
         """A store on ``container`` at ``account_url``, signed in with Azure AD."""
         try:
-            client = ContainerClient(
-                account_url,
-                container,
-                credential=credential,
-                **client_options(retry_total, api_version),
-            )
-        except (ValueError, AzureError) as exc:
-            raise DeadLetterError(
-                f"dead-letter container {container}: account URL {account_url!r} is not valid"
-            ) from exc
+            client = container_client(
+                container, account_url=account_url, credential=credential,
+                retry_total=retry_total, api_version=api_version,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise DeadLetterError(f"dead-letter container {container}: {exc}") from exc
         return cls(client)
 
     @property

@@ -51,7 +51,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob.aio import ContainerClient
 
-from .blobs import client_options, open_container
+from .blobs import container_client, open_container
 from .errors import LedgerError
 from .sqlitefile import connect, transaction
 
@@ -361,29 +361,15 @@ class BlobLedger:
 
     def __init__(
         self,
-        account_url: str,
-        container: str,
+        client: ContainerClient,
         *,
-        credential: AsyncTokenCredential | AzureNamedKeyCredential | AzureSasCredential,
         owner: str,
         lease_s: float,
         expire_after_s: float,
         clock: Callable[[], float] = time.time,
-        api_version: str | None = None,
-        retry_total: int | None = None,
     ) -> None:
+        self._client = client
         self._settings = _Settings(owner, lease_s, expire_after_s, clock)
-        try:
-            self._client = ContainerClient(
-                account_url,
-                container,
-                credential=credential,
-                **client_options(retry_total, api_version),
-            )
-        except (ValueError, AzureError) as exc:
-            raise LedgerError(
-                f"ledger container {container}: account URL {account_url!r} is not valid"
-            ) from exc
 
     @classmethod
     def from_connection_string(
@@ -399,18 +385,38 @@ class BlobLedger:
         retry_total: int | None = None,
     ) -> BlobLedger:
         """A ledger on ``container`` of the account the connection string names."""
-        ledger = cls.__new__(cls)  # __init__ builds its client from an account URL
-        ledger._settings = _Settings(owner, lease_s, expire_after_s, clock)
         try:
-            ledger._client = ContainerClient.from_connection_string(
-                connection_string, container, **client_options(retry_total, api_version)
-            )
-        except (ValueError, AzureError) as exc:
-            # The SDK's message may quote the string it could not parse: say nothing of it.
-            raise LedgerError(
-                f"ledger container {container}: the connection string is not valid"
-            ) from exc
-        return ledger
+            client = container_client(
+                container, connection_string=connection_string,
+                retry_total=retry_total, api_version=api_version,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise LedgerError(f"ledger container {container}: {exc}") from exc
+        return cls(client, owner=owner, lease_s=lease_s, expire_after_s=expire_after_s, clock=clock)
+
+    @classmethod
+    def from_account_url(
+        cls,
+        account_url: str,
+        container: str,
+        *,
+        credential: AsyncTokenCredential | AzureNamedKeyCredential | AzureSasCredential,
+        owner: str,
+        lease_s: float,
+        expire_after_s: float,
+        clock: Callable[[], float] = time.time,
+        api_version: str | None = None,
+        retry_total: int | None = None,
+    ) -> BlobLedger:
+        """A ledger on ``container`` at ``account_url``, signed in with ``credential``."""
+        try:
+            client = container_client(
+                container, account_url=account_url, credential=credential,
+                retry_total=retry_total, api_version=api_version,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise LedgerError(f"ledger container {container}: {exc}") from exc
+        return cls(client, owner=owner, lease_s=lease_s, expire_after_s=expire_after_s, clock=clock)
 
     @property
     def container(self) -> str:

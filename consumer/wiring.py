@@ -243,7 +243,7 @@ async def open_ledger(config: Config) -> AsyncIterator[Ledger]:
         from azure.identity.aio import DefaultAzureCredential
 
         credential = DefaultAzureCredential()
-        ledger = BlobLedger(
+        ledger = BlobLedger.from_account_url(
             store.account_url or "", store.container or "",
             credential=credential, retry_total=0, **options,
         )  # fmt: skip

@@ -427,7 +427,7 @@ async def test_blob_ledger_with_an_account_url_and_credential(
     container = f"ledger-{uuid.uuid4().hex[:12]}"
 
     def at(owner: str) -> BlobLedger:
-        return BlobLedger(
+        return BlobLedger.from_account_url(
             url, container, credential=credential, owner=owner, lease_s=LEASE,
             expire_after_s=EXPIRE, clock=clock, api_version=AZURITE_API,
         )  # fmt: skip
