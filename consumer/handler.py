@@ -242,15 +242,14 @@ class Handler:
             if done_before is not None:
                 self.metrics.action(kind, "skipped")
                 return f"{where} skipped, done before: {done_before}", False
-        finished = False
+        outcome: tuple[str, bool] | None = None
         try:
             outcome = await self._run(received, decision, kind, where)
-            finished = True
         finally:
             if reserved:
                 # Also on cancellation at shutdown: the next worker may run it at once,
                 # instead of waiting for the reservation's lease to end.
-                await asyncio.shield(self._settle(decision, outcome if finished else None))
+                await asyncio.shield(self._settle(decision, outcome))
         return outcome
 
     async def _run(
