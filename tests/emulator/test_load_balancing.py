@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubConsumerClient
 from azure.eventhub.exceptions import ConnectionLostError
@@ -34,7 +35,9 @@ class Member:
             "$Default",
             checkpoint_store=store,
             load_balancing_interval=1,
-            partition_ownership_expiration_interval=4,
+            # Renewals come every second; a claim expires only when its owner has been silent
+            # for ten, so a busy test machine does not make live owners look gone.
+            partition_ownership_expiration_interval=10,
         )
         member = cls(client)
 
@@ -71,6 +74,19 @@ async def owners(store: BlobCheckpointStore, emulator: Emulator) -> Counter[str]
     return Counter(o["owner_id"] for o in listed if o.get("owner_id"))
 
 
+async def balanced(
+    store: BlobCheckpointStore, emulator: Emulator, shares: list[int], timeout_s: float = 90
+) -> None:
+    """Wait until the owners hold ``shares`` partitions (sorted); fail with the last split."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    split = sorted((await owners(store, emulator)).values())
+    while split != shares and loop.time() < deadline:
+        await asyncio.sleep(0.2)
+        split = sorted((await owners(store, emulator)).values())
+    assert split == shares, f"partitions split {split} after {timeout_s} s, not {shares}"
+
+
 def keys(members: list[Member]) -> set[tuple[str, int]]:
     """Every (partition, sequence number) any member received."""
     return {key for member in members for key in member.seen}
@@ -95,6 +111,7 @@ async def test_checkpoints_let_a_restarted_consumer_resume(
     assert second.seen == [("1", 5), ("1", 6)]
 
 
+@pytest.mark.timeout(180)
 async def test_two_consumers_split_partitions_and_take_over(
     emulator: Emulator, checkpoint_store: BlobCheckpointStore
 ) -> None:
@@ -103,11 +120,7 @@ async def test_two_consumers_split_partitions_and_take_over(
     a = Member.start(cs, checkpoint_store)
     b = Member.start(cs, checkpoint_store)
     try:
-        for _ in range(150):
-            if sorted((await owners(checkpoint_store, emulator)).values()) == [2, 2]:
-                break
-            await asyncio.sleep(0.2)
-        assert sorted((await owners(checkpoint_store, emulator)).values()) == [2, 2]
+        await balanced(checkpoint_store, emulator, [2, 2])
         await send_each(cs, {pid: [f"{pid}-{i}" for i in range(10)] for pid in "0123"})
         await wait_until(lambda: len(keys([a, b])) >= 40, 30)
         assert {p for p, _ in a.seen}.isdisjoint({p for p, _ in b.seen})
@@ -121,6 +134,7 @@ async def test_two_consumers_split_partitions_and_take_over(
         await b.stop()
 
 
+@pytest.mark.timeout(180)
 async def test_three_consumers_share_four_partitions(
     emulator: Emulator, checkpoint_store: BlobCheckpointStore
 ) -> None:
@@ -128,11 +142,7 @@ async def test_three_consumers_share_four_partitions(
     cs = emulator.connection_string("hub")
     members = [Member.start(cs, checkpoint_store) for _ in range(3)]
     try:
-        for _ in range(200):
-            if sorted((await owners(checkpoint_store, emulator)).values()) == [1, 1, 2]:
-                break
-            await asyncio.sleep(0.2)
-        assert sorted((await owners(checkpoint_store, emulator)).values()) == [1, 1, 2]
+        await balanced(checkpoint_store, emulator, [1, 1, 2])
         await send_each(cs, {pid: [f"{pid}-{i}" for i in range(5)] for pid in "0123"})
         await wait_until(lambda: len(keys(members)) >= 20, 30)
         await members[0].stop()
