@@ -57,7 +57,8 @@ class Received:
     sequence_number: int
     offset: str
     enqueued_time: datetime | None = None
-    properties: Mapping[str, object] = field(default_factory=dict)
+    properties: Mapping[str, object] | None = None
+    """Application properties (none when ``None``)."""
     details: Details | None = None
     """When given, the source of ``enqueued_time`` and ``properties``, read only for a dead
     letter: most messages never need them, and reading them costs per message."""
@@ -66,7 +67,7 @@ class Received:
         """The enqueued time and application properties, from ``details`` if given."""
         if self.details is not None:
             return self.details()
-        return self.enqueued_time, self.properties
+        return self.enqueued_time, {} if self.properties is None else self.properties
 
 
 class HandlerMetrics(Protocol):
@@ -81,13 +82,26 @@ class HandlerMetrics(Protocol):
     def dead_lettered(self, reason: str) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Inline:
+    """An action carried out inline; worded only if the event's log line is written."""
+
+    decision: Decision
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        decision = self.decision
+        return f"{decision.rule.name}:{self.kind}#{decision.index} ok: {self.detail}"
+
+
 @dataclass(slots=True)
 class _EventWork:
     """One decoded event on its way through: what matched, what ran, what waits for I/O."""
 
     event: Event
     matched: Sequence[Rule]
-    outcomes: list[str] = field(default_factory=list)
+    outcomes: list[str | _Inline] = field(default_factory=list)
     pending: list[Decision] = field(default_factory=list)
 
 
@@ -112,6 +126,8 @@ class Handler:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     monotonic: Callable[[], float] = time.monotonic
     _ledger_down_until: float = field(default=float("-inf"), init=False)
+    _runners: dict[str, Callable[[Decision], str] | None] = field(default_factory=dict, init=False)
+    """Each action type's ``run_inline`` (None when it has none), looked up once."""
     handled: int = field(default=0, init=False)
     """Messages handled to the end so far."""
 
@@ -166,13 +182,16 @@ class Handler:
                     work.outcomes.append(outcome)
         return work
 
-    def _inline(self, decision: Decision) -> str | None:
+    def _inline(self, decision: Decision) -> str | _Inline | None:
         """Carry out a decision now if it needs no I/O; None if it must wait for ``_rest``."""
         kind = action_type(decision)
         if self.dry_run:
             self.metrics.action(kind, "dry_run")
             return f"{decision.rule.name}:{kind}#{decision.index} would run"
-        run_inline = getattr(self.executors.get(kind), "run_inline", None)
+        try:
+            run_inline = self._runners[kind]
+        except KeyError:
+            run_inline = self._runners[kind] = getattr(self.executors.get(kind), "run_inline", None)
         if run_inline is None:
             return None
         try:
@@ -180,7 +199,7 @@ class Handler:
         except Exception:  # noqa: BLE001 - the async path retries it and dead-letters failures
             return None
         self.metrics.action(kind, "ok")
-        return f"{decision.rule.name}:{kind}#{decision.index} ok: {detail}"
+        return _Inline(decision, kind, detail)
 
     async def _rest(self, received: Received, works: Sequence[_EventWork]) -> int:
         """The I/O part of a message: its remaining actions, one after the other."""
@@ -204,7 +223,7 @@ class Handler:
         received: Received,
         event: Event | None,
         matched: Sequence[Rule],
-        outcomes: Sequence[str],
+        outcomes: Sequence[str | _Inline],
         error: str | None = None,
     ) -> None:
         # One line per event; skip building it when nobody reads info lines (the hot path).
@@ -223,7 +242,7 @@ class Handler:
             event_type=event.type,
             subject=event.subject,
             matched=[rule.name for rule in matched],
-            actions=list(outcomes),
+            actions=[str(outcome) for outcome in outcomes],
             **fields,
         )
 

@@ -200,7 +200,7 @@ def body_bytes(event: EventData) -> bytes:
     if isinstance(body, bytes | bytearray):
         return bytes(body)
     try:
-        return b"".join(bytes(part) for part in body)
+        return b"".join(body)  # the SDK gives the data sections as a generator of bytes
     except TypeError:
         return repr(body).encode("utf-8", "replace")
 
