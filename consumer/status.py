@@ -5,6 +5,8 @@ The command only reads: it asks the hub for its partitions' properties (manageme
 no receiver), lists ownership and checkpoints in the configured checkpoint store and counts
 the dead letters. It claims nothing, writes no checkpoint, and creates no missing container,
 folder or database file (a missing one reads as empty, as KEDA reads a missing checkpoint).
+Checkpoints are read where the SDK writes them, under lower-cased names; KEDA finds them there
+only when its namespace and hub names are lower case too (the worker warns when they are not).
 
 The pure part (``keda_partition_lag`` and friends, ``build_status``, ``render_text``) takes
 plain values and the time of the reading; ``read_status`` does the I/O with an injected clock.
@@ -664,7 +666,7 @@ def _owners(records: Iterable[Mapping[str, Any]]) -> dict[str, Owner]:
     return {
         str(r["partition_id"]): Owner(
             owner_id=str(r.get("owner_id") or ""),
-            claimed_at=None if r.get("last_modified_time") is None else r["last_modified_time"],
+            claimed_at=r.get("last_modified_time"),
         )
         for r in records
     }
