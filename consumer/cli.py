@@ -29,6 +29,7 @@ from .errors import CaseFileError, ConfigError, EventFileError
 from .eventfiles import read_event_files
 from .rulefiles import load_rule_files
 from .ruletests import junit_xml, read_cases, run_case, uncovered
+from .status import add_status_parser
 
 EXAMPLES = Path(__file__).parent / "examples"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -121,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_emulator_parser(commands)
     add_send_parser(commands)
+    add_status_parser(commands)
     return parser
 
 

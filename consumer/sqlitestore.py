@@ -8,7 +8,9 @@ It owns the SQLite schema for partition ownership and checkpoints and implements
 * ``claim_ownership`` is optimistic: a claim carrying an etag wins only if the stored row has
   that etag, a claim without one wins only if no row exists. Losers are left out of the
   result; winners come back with a new etag and ``last_modified_time`` (a float timestamp);
-* checkpoints store the offset as a string and the sequence number as an integer.
+* checkpoints store the offset as a string and the sequence number as an integer, with the
+  time they were written (``last_modified_time`` in listings, as ownership records have; the
+  blob store keeps that time as the blob's, which its listing leaves out).
 
 Every operation is one short transaction on a worker thread (``asyncio.to_thread``), so the
 event loop never waits on the disk. The database runs in WAL mode and claims take the write
@@ -58,11 +60,20 @@ CREATE TABLE IF NOT EXISTS checkpoint (
     partition_id TEXT NOT NULL,
     event_offset TEXT NOT NULL,
     sequence_number INTEGER NOT NULL,
+    last_modified REAL,
     PRIMARY KEY (namespace, eventhub, consumer_group, partition_id)
 ) WITHOUT ROWID;
 """
 
 _Key = tuple[str, str, str, str]
+
+
+def _add_checkpoint_times(conn: sqlite3.Connection) -> None:
+    """Give a file written before checkpoints had times their column (empty for old rows)."""
+    with transaction(conn):  # the write lock first: another process may be adding it too
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(checkpoint)")}
+        if "last_modified" not in columns:
+            conn.execute("ALTER TABLE checkpoint ADD COLUMN last_modified REAL")
 
 
 def _group_key(namespace: str, eventhub: str, consumer_group: str) -> tuple[str, str, str]:
@@ -84,8 +95,9 @@ class SqliteCheckpointStore(CheckpointStore):
     """Partition ownership and checkpoints in a local SQLite file (shareable between processes).
 
     The file and its folder are created by the constructor. Use ``async with store:`` or call
-    ``close()`` when done. ``clock`` supplies ownership timestamps (seconds since the epoch);
-    the SDK compares them with ``time.time()``, so only tests should replace it.
+    ``close()`` when done. ``clock`` supplies ownership and checkpoint timestamps (seconds
+    since the epoch); the SDK compares them with ``time.time()``, so only tests should
+    replace it.
     """
 
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
@@ -93,6 +105,11 @@ class SqliteCheckpointStore(CheckpointStore):
         self._clock = clock
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = connect(self.path, _SCHEMA)
+        try:
+            _add_checkpoint_times(self._conn)
+        except BaseException:
+            self._conn.close()
+            raise
 
     async def __aenter__(self) -> Self:
         return self
@@ -180,17 +197,20 @@ class SqliteCheckpointStore(CheckpointStore):
         return won
 
     async def update_checkpoint(self, checkpoint: Mapping[str, Any], **kwargs: Any) -> None:
-        """Store the offset and sequence number of one partition (last write wins)."""
+        """Store the offset and sequence number of one partition, with the clock's time (last
+        write wins)."""
         key = _partition_key(checkpoint)
-        values = (*key, str(checkpoint["offset"]), int(checkpoint["sequence_number"]))
+        offset, sequence = str(checkpoint["offset"]), int(checkpoint["sequence_number"])
+        values = (*key, offset, sequence, float(self._clock()))
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO checkpoint (namespace, eventhub, consumer_group, partition_id,"
-                " event_offset, sequence_number) VALUES (?, ?, ?, ?, ?, ?)"
+                " event_offset, sequence_number, last_modified) VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (namespace, eventhub, consumer_group, partition_id) DO UPDATE SET"
                 " event_offset = excluded.event_offset,"
-                " sequence_number = excluded.sequence_number",
+                " sequence_number = excluded.sequence_number,"
+                " last_modified = excluded.last_modified",
                 values,
             )
 
@@ -199,12 +219,14 @@ class SqliteCheckpointStore(CheckpointStore):
     async def list_checkpoints(
         self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str, **kwargs: Any
     ) -> list[dict[str, Any]]:
-        """Every stored checkpoint of one consumer group."""
+        """Every stored checkpoint of one consumer group; ``last_modified_time`` is when it was
+        written (``None`` for one written before times were kept)."""
         scope = _group_key(fully_qualified_namespace, eventhub_name, consumer_group)
 
         def read(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
             return conn.execute(
-                "SELECT partition_id, event_offset, sequence_number FROM checkpoint"
+                "SELECT partition_id, event_offset, sequence_number, last_modified"
+                " FROM checkpoint"
                 " WHERE namespace = ? AND eventhub = ? AND consumer_group = ?"
                 " ORDER BY partition_id",
                 scope,
@@ -219,8 +241,9 @@ class SqliteCheckpointStore(CheckpointStore):
                 "partition_id": partition_id,
                 "offset": str(offset),
                 "sequence_number": int(sequence_number),
+                "last_modified_time": last_modified,
             }
-            for partition_id, offset, sequence_number in rows
+            for partition_id, offset, sequence_number, last_modified in rows
         ]
 
 

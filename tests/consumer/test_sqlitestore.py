@@ -177,15 +177,44 @@ async def test_groups_hubs_and_namespaces_are_separate(store: SqliteCheckpointSt
 
 
 async def test_checkpoints_round_trip_and_last_write_wins(tmp_path: Path) -> None:
-    """Checkpoints come back as str offset and int sequence number, the latest one per partition."""
+    """Checkpoints come back as str offset and int sequence number with the clock's time when
+    written, the latest one per partition."""
     path = tmp_path / "c.db"
-    async with SqliteCheckpointStore(path) as store:
+    clock = FakeClock()
+    async with SqliteCheckpointStore(path, clock=clock) as store:
         await store.update_checkpoint(checkpoint("0", "100", 4))
+        clock.now += 3
         await store.update_checkpoint(checkpoint("0", "200", 5))
         await store.update_checkpoint({**checkpoint("1", "", 0), "offset": 7})
+        clock.now += 3
     async with SqliteCheckpointStore(path) as reopened:
         listed = await reopened.list_checkpoints(NS, HUB, GROUP)
-    assert listed == [checkpoint("0", "200", 5), checkpoint("1", "7", 0)]
+    written = clock.now - 3
+    assert listed == [
+        {**checkpoint("0", "200", 5), "last_modified_time": written},
+        {**checkpoint("1", "7", 0), "last_modified_time": written},
+    ]
+
+
+async def test_a_file_from_before_checkpoint_times_gains_them(tmp_path: Path) -> None:
+    """A file whose checkpoint table has no time column gets one; old rows list a time of
+    None, rows written since have theirs."""
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "CREATE TABLE checkpoint (namespace TEXT NOT NULL, eventhub TEXT NOT NULL,"
+            " consumer_group TEXT NOT NULL, partition_id TEXT NOT NULL,"
+            " event_offset TEXT NOT NULL, sequence_number INTEGER NOT NULL,"
+            " PRIMARY KEY (namespace, eventhub, consumer_group, partition_id)) WITHOUT ROWID"
+        )
+        conn.execute(
+            "INSERT INTO checkpoint VALUES (?, ?, ?, '0', '10', 1)", (NS, HUB, GROUP.lower())
+        )
+    clock = FakeClock()
+    async with SqliteCheckpointStore(path, clock=clock) as store:
+        await store.update_checkpoint(checkpoint("1", "20", 2))
+        listed = await store.list_checkpoints(NS, HUB, GROUP)
+    assert [c["last_modified_time"] for c in listed] == [None, clock.now]
 
 
 async def test_file_and_folder_are_created_in_wal_mode(tmp_path: Path) -> None:
