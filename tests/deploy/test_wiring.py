@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from consumer.config import Config, load_config
 from consumer.health import HealthServer
 from consumer.metrics import Metrics
+from consumer.partition import Cadence
 from consumer.rulefiles import load_rule_files
 
 from .manifests import (
@@ -33,8 +34,9 @@ from .manifests import (
     selects,
 )
 
-# Time the worker needs after the drain deadline: final checkpoints, releasing ownership.
-FLUSH_MARGIN_S = 10
+# Time the worker may need after the drain deadline: the final checkpoint write (bounded by
+# its timeout) and releasing ownership.
+FLUSH_MARGIN_S = Cadence().checkpoint_timeout_s + 5
 PARTITION_COUNT_ANNOTATION = "mlevents/eventhub-partition-count"
 
 
