@@ -23,7 +23,7 @@ from pathlib import Path
 from emulator.cli import add_emulator_parser, add_send_parser
 from rules import DecodeError, Event, RuleTable, RuleTableError, decode_body
 
-from .config import load_config
+from .config import environment_secrets, load_config
 from .deadletters import DeadLetterError
 from .errors import CaseFileError, ConfigError, EventFileError
 from .eventfiles import read_event_files
@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
 
     lint = commands.add_parser("lint", help="validate rule files and print their warnings")
     _rules_options(lint)
+    lint.add_argument(
+        "--env",
+        action="store_true",
+        help="also check that the secrets the rules name (secret_env) are set in the environment",
+    )
     lint.set_defaults(func=_lint)
 
     run = commands.add_parser("run", help="run the worker (Event Hubs intake, rules, actions)")
@@ -311,7 +316,7 @@ def _deadletter(args: argparse.Namespace) -> int:
 
 
 def _lint(args: argparse.Namespace) -> int:
-    loaded = load_rule_files(_rule_paths(args))
+    loaded = load_rule_files(_rule_paths(args), secrets=environment_secrets() if args.env else None)
     for warning in loaded.warnings:
         print(f"warning: {warning.message_at()}")
     print(f"{len(loaded.table)} rules, {len(loaded.warnings)} warning(s)")

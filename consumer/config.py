@@ -177,6 +177,12 @@ class Secrets:
         return f"Secrets(<{len(self._values)} variables>)"
 
 
+def environment_secrets(environ: Mapping[str, str] | None = None) -> Secrets:
+    """The secrets rule files may name, from ``environ`` (the process environment if not
+    given), for checks that run without a config file (``mlevents lint --env``)."""
+    return Secrets(os.environ if environ is None else environ)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole configuration."""

@@ -57,6 +57,8 @@ class Intake:
     metrics: IntakeMetrics
     drain_deadline_s: float
     log: structlog.typing.FilteringBoundLogger
+    initial_checkpoints: bool = True
+    """Write a checkpoint for a claimed partition that has none (off in shadow mode)."""
     _workers: dict[str, PartitionWorker] = field(default_factory=dict, init=False)
 
     @property
@@ -104,7 +106,8 @@ class Intake:
     async def _on_partition_initialize(self, context: PartitionContext) -> None:
         partition = context.partition_id
         try:
-            await self._ensure_checkpoint(context)
+            if self.initial_checkpoints:
+                await self._ensure_checkpoint(context)
         except Exception as exc:  # noqa: BLE001 - the checkpoint is for KEDA's sake only
             self.log.warning(
                 "partition.initial_checkpoint_failed",

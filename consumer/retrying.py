@@ -1,8 +1,9 @@
 """The one retry policy: every retried call in mlevents goes through ``RetryPolicy``.
 
 Built on tenacity: exponential backoff with jitter, bounded both by attempts and by total
-time, honouring a peer's ``Retry-After`` (never waiting less than it asks), and retrying
-only errors that say they are ``retriable``. ``sleep`` is injectable so tests do not wait.
+time, honouring a peer's ``Retry-After`` up to ``max_wait_s`` (a longer request is cut to
+it, so that one event's retries stay within ``total_s``), and retrying only errors that say
+they are ``retriable``. ``sleep`` is injectable so tests do not wait.
 """
 
 from __future__ import annotations

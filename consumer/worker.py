@@ -145,10 +145,18 @@ class Worker:
                 rules=len(self.rules()),
                 dry_run=self.handler.dry_run,
             )
+            if self.handler.dry_run:
+                self.log.warning(
+                    "worker.dry_run",
+                    consumer_group=self.eventhub.consumer_group,
+                    note="no actions and no checkpoints; partitions are still claimed in this "
+                    "consumer group, so give a shadow worker a consumer group of its own",
+                )
             self._intake = Intake(
                 client=self.client, config=self.eventhub, checkpoint_store=self.checkpoint_store,
                 make_worker=self._make_partition, metrics=self.metrics,
                 drain_deadline_s=self.drain_deadline_s, log=self.log,
+                initial_checkpoints=not self.handler.dry_run,
             )  # fmt: skip
             receiving = asyncio.create_task(self._intake.run(), name="intake")
             stopping = asyncio.create_task(self._stop.wait(), name="stop")
@@ -167,7 +175,9 @@ class Worker:
         return PartitionWorker(
             partition,
             start=self.handler.start,
-            checkpoint=context.update_checkpoint,
+            # Shadow mode must not move the consumer group's checkpoints: a shadow run in the
+            # production group would otherwise make production skip what it only looked at.
+            checkpoint=_no_checkpoint if self.handler.dry_run else context.update_checkpoint,
             cadence=self.cadence,
             metrics=self.metrics,
             log=self.log,
@@ -177,3 +187,7 @@ class Worker:
         while True:
             self._beat = self.monotonic()
             await asyncio.sleep(HEARTBEAT_S)
+
+
+async def _no_checkpoint(_: object) -> None:
+    """Where shadow mode's checkpoints go: nowhere."""

@@ -249,6 +249,26 @@ def test_lint_prints_warnings_and_fails_on_errors(
     assert "filter.isSubjectCaseSensitive: must be a boolean" in capsys.readouterr().err
 
 
+def test_lint_with_env_checks_the_secrets_the_rules_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``lint --env`` fails naming an unset ``secret_env``; plain lint does not look."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rules]]\nname = "hook"\n[[rules.actions]]\ntype = "webhook"\n'
+        'url = "https://example.com/hook"\nsecret_env = "MLEVENTS_TEST_HOOK_SECRET"\n'
+    )
+    monkeypatch.delenv("MLEVENTS_TEST_HOOK_SECRET", raising=False)
+    assert main(["lint", "--rules", str(rules)]) == 0
+    capsys.readouterr()
+    assert main(["lint", "--env", "--rules", str(rules)]) == 2
+    err = capsys.readouterr().err
+    assert "actions[0].secret_env: environment variable MLEVENTS_TEST_HOOK_SECRET is not set" in err
+    monkeypatch.setenv("MLEVENTS_TEST_HOOK_SECRET", "s3cret-value")
+    assert main(["lint", "--env", "--rules", str(rules)]) == 0
+    assert "s3cret-value" not in "".join(capsys.readouterr())
+
+
 def test_config_supplies_rules_and_tests(capsys: pytest.CaptureFixture[str]) -> None:
     """The repository's config.toml is a working example for test and lint."""
     config = str(Path(__file__).resolve().parents[2] / "config.toml")

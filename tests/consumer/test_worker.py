@@ -309,7 +309,8 @@ async def test_rule_reload_rejects_a_broken_table_and_swaps_in_a_good_one(
 async def test_dry_run_matches_but_takes_no_action(
     tmp_path: Path, emu: Emulator, receiver: WebhookReceiver
 ) -> None:
-    """With dry_run the events match, the webhook gets nothing, actions count as dry_run."""
+    """With dry_run the events match, the webhook gets nothing, actions count as dry_run, and
+    the consumer group's checkpoints stay where they were (none here)."""
     config = make_config(tmp_path, emu, receiver)
     async with running(config, dry_run=True) as worker:
         await send_each(
@@ -326,7 +327,7 @@ async def test_dry_run_matches_but_takes_no_action(
         assert await metric(worker, "mlevents_actions_total", outcome="ok") == 0
         await asyncio.sleep(0.5)  # a post would have arrived by now
     assert receiver.calls == Counter()
-    assert await stored_checkpoints(tmp_path, emu) == dict.fromkeys(PARTITIONS, 4)
+    assert await stored_checkpoints(tmp_path, emu) == {}
 
 
 @dataclass
