@@ -1,10 +1,13 @@
-"""The ``log`` action: one structured log line about the event."""
+"""The ``log`` action: one structured log line about the event; its message is a template."""
 
 from __future__ import annotations
 
 import structlog
 
 from rules import Decision, LogAction
+from rules.templates import TemplateError, context, render
+
+from ..errors import PermanentActionError
 
 
 class LogExecutor:
@@ -26,8 +29,14 @@ class LogExecutor:
         if not self._log.is_enabled_for(level):
             return action.level  # filtered out: skip building the line
         event = decision.event
+        message = action.message
+        if "{" in message:  # a template; plain text needs no rendering
+            try:
+                message = render(message, context(event))
+            except TemplateError as exc:
+                raise PermanentActionError(f"log: 'message': {exc}") from None
         self._log.log(
-            level, action.message, rule=decision.rule.name,
+            level, message, rule=decision.rule.name,
             event_id=event.id, event_type=event.type, subject=event.subject,
         )  # fmt: skip
         return action.level
