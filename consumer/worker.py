@@ -5,7 +5,8 @@ composition root, ``consumer.wiring``, so tests can give it real peers or honest
 
 Shutdown, in order (SIGTERM or SIGINT; a second signal exits at once):
 
-1. stop intake: the Event Hubs client is closed, which closes each partition;
+1. stop intake: the receive call is cancelled, so the SDK stops its processor (once), which
+   closes each partition and waits for it;
 2. each partition drains its in-flight work within ``drain_deadline_s`` and cancels the rest
    (those events stay unfinished and are read again later);
 3. each partition writes its final checkpoint;
@@ -162,9 +163,14 @@ class Worker:
             stopping = asyncio.create_task(self._stop.wait(), name="stop")
             await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
             self.log.info("worker.stopping")
-            await self.client.close()  # closes partitions: drain, final checkpoint, release
-            stopping.cancel()
+            # Cancelling the receive call makes the SDK stop its processor once, which waits
+            # for every partition to close: drain, final checkpoint, release. client.close()
+            # while receiving would stop it twice, and the second stop returns while a slow
+            # partition is still draining (its checkpoint and release would then be lost).
+            receiving.cancel()
             await asyncio.gather(receiving, return_exceptions=True)
+            await self.client.close()
+            stopping.cancel()
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -268,6 +268,35 @@ async def test_slow_action_holds_the_checkpoint_until_it_finishes(
     assert (await stored_checkpoints(tmp_path, emu))["0"] == 9
 
 
+async def test_stop_waits_for_a_slow_action_then_checkpoints_and_releases(
+    tmp_path: Path, emu: Emulator, receiver: WebhookReceiver
+) -> None:
+    """An action outlasting the SDK's load-balancing pass at shutdown is still drained: when
+    run() returns, the partition has written its final checkpoint past it and released
+    ownership (the SDK, stopped twice, would return while the partition still drained)."""
+    receiver.behaviour = lambda event_id, seen: (200, 4.0 if event_id == "slow-4" else 0.0)
+    rules = webhook_rules(tmp_path / "rules.toml", receiver.url)
+    # Claims outlive the drain: the SDK releases only a claim it still holds (not expired).
+    path = worker_config(tmp_path, rules, load_balancing_interval_s=2, ownership_expiration_s=15)
+    config = load_config(path, {"EVENTHUB_CONNECTION_STRING": emu.connection_string()})
+    async with contextlib.AsyncExitStack() as stack:
+        worker = await build(config, stack)
+        task = asyncio.create_task(worker.run())
+        await until(lambda: len(worker.partitions) == len(PARTITIONS), 20, "partitions claimed")
+        await send_each(
+            emu.connection_string("hub"), {"0": [event_body(f"slow-{i}") for i in range(5)]}
+        )
+        await until(lambda: receiver.calls["slow-4"] >= 1, 20, "the slow post started")
+        worker.stop()
+        await task
+        # Checked before the stores close: run() must not return while a partition drains.
+        assert receiver.acted["slow-4"] == 1
+        assert (await stored_checkpoints(tmp_path, emu))["0"] == 4
+        async with SqliteCheckpointStore(tmp_path / "state" / "checkpoints.sqlite3") as store:
+            owners = await store.list_ownership(f"{emu.host}:{emu.port}", "hub", "$Default")
+        assert {o["partition_id"]: o["owner_id"] for o in owners} == dict.fromkeys(PARTITIONS, "")
+
+
 async def test_rule_reload_rejects_a_broken_table_and_swaps_in_a_good_one(
     tmp_path: Path, emu: Emulator, receiver: WebhookReceiver
 ) -> None:
