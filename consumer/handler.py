@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol
 
 import structlog
 
-from rules import Decision, DecodeError, Event, Rule, RuleTable, decode_body
+from rules import Action, Decision, DecodeError, Event, Rule, RuleTable, decode_body
 
 from .actions import Executors, action_type
 from .deadletters import DeadLetter, DeadLetterStore
@@ -82,17 +82,19 @@ class HandlerMetrics(Protocol):
     def dead_lettered(self, reason: str) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Inline:
-    """An action carried out inline; worded only if the event's log line is written."""
+Inline = tuple[Decision, str, str]
+"""An action carried out inline: (decision, action type, detail); worded only if the event's
+log line is written (see ``_worded``)."""
+Outcome = str | Inline
+Step = tuple[int, Action, str, "Callable[[Decision], str] | None"]
+"""One action of a rule as the handler runs it: (position, action, type, inline runner)."""
 
-    decision: Decision
-    kind: str
-    detail: str
 
-    def __str__(self) -> str:
-        decision = self.decision
-        return f"{decision.rule.name}:{self.kind}#{decision.index} ok: {self.detail}"
+def _worded(outcome: Outcome) -> str:
+    if isinstance(outcome, str):
+        return outcome
+    decision, kind, detail = outcome
+    return f"{decision.rule.name}:{kind}#{decision.index} ok: {detail}"
 
 
 @dataclass(slots=True)
@@ -101,7 +103,7 @@ class _EventWork:
 
     event: Event
     matched: Sequence[Rule]
-    outcomes: list[str | _Inline] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
     pending: list[Decision] = field(default_factory=list)
 
 
@@ -126,8 +128,10 @@ class Handler:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     monotonic: Callable[[], float] = time.monotonic
     _ledger_down_until: float = field(default=float("-inf"), init=False)
-    _runners: dict[str, Callable[[Decision], str] | None] = field(default_factory=dict, init=False)
-    """Each action type's ``run_inline`` (None when it has none), looked up once."""
+    _steps: dict[int, tuple[Step, ...]] = field(default_factory=dict, init=False)
+    """Each rule's actions with their types and inline runners, by ``id(rule)`` of the rules
+    of ``_steps_of`` (worked out once per rule, not per event)."""
+    _steps_of: RuleTable | None = field(default=None, init=False)
     handled: int = field(default=0, init=False)
     """Messages handled to the end so far."""
 
@@ -169,37 +173,42 @@ class Handler:
     ) -> _EventWork:
         """Match one event and run its inline actions now; keep the ones that need I/O."""
         work = _EventWork(event, table.match(event))
+        if table is not self._steps_of:  # a reload: the cached steps belong to the old rules
+            self._steps, self._steps_of = {}, table
         for rule in work.matched:
             self.metrics.matched(rule.name)
-            for index, action in enumerate(rule.actions):
+            steps = self._steps.get(id(rule))
+            if steps is None:
+                steps = self._steps[id(rule)] = self._rule_steps(rule)
+            for index, action, kind, run_inline in steps:
                 if only is not None and (rule.name, index) != only:
                     continue
                 decision = Decision(event, rule, index, action)
-                outcome = self._inline(decision)
-                if outcome is None:
-                    work.pending.append(decision)
+                if self.dry_run:
+                    self.metrics.action(kind, "dry_run")
+                    work.outcomes.append(f"{rule.name}:{kind}#{index} would run")
+                    continue
+                if run_inline is not None:
+                    try:
+                        detail = run_inline(decision)
+                    except Exception:  # noqa: BLE001 - the I/O path retries it, dead-letters it
+                        work.pending.append(decision)
+                        continue
+                    self.metrics.action(kind, "ok")
+                    work.outcomes.append((decision, kind, detail))
                 else:
-                    work.outcomes.append(outcome)
+                    work.pending.append(decision)
         return work
 
-    def _inline(self, decision: Decision) -> str | _Inline | None:
-        """Carry out a decision now if it needs no I/O; None if it must wait for ``_rest``."""
-        kind = action_type(decision)
-        if self.dry_run:
-            self.metrics.action(kind, "dry_run")
-            return f"{decision.rule.name}:{kind}#{decision.index} would run"
-        try:
-            run_inline = self._runners[kind]
-        except KeyError:
-            run_inline = self._runners[kind] = getattr(self.executors.get(kind), "run_inline", None)
-        if run_inline is None:
-            return None
-        try:
-            detail = run_inline(decision)
-        except Exception:  # noqa: BLE001 - the async path retries it and dead-letters failures
-            return None
-        self.metrics.action(kind, "ok")
-        return _Inline(decision, kind, detail)
+    def _rule_steps(self, rule: Rule) -> tuple[Step, ...]:
+        """The rule's actions with their types and inline runners (None: needs I/O)."""
+        steps = []
+        for index, action in enumerate(rule.actions):
+            kind = str(action.__struct_config__.tag)
+            steps.append(
+                (index, action, kind, getattr(self.executors.get(kind), "run_inline", None))
+            )
+        return tuple(steps)
 
     async def _rest(self, received: Received, works: Sequence[_EventWork]) -> int:
         """The I/O part of a message: its remaining actions, one after the other."""
@@ -223,7 +232,7 @@ class Handler:
         received: Received,
         event: Event | None,
         matched: Sequence[Rule],
-        outcomes: Sequence[str | _Inline],
+        outcomes: Sequence[Outcome],
         error: str | None = None,
     ) -> None:
         # One line per event; skip building it when nobody reads info lines (the hot path).
@@ -242,7 +251,7 @@ class Handler:
             event_type=event.type,
             subject=event.subject,
             matched=[rule.name for rule in matched],
-            actions=[str(outcome) for outcome in outcomes],
+            actions=[_worded(outcome) for outcome in outcomes],
             **fields,
         )
 
