@@ -27,6 +27,7 @@ from .config import environment_secrets, load_config
 from .deadletters import DeadLetterError
 from .errors import CaseFileError, ConfigError, EventFileError
 from .eventfiles import read_event_files
+from .record import add_record_parser
 from .rulefiles import load_rule_files
 from .ruletests import junit_xml, read_cases, run_case, uncovered
 from .status import add_status_parser
@@ -128,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     add_emulator_parser(commands)
     add_send_parser(commands)
     add_status_parser(commands)
+    add_record_parser(commands)
     return parser
 
 

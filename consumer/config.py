@@ -1,6 +1,8 @@
 """Configuration: ``config.toml`` read once, validated, frozen.
 
-``load_config`` is the only code that reads the environment. Paths in the file are relative
+``load_config`` is the only code that reads the environment (with ``environment_secret``,
+for command-line options that name a variable, and ``environment_secrets``, for
+``mlevents lint --env``). Paths in the file are relative
 to the file. Every error names the file and the key. Secrets never live in the file: a
 section that needs one names the environment variable holding it (``*_env`` keys), and the
 value is read here, kept out of ``repr`` and never logged.
@@ -270,6 +272,19 @@ def load_config(
         logging=_logging(reader, environ),
         secrets=Secrets({} if offline else environ),
     )  # fmt: skip
+
+
+def environment_secret(option: str, name: str, environ: Mapping[str, str] | None = None) -> str:
+    """The value of the environment variable ``name``, which the command-line ``option`` names.
+
+    Raises:
+        ConfigError: the variable is not set or empty; names the option and the variable,
+            never a value.
+    """
+    value = (os.environ if environ is None else environ).get(name)
+    if not value:
+        raise ConfigError(f"{option}: environment variable {name} is not set")
+    return value
 
 
 def _eventhub(reader: _Reader) -> EventHubConfig:

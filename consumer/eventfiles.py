@@ -5,7 +5,8 @@ Formats, chosen by the file name:
 * ``*.jsonl``: one Event Hubs body per line (a JSON array of events or one event object);
   blank lines are skipped;
 * ``*.avro``: an Event Hubs Capture file; each record's ``Body`` is one body and its
-  ``Properties`` the message's application properties;
+  ``Properties`` the message's application properties (files from ``mlevents record``
+  also name the partition: ``x-opt-partition-id`` in ``SystemProperties``);
 * anything else (``*.json``): the whole file is one body;
 * ``-``: standard input, read as JSON Lines.
 
@@ -25,6 +26,9 @@ import fastavro
 
 from .errors import EventFileError
 
+PARTITION_ID = "x-opt-partition-id"
+"""The AMQP annotation name of a message's partition id, as a Capture record's key."""
+
 
 @dataclass(frozen=True, slots=True)
 class EventRecord:
@@ -38,6 +42,10 @@ class EventRecord:
     sequence_number: int | None = None
     offset: str | None = None
     enqueued_time: str | None = None
+    partition: str | None = None
+    """The partition the event was read from: ``x-opt-partition-id`` in a Capture record's
+    ``SystemProperties``, as ``mlevents record`` writes it (Capture itself keeps it only in
+    the file's path)."""
 
 
 def read_event_files(paths: Sequence[str], stdin: IO[bytes] | None = None) -> Iterator[EventRecord]:
@@ -95,6 +103,7 @@ def _capture_record(where: str, record: Any) -> EventRecord:
     if not isinstance(body, bytes):
         body = b""
     properties = record.get("Properties") or {}
+    partition = (record.get("SystemProperties") or {}).get(PARTITION_ID)
     return EventRecord(
         where,
         body,
@@ -102,4 +111,5 @@ def _capture_record(where: str, record: Any) -> EventRecord:
         sequence_number=record.get("SequenceNumber"),
         offset=record.get("Offset"),
         enqueued_time=record.get("EnqueuedTimeUtc"),
+        partition=str(partition) if isinstance(partition, str | int) else None,
     )

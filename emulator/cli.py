@@ -92,6 +92,11 @@ def add_send_parser(subparsers: Any) -> argparse.ArgumentParser:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--partition", help="send every event to this partition id")
     where.add_argument("--partition-key", help="send every event with this partition key")
+    where.add_argument(
+        "--keep-partitions",
+        action="store_true",
+        help="send each event to the partition it was recorded from (mlevents record files)",
+    )
     parser.add_argument(
         "events",
         nargs="+",
@@ -157,6 +162,7 @@ def run_send(args: argparse.Namespace) -> int:
         eventhub=args.eventhub,
         partition_id=args.partition,
         partition_key=args.partition_key,
+        keep_partitions=args.keep_partitions,
     )
     try:
         sent = send_records(target, read_event_files(args.events))

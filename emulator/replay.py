@@ -2,7 +2,8 @@
 
 It works the same against the emulator and a real Event Hub, so recorded traffic
 can be replayed anywhere. Records are grouped into as few batches as the hub's
-size limit allows; their order is kept.
+size limit allows; their order is kept (per partition, with ``keep_partitions``).
+Application properties go along with each body.
 """
 
 from __future__ import annotations
@@ -14,17 +15,20 @@ from typing import Any, cast
 from azure.eventhub import EventData, EventHubProducerClient
 from azure.eventhub.exceptions import EventHubError
 
-from consumer.eventfiles import EventRecord
+from consumer.errors import EventFileError
+from consumer.eventfiles import PARTITION_ID, EventRecord
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendTarget:
-    """Where to send: a connection string, and optionally a hub, partition id or partition key."""
+    """Where to send: a connection string, and optionally a hub, partition id or partition key,
+    or each record's own partition (``keep_partitions``)."""
 
     connection_string: str
     eventhub: str | None = None
     partition_id: str | None = None
     partition_key: str | None = None
+    keep_partitions: bool = False
 
 
 def send_records(target: SendTarget, records: Iterable[EventRecord]) -> int:
@@ -32,20 +36,25 @@ def send_records(target: SendTarget, records: Iterable[EventRecord]) -> int:
 
     Raises:
         EventHubError: the SDK could not connect or the hub refused an event.
-        consumer.errors.EventFileError: a record could not be read.
+        consumer.errors.EventFileError: a record could not be read, or has no partition
+            and ``keep_partitions`` is set.
     """
     producer = EventHubProducerClient.from_connection_string(
         target.connection_string, eventhub_name=target.eventhub
     )
     sent = 0
+    batches: dict[str | None, Any] = {}  # one open batch per partition sent to
     with producer:
-        batch = producer.create_batch(
-            partition_id=target.partition_id, partition_key=target.partition_key
-        )
         for record in records:
+            partition = _partition(record) if target.keep_partitions else target.partition_id
             event = EventData(record.body)
             if record.properties:
                 event.properties = cast("dict[str | bytes, Any]", dict(record.properties))
+            batch = batches.get(partition)
+            if batch is None:
+                batch = batches[partition] = producer.create_batch(
+                    partition_id=partition, partition_key=target.partition_key
+                )
             try:
                 batch.add(event)
             except ValueError:  # the batch is full: send it and start the next one
@@ -54,11 +63,21 @@ def send_records(target: SendTarget, records: Iterable[EventRecord]) -> int:
                     raise EventHubError(message) from None
                 producer.send_batch(batch)
                 sent += len(batch)
-                batch = producer.create_batch(
-                    partition_id=target.partition_id, partition_key=target.partition_key
+                batch = batches[partition] = producer.create_batch(
+                    partition_id=partition, partition_key=target.partition_key
                 )
                 batch.add(event)
-        if len(batch):
-            producer.send_batch(batch)
-            sent += len(batch)
+        for batch in batches.values():
+            if len(batch):
+                producer.send_batch(batch)
+                sent += len(batch)
     return sent
+
+
+def _partition(record: EventRecord) -> str:
+    if record.partition is None:
+        raise EventFileError(
+            f"{record.where}: no partition recorded ({PARTITION_ID} in SystemProperties); "
+            "send it without --keep-partitions"
+        )
+    return record.partition
