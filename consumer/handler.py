@@ -214,10 +214,14 @@ class Handler:
         """The I/O part of a message: its remaining actions, one after the other."""
         parked = 0
         for work in works:
+            parked_here = 0
             for decision in work.pending:
                 outcome, was_parked = await self._act(received, decision)
                 work.outcomes.append(outcome)
-                parked += was_parked
+                parked_here += was_parked
+            if parked_here:
+                self.metrics.failed(received.partition, "action")
+            parked += parked_here
             self._log_event(received, work.event, work.matched, work.outcomes)
         self.handled += 1
         return parked

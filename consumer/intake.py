@@ -40,6 +40,7 @@ class IntakeMetrics(Protocol):
     """What intake reports (``consumer.metrics.Metrics`` provides it)."""
 
     def last_enqueued(self, partition: str, sequence_number: int) -> None: ...
+    def checkpoint_found(self, partition: str, sequence_number: int) -> None: ...
     def forget_partition(self, partition: str) -> None: ...
 
 
@@ -106,8 +107,9 @@ class Intake:
     async def _on_partition_initialize(self, context: PartitionContext) -> None:
         partition = context.partition_id
         try:
-            if self.initial_checkpoints:
-                await self._ensure_checkpoint(context)
+            sequence = await self._checkpoint_at_claim(context)
+            if sequence is not None:  # the lag metric is known before the first checkpoint
+                self.metrics.checkpoint_found(partition, sequence)
         except Exception as exc:  # noqa: BLE001 - the checkpoint is for KEDA's sake only
             self.log.warning(
                 "partition.initial_checkpoint_failed",
@@ -146,16 +148,19 @@ class Intake:
             "eventhub.error", partition=partition, error=f"{type(error).__name__}: {error}"
         )
 
-    async def _ensure_checkpoint(self, context: PartitionContext) -> None:
-        """Write a checkpoint at the starting position if the partition has none."""
+    async def _checkpoint_at_claim(self, context: PartitionContext) -> int | None:
+        """The partition's checkpointed sequence number; when it has none, one is written at
+        the starting position (unless ``initial_checkpoints`` is off)."""
         namespace = context.fully_qualified_namespace
         hub, group = context.eventhub_name, context.consumer_group
         existing = await self.checkpoint_store.list_checkpoints(namespace, hub, group)
-        if any(c.get("partition_id") == context.partition_id for c in existing):
-            return
+        for checkpoint in existing:
+            if checkpoint.get("partition_id") == context.partition_id:
+                found = checkpoint.get("sequence_number")
+                return found if isinstance(found, int) else None
         position = self.config.starting_position
-        if isinstance(position, datetime):
-            return  # no sequence number is known for a time until an event arrives
+        if not self.initial_checkpoints or isinstance(position, datetime):
+            return None  # no sequence number is known for a time until an event arrives
         info = await self.client.get_partition_properties(context.partition_id)
         if position == "latest" and not info["is_empty"]:
             offset, sequence = (
@@ -172,6 +177,7 @@ class Intake:
         self.log.info(
             "partition.initial_checkpoint", partition=context.partition_id, sequence_number=sequence
         )
+        return int(sequence)
 
 
 def _sdk_position(position: str | datetime) -> str | datetime:

@@ -8,7 +8,8 @@ one process never see each other's counts.
 Two gauges are computed when scraped rather than when set: ``checkpoint_age_seconds``
 (the injected clock minus the last checkpoint time, so a stuck partition's age keeps
 growing with nothing calling us) and ``partition_lag`` (last enqueued minus last
-checkpointed sequence number, shown once both are known).
+checkpointed sequence number, shown once both are known; the checkpoint found when a
+partition is claimed counts).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 FailureReason = Literal["decode", "action"]
-ActionOutcome = Literal["ok", "failed", "dead_lettered", "skipped", "dry_run"]
+ActionOutcome = Literal["ok", "dead_lettered", "skipped", "dry_run"]
 ReloadOutcome = Literal["ok", "rejected"]
 FAILURE_REASONS: tuple[FailureReason, ...] = ("decode", "action")
 RELOAD_OUTCOMES: tuple[ReloadOutcome, ...] = ("ok", "rejected")
@@ -46,9 +47,10 @@ class _PartitionProgress(Collector):
             self.checkpoint_sequence.pop(partition, None)
             self.enqueued_sequence.pop(partition, None)
 
-    def checkpointed(self, partition: str, sequence_number: int, at: float) -> None:
+    def checkpointed(self, partition: str, sequence_number: int, at: float | None) -> None:
         with self._lock:
-            self.checkpoint_at[partition] = at
+            if at is not None:
+                self.checkpoint_at[partition] = at
             self.checkpoint_sequence[partition] = sequence_number
 
     def enqueued(self, partition: str, sequence_number: int) -> None:
@@ -197,6 +199,11 @@ class Metrics:
     def checkpointed(self, partition: str, sequence_number: int, at: float | None = None) -> None:
         """A checkpoint was written at ``sequence_number``, at ``at`` (default: now)."""
         self._progress.checkpointed(partition, sequence_number, self._clock() if at is None else at)
+
+    def checkpoint_found(self, partition: str, sequence_number: int) -> None:
+        """The checkpoint store held ``sequence_number`` for the partition when it was claimed
+        (written by another process or an earlier run: it counts for the lag, not the age)."""
+        self._progress.checkpointed(partition, sequence_number, None)
 
     def last_enqueued(self, partition: str, sequence_number: int) -> None:
         """The newest sequence number the hub holds for the partition."""

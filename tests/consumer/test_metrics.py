@@ -95,6 +95,15 @@ def test_lag_is_absent_until_both_ends_are_known() -> None:
     assert value(metrics, "mlevents_partition_lag", partition="0") is None
 
 
+def test_a_checkpoint_found_at_claim_gives_lag_but_no_age() -> None:
+    """Another process's checkpoint counts for the lag; the age is this process's own."""
+    metrics = Metrics(clock=FakeClock())
+    metrics.checkpoint_found("0", 1200)
+    metrics.last_enqueued("0", 1500)
+    assert value(metrics, "mlevents_partition_lag", partition="0") == 300
+    assert value(metrics, "mlevents_checkpoint_age_seconds", partition="0") is None
+
+
 def test_checkpoint_age_grows_with_the_clock_between_scrapes() -> None:
     """checkpoint_age_seconds is computed at scrape time from the injected clock."""
     clock = FakeClock(1000.0)

@@ -192,6 +192,8 @@ async def test_poison_body_and_failed_action_are_dead_lettered_then_replayed(
         await until(lambda: partition.checkpointed_sequence == 9, 10, "checkpoint past both")
         assert await metric(worker, "mlevents_dead_letters_total", reason="decode") == 1
         assert await metric(worker, "mlevents_dead_letters_total", reason="action") == 1
+        assert await metric(worker, "mlevents_events_failed_total", reason="decode") == 1
+        assert await metric(worker, "mlevents_events_failed_total", reason="action") == 1
         assert await metric(worker, "mlevents_action_retries_total", type="webhook") == 2
     assert set(receiver.acted) == {f"d-{i}" for i in (0, 1, 2, 3, 5, 7, 8, 9)}
     assert receiver.calls["d-6"] == 1  # a 400 is permanent: not retried
