@@ -17,6 +17,7 @@ Nothing escapes the batch callback: an exception there would stall the partition
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -60,6 +61,10 @@ class Intake:
     log: structlog.typing.FilteringBoundLogger
     initial_checkpoints: bool = True
     """Write a checkpoint for a claimed partition that has none (off in shadow mode)."""
+    monotonic: Callable[[], float] = time.monotonic
+    heard_at: float | None = None
+    """When the hub last answered: a batch callback (owned partitions call back at least every
+    ``MAX_WAIT_S`` while their links are up) or a successful management call."""
     _workers: dict[str, PartitionWorker] = field(default_factory=dict, init=False)
 
     @property
@@ -101,7 +106,15 @@ class Intake:
                 except Exception as exc:  # noqa: BLE001 - a metric must never stop intake
                     self.log.debug("partition.lag_unknown", partition=partition, error=str(exc))
                     continue
+                self.heard_at = self.monotonic()
                 self.metrics.last_enqueued(partition, info["last_enqueued_sequence_number"])
+            if not self._workers:  # nothing owned calls back: ask the hub whether it is there
+                try:
+                    await self.client.get_eventhub_properties()
+                except Exception as exc:  # noqa: BLE001 - readiness reports it
+                    self.log.debug("eventhub.unreachable", error=str(exc))
+                else:
+                    self.heard_at = self.monotonic()
             await asyncio.sleep(LAG_EVERY_S)
 
     async def _on_partition_initialize(self, context: PartitionContext) -> None:
@@ -121,6 +134,7 @@ class Intake:
 
     async def _on_batch(self, context: PartitionContext, events: list[EventData]) -> None:
         partition = context.partition_id
+        self.heard_at = self.monotonic()
         worker = self._workers.get(partition)
         if worker is None:  # initialise failed to run: build the worker now
             worker = self._workers[partition] = self.make_worker(partition, context)

@@ -42,6 +42,9 @@ from .rulefiles import load_rule_files
 
 HEARTBEAT_S = 1.0
 ALIVE_WITHIN_S = 15.0
+READY_WITHIN_S = 30.0
+"""Ready while the hub answered within this long (partitions call back every second, and
+lag reads run every five)."""
 
 
 class WorkerMetrics(Protocol):
@@ -100,8 +103,9 @@ class Worker:
     monotonic: Callable[[], float] = time.monotonic
     health: HealthServer | None = None
     """The health server serving this worker, when there is one (its ``port`` is useful)."""
+    ready_within_s: float = READY_WITHIN_S
     _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
-    _connected: bool = field(default=False, init=False)
+    _connected_at: float | None = field(default=None, init=False)
     _beat: float = field(default=0.0, init=False)
     _intake: Intake | None = field(default=None, init=False)
 
@@ -119,11 +123,16 @@ class Worker:
         return self.monotonic() - self._beat < ALIVE_WITHIN_S
 
     def ready(self) -> tuple[bool, str]:
-        """Connected to the hub, rules loaded, not stopping."""
+        """Not stopping, and the hub answered within ``ready_within_s`` (rules are loaded
+        before the worker exists)."""
         if self.stopping:
             return False, "stopping"
-        if not self._connected:
+        if self._connected_at is None:
             return False, "not connected to the event hub yet"
+        heard = self._intake.heard_at if self._intake else None
+        silent_s = self.monotonic() - max(self._connected_at, heard or self._connected_at)
+        if silent_s > self.ready_within_s:
+            return False, f"no answer from the event hub for {silent_s:.0f} s"
         return True, f"ok: {len(self.rules())} rules"
 
     @property
@@ -137,7 +146,7 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             ids = await self.client.get_partition_ids()
-            self._connected = True
+            self._connected_at = self.monotonic()
             self.log.info(
                 "worker.started",
                 eventhub=self.eventhub.name,
@@ -157,7 +166,7 @@ class Worker:
                 client=self.client, config=self.eventhub, checkpoint_store=self.checkpoint_store,
                 make_worker=self._make_partition, metrics=self.metrics,
                 drain_deadline_s=self.drain_deadline_s, log=self.log,
-                initial_checkpoints=not self.handler.dry_run,
+                initial_checkpoints=not self.handler.dry_run, monotonic=self.monotonic,
             )  # fmt: skip
             receiving = asyncio.create_task(self._intake.run(), name="intake")
             stopping = asyncio.create_task(self._stop.wait(), name="stop")

@@ -407,3 +407,21 @@ async def test_backpressure_keeps_each_partition_within_max_in_flight(tmp_path: 
     # the worker holds a slot for it: it can only see fewer at once, never more.
     assert dict(receiver.most_open) == dict.fromkeys(PARTITIONS, 4)  # full, never over
     assert await stored_checkpoints(tmp_path, emu) == dict.fromkeys(PARTITIONS, per_partition - 1)
+
+
+async def test_readiness_follows_the_hub_going_away_and_coming_back(
+    tmp_path: Path, emu: Emulator, receiver: WebhookReceiver
+) -> None:
+    """/readyz turns 503 when the hub stops answering, and 200 again once it is back."""
+    config = make_config(tmp_path, emu, receiver)
+    async with running(config) as worker:
+        worker.ready_within_s = 3.0
+        assert worker.ready()[0]
+        await asyncio.sleep(4)  # idle partitions call back every second: still ready
+        assert worker.ready() == (True, "ok: 1 rules")
+        port = emu.port
+        await emu.stop()
+        await until(lambda: not worker.ready()[0], 20, "not ready while the hub is gone")
+        assert worker.ready()[1].startswith("no answer from the event hub for ")
+        async with Emulator([HubSpec("hub", len(PARTITIONS))], port=port):
+            await until(lambda: worker.ready()[0], 90, "ready again once the hub is back")
