@@ -18,6 +18,7 @@ import structlog
 from rules import DecodeError, RuleTable, decode_body, plan
 
 from .config import Config
+from .credentials import LazyCredential
 from .deadletters import DeadLetter
 from .handler import Handler, Received
 from .metrics import Metrics
@@ -27,7 +28,10 @@ from .wiring import dead_letter_store, open_actions
 
 async def list_letters(config: Config, *, as_json: bool) -> int:
     """Print one line per entry, oldest first (or one JSON object per line)."""
-    async with dead_letter_store(config) as store:
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(
+            dead_letter_store(config, LazyCredential(config, stack))
+        )
         letters = await store.list()
     for letter in letters:
         if as_json:
@@ -45,7 +49,10 @@ async def list_letters(config: Config, *, as_json: bool) -> int:
 
 async def show_letter(config: Config, letter_id: str) -> int:
     """Print one entry in full, body included."""
-    async with dead_letter_store(config) as store:
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(
+            dead_letter_store(config, LazyCredential(config, stack))
+        )
         letter = await store.get(letter_id)
     print(letter.to_json().decode("utf-8"))
     return 0
@@ -57,8 +64,9 @@ async def replay_letters(config: Config, ids: Sequence[str]) -> int:
     table = load_rule_files(config.rules.files).table
     failed = 0
     async with contextlib.AsyncExitStack() as stack:
-        store = await stack.enter_async_context(dead_letter_store(config))
-        actions = await open_actions(config, stack, log)
+        azure_ad = LazyCredential(config, stack)
+        store = await stack.enter_async_context(dead_letter_store(config, azure_ad))
+        actions = await open_actions(config, stack, log, azure_ad)
         handler = Handler(
             rules=lambda: table,
             executors=actions.executors,

@@ -70,6 +70,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from .blobs import container_client
 from .config import Config, EventHubConfig, StoreConfig, load_config
+from .credentials import LazyCredential
 from .deadletters import BLOB_PREFIX, DeadLetterError, DirectoryDeadLetterStore
 from .errors import ConfigError, ConsumerError
 
@@ -463,7 +464,7 @@ async def read_status(
     """Read the hub, the checkpoint store and the dead letters; the clock is read once, after.
 
     ``credential`` is for Azure AD (hub by namespace, stores by account URL); when needed
-    and not given, a ``DefaultAzureCredential`` is made and closed here.
+    and not given, the one ``[azure] credential`` names is made and closed here.
 
     Raises:
         ConfigError: the config has no [eventhub] section.
@@ -473,7 +474,7 @@ async def read_status(
     if hub is None:
         raise ConfigError(f"{config.path}: eventhub: status needs an [eventhub] section")
     async with contextlib.AsyncExitStack() as stack:
-        lazy = _LazyCredential(credential, stack)
+        lazy = LazyCredential(config, stack, given=credential)
         namespace, name, partitions = await _read_hub(hub, lazy)
         owners, checkpoints = await _read_checkpoint_store(
             config, namespace, name, hub.consumer_group, lazy
@@ -491,25 +492,6 @@ async def read_status(
         ownership_expiration_s=hub.ownership_expiration_s,
         keda=keda,
     )
-
-
-class _LazyCredential:
-    """The Azure AD credential, made on first use and closed with the stack."""
-
-    def __init__(
-        self, given: AsyncTokenCredential | None, stack: contextlib.AsyncExitStack
-    ) -> None:
-        self._credential = given
-        self._stack = stack
-
-    def __call__(self) -> AsyncTokenCredential:
-        if self._credential is None:
-            from azure.identity.aio import DefaultAzureCredential
-
-            made = DefaultAzureCredential()
-            self._stack.push_async_callback(made.close)
-            self._credential = made
-        return self._credential
 
 
 def namespace_of(config: EventHubConfig) -> str:

@@ -16,7 +16,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,8 @@ from .actions.email import EmailExecutor, FilesTransport, SmtpTransport
 from .actions.email import Transport as EmailTransport
 from .actions.log import LogExecutor
 from .actions.webhook import WebhookExecutor
-from .config import AzureConfig, Config, EmailConfig, EventHubConfig, StoreConfig
+from .config import Config, EmailConfig, EventHubConfig, StoreConfig
+from .credentials import LazyCredential
 from .deadletters import DeadLetterStore, open_dead_letter_store
 from .errors import ConfigError, ConsumerError
 from .handler import Handler
@@ -57,6 +58,8 @@ LEDGER_PURGE_EVERY_S = 3600.0
 STORAGE_RETRY: dict[str, Any] = {"retry_total": 2, "initial_backoff": 1, "increment_base": 2}
 """Bounded storage retries: the library's default spends ~90 s on one call before it fails,
 which hides an outage and holds shutdown; the next checkpoint flush retries anyway."""
+Credential = Callable[[], AsyncTokenCredential]
+"""The Azure AD credential, asked for only where one is needed (``LazyCredential``)."""
 
 
 async def run(config: Config, *, dry_run: bool = False) -> int:
@@ -83,6 +86,9 @@ async def build(
 ) -> Worker:
     """Make the worker and everything it uses; ``stack`` closes them after ``worker.run()``.
 
+    ``credential`` replaces the Azure AD credential ``[azure]`` names (tests; Azure AD cannot
+    run here); ``executors`` replace those of their action types (``mlevents dev``).
+
     Raises:
         ConfigError: the config has no [eventhub] section.
         RuleTableError: the rule files have problems.
@@ -92,15 +98,16 @@ async def build(
     if config.eventhub is None:
         raise ConfigError(f"{config.path}: eventhub: the worker needs an [eventhub] section")
     warn_if_not_lower_case(config.eventhub, log)
+    azure_ad = LazyCredential(config, stack, given=credential)
     metrics = Metrics(clock=time.time)
     loaded = load_rule_files(config.rules.files, secrets=config.secrets)
     for warning in loaded.warnings:
         log.warning("rules.warning", problem=warning.message_at())
     metrics.rules_loaded(len(loaded.table))
     rules = RuleHolder(config.rules.files, loaded.table, log, metrics, config.secrets)
-    checkpoints = await stack.enter_async_context(checkpoint_store(config))
-    dead_letters = await stack.enter_async_context(dead_letter_store(config))
-    actions = await open_actions(config, stack, log, credential=credential, executors=executors)
+    checkpoints = await stack.enter_async_context(checkpoint_store(config, azure_ad))
+    dead_letters = await stack.enter_async_context(dead_letter_store(config, azure_ad))
+    actions = await open_actions(config, stack, log, azure_ad, executors=executors)
     handler = Handler(
         rules=rules,
         executors=actions.executors,
@@ -116,7 +123,7 @@ async def build(
         every_s=config.checkpoints.every_s,
     )
     worker = Worker(
-        client=consumer_client(config.eventhub, checkpoints),
+        client=consumer_client(config.eventhub, checkpoints, azure_ad),
         eventhub=config.eventhub,
         checkpoint_store=checkpoints,
         handler=handler,
@@ -150,22 +157,16 @@ async def open_actions(
     config: Config,
     stack: contextlib.AsyncExitStack,
     log: structlog.typing.FilteringBoundLogger,
+    credential: Credential,
     *,
-    credential: AsyncTokenCredential | None = None,
     executors: Mapping[str, Executor] | None = None,
 ) -> Actions:
-    """The executors and the ledger, open until ``stack`` closes.
-
-    ``credential`` replaces the configured Azure credential (tests; Azure AD cannot run
-    here); ``executors`` replace those of their action types (``mlevents dev``).
-    """
+    """The executors and the ledger, open until ``stack`` closes; ``executors`` replace
+    those of their action types (``mlevents dev``)."""
     session = await stack.enter_async_context(aiohttp.ClientSession())
-    ledger = await stack.enter_async_context(open_ledger(config))
-    if credential is None:
-        credential = azure_credential(config.azure)
-        stack.push_async_callback(credential.close)
+    ledger = await stack.enter_async_context(open_ledger(config, credential))
     arm = ArmClient(
-        session, credential, base_url=config.azure.management_url, scope=config.azure.scope
+        session, credential(), base_url=config.azure.management_url, scope=config.azure.scope
     )
     ml_version = config.azure.ml_api_version
     by_type: dict[str, Executor] = {
@@ -193,33 +194,13 @@ def email_transport(config: EmailConfig) -> EmailTransport:
     )  # fmt: skip
 
 
-def azure_credential(config: AzureConfig) -> AsyncTokenCredential:
-    """The configured Azure AD credential (none of them does I/O until asked for a token)."""
-    from azure.identity import aio as identity
-
-    client_id = config.client_id
-    match config.credential:
-        case "workload_identity":
-            return identity.WorkloadIdentityCredential(client_id=client_id)
-        case "managed_identity":
-            return identity.ManagedIdentityCredential(client_id=client_id)
-        case "environment":
-            return identity.EnvironmentCredential()
-        case "cli":
-            return identity.AzureCliCredential()
-        case _:
-            return identity.DefaultAzureCredential(
-                managed_identity_client_id=client_id, workload_identity_client_id=client_id
-            )
-
-
 def process_owner() -> str:
     """Who holds ledger reservations: this host and process, unique per start."""
     return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
 
 
 @contextlib.asynccontextmanager
-async def open_ledger(config: Config) -> AsyncIterator[Ledger]:
+async def open_ledger(config: Config, credential: Credential) -> AsyncIterator[Ledger]:
     """The configured idempotency ledger (SQLite next to the checkpoints by default)."""
     settings = config.ledger
     store = settings.store
@@ -231,7 +212,6 @@ async def open_ledger(config: Config) -> AsyncIterator[Ledger]:
     # No storage retries: the handler tries twice, then acts unreserved for a while rather
     # than stop acting during a storage outage.
     ledger: Ledger
-    credential: AsyncTokenCredential | None = None
     if store.kind == "local":
         path = store.path or config.path.parent / ".mlevents" / "ledger.sqlite3"
         ledger = SqliteLedger(path, **options)
@@ -240,17 +220,11 @@ async def open_ledger(config: Config) -> AsyncIterator[Ledger]:
             store.connection_string, store.container or "", retry_total=0, **options
         )
     else:
-        from azure.identity.aio import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
         ledger = BlobLedger.from_account_url(
             store.account_url or "", store.container or "",
-            credential=credential, retry_total=0, **options,
+            credential=credential(), retry_total=0, **options,
         )  # fmt: skip
-    async with contextlib.AsyncExitStack() as stack:
-        if credential is not None:
-            stack.push_async_callback(credential.close)
-        await stack.enter_async_context(ledger)
+    async with ledger:
         purging = asyncio.create_task(_purge_every(ledger, LEDGER_PURGE_EVERY_S))
         try:
             yield ledger
@@ -289,7 +263,9 @@ def install_signals(worker: Worker) -> None:
     loop.add_signal_handler(signal.SIGHUP, worker.rules.reload)
 
 
-def consumer_client(config: EventHubConfig, store: CheckpointStore) -> EventHubConsumerClient:
+def consumer_client(
+    config: EventHubConfig, store: CheckpointStore, credential: Credential
+) -> EventHubConsumerClient:
     """The SDK client: by connection string, or by namespace with an Azure AD credential."""
     options: dict[str, Any] = {
         "consumer_group": config.consumer_group,
@@ -302,16 +278,16 @@ def consumer_client(config: EventHubConfig, store: CheckpointStore) -> EventHubC
         if options["eventhub_name"] is None:
             del options["eventhub_name"]
         return EventHubConsumerClient.from_connection_string(config.connection_string, **options)
-    from azure.identity.aio import DefaultAzureCredential
-
     return EventHubConsumerClient(
         fully_qualified_namespace=config.fully_qualified_namespace or "",
-        credential=DefaultAzureCredential(), **options,
+        credential=credential(), **options,
     )  # fmt: skip
 
 
 @contextlib.asynccontextmanager
-async def checkpoint_store(config: Config) -> AsyncIterator[CheckpointStore]:
+async def checkpoint_store(
+    config: Config, credential: Credential
+) -> AsyncIterator[CheckpointStore]:
     """The configured checkpoint store (a local SQLite file when none is configured)."""
     store_config = config.checkpoints.store if config.checkpoints else None
     if store_config is None or store_config.kind == "local":
@@ -323,34 +299,30 @@ async def checkpoint_store(config: Config) -> AsyncIterator[CheckpointStore]:
         async with SqliteCheckpointStore(path) as local:
             yield local
         return
-    await _create_container(store_config)
+    await _create_container(store_config, credential)
     if store_config.connection_string is not None:
         blob = BlobCheckpointStore.from_connection_string(
             store_config.connection_string, store_config.container or "", **STORAGE_RETRY
         )
     else:
-        from azure.identity.aio import DefaultAzureCredential
-
         blob = BlobCheckpointStore(
             store_config.account_url or "",
             store_config.container or "",
-            credential=DefaultAzureCredential(),
+            credential=credential(),
             **STORAGE_RETRY,
         )
     async with blob:
         yield blob
 
 
-async def _create_container(store: StoreConfig) -> None:
+async def _create_container(store: StoreConfig, credential: Credential) -> None:
     if store.connection_string is not None:
         client = ContainerClient.from_connection_string(
             store.connection_string, store.container or ""
         )
     else:
-        from azure.identity.aio import DefaultAzureCredential
-
         client = ContainerClient(
-            store.account_url or "", store.container or "", credential=DefaultAzureCredential()
+            store.account_url or "", store.container or "", credential=credential()
         )
     async with client:
         with contextlib.suppress(ResourceExistsError):
@@ -358,7 +330,9 @@ async def _create_container(store: StoreConfig) -> None:
 
 
 @contextlib.asynccontextmanager
-async def dead_letter_store(config: Config) -> AsyncIterator[DeadLetterStore]:
+async def dead_letter_store(
+    config: Config, credential: Credential
+) -> AsyncIterator[DeadLetterStore]:
     """The configured dead-letter store (a local folder when none is configured)."""
     store = config.deadletters
     if store is None or store.kind == "local":
@@ -367,14 +341,10 @@ async def dead_letter_store(config: Config) -> AsyncIterator[DeadLetterStore]:
         )
         opened = open_dead_letter_store("directory", path=path)
     else:
-        credential = None
-        if store.connection_string is None:
-            from azure.identity.aio import DefaultAzureCredential
-
-            credential = DefaultAzureCredential()
         opened = open_dead_letter_store(
             "blob", connection_string=store.connection_string, account_url=store.account_url,
-            container=store.container, credential=credential,
+            container=store.container,
+            credential=credential() if store.connection_string is None else None,
         )  # fmt: skip
     async with opened:
         yield opened
