@@ -18,6 +18,8 @@ class LogExecutor:
 
     def __init__(self, logger: structlog.typing.FilteringBoundLogger) -> None:
         self._log = logger
+        # A filtering logger's level is fixed when it is made: ask once, not per action.
+        self._enabled = {name: logger.is_enabled_for(number) for name, number in _LEVELS.items()}
 
     async def __call__(self, decision: Decision) -> str:
         return self.run_inline(decision)
@@ -25,8 +27,7 @@ class LogExecutor:
     def run_inline(self, decision: Decision) -> str:
         action = decision.action
         assert isinstance(action, LogAction)
-        level = _LEVELS[action.level]
-        if not self._log.is_enabled_for(level):
+        if not self._enabled[action.level]:
             return action.level  # filtered out: skip building the line
         event = decision.event
         message = action.message
@@ -36,7 +37,7 @@ class LogExecutor:
             except TemplateError as exc:
                 raise PermanentActionError(f"log: 'message': {exc}") from None
         self._log.log(
-            level, message, rule=decision.rule.name,
+            _LEVELS[action.level], message, rule=decision.rule.name,
             event_id=event.id, event_type=event.type, subject=event.subject,
         )  # fmt: skip
         return action.level

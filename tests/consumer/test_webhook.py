@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import email.utils
 import json
 import time
@@ -436,7 +435,7 @@ async def test_a_timeout_is_transient(server: Server) -> None:
         url = f"http://127.0.0.1:{port}/slow"
         table = make_table({"name": "r", "actions": [{"type": "webhook", "url": url}]})
         (decision,) = plan(table, make_event())
-        decision = dataclasses.replace(
+        decision = msgspec.structs.replace(
             decision, action=msgspec.structs.replace(decision.action, timeout_s=0.2)
         )
         with pytest.raises(TransientActionError, match=f"127.0.0.1:{port}"):
