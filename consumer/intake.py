@@ -17,6 +17,7 @@ Nothing escapes the batch callback: an exception there would stall the partition
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,10 +32,16 @@ from .config import EventHubConfig
 from .handler import Received
 from .partition import PartitionWorker
 
+BATCH_SIZE = 100
+"""Most events per callback. Shorter callbacks let the SDK's receive loop, which shares the
+event loop, read and grant credit again sooner: draining 100,000 events, 100 gave a median
+0.89-0.91 of the bare consumer's rate, 300 (the prefetch) 0.85-0.87, 50 and 1,000 0.87."""
 MAX_WAIT_S = 1.0
 """How often an idle partition calls back (the SDK's tick; nothing waits on it here)."""
-LAG_EVERY_S = 5.0
-"""How often the last enqueued sequence numbers are read for the lag metric."""
+LAG_EVERY_S = 15.0
+"""How often the last enqueued sequence numbers are read for the lag metric (and at once
+when a partition is claimed). Each read opens a management connection in the SDK, so it is
+not free: at 5 s it cost the worker ~3% of its throughput with four partitions."""
 
 
 class IntakeMetrics(Protocol):
@@ -66,6 +73,7 @@ class Intake:
     """When the hub last answered: a batch callback (owned partitions call back at least every
     ``MAX_WAIT_S`` while their links are up) or a successful management call."""
     _workers: dict[str, PartitionWorker] = field(default_factory=dict, init=False)
+    _claimed: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     @property
     def partitions(self) -> dict[str, PartitionWorker]:
@@ -84,7 +92,7 @@ class Intake:
         # Batches: the SDK's own cost per callback is paid once per batch, not per event.
         await self.client.receive_batch(
             on_event_batch=self._on_batch,
-            max_batch_size=self.config.prefetch,
+            max_batch_size=BATCH_SIZE,
             on_partition_initialize=self._on_partition_initialize,
             on_partition_close=self._on_partition_close,
             on_error=self._on_error,
@@ -115,7 +123,9 @@ class Intake:
                     self.log.debug("eventhub.unreachable", error=str(exc))
                 else:
                     self.heard_at = self.monotonic()
-            await asyncio.sleep(LAG_EVERY_S)
+            with contextlib.suppress(TimeoutError):  # a claim reads its lag at once
+                await asyncio.wait_for(self._claimed.wait(), LAG_EVERY_S)
+            self._claimed.clear()
 
     async def _on_partition_initialize(self, context: PartitionContext) -> None:
         partition = context.partition_id
@@ -130,6 +140,7 @@ class Intake:
                 error=f"{type(exc).__name__}: {exc}",
             )
         self._workers[partition] = self.make_worker(partition, context)
+        self._claimed.set()
         self.log.info("partition.claimed", partition=partition)
 
     async def _on_batch(self, context: PartitionContext, events: list[EventData]) -> None:

@@ -43,8 +43,8 @@ from .rulefiles import load_rule_files
 HEARTBEAT_S = 1.0
 ALIVE_WITHIN_S = 15.0
 READY_WITHIN_S = 30.0
-"""Ready while the hub answered within this long (partitions call back every second, and
-lag reads run every five)."""
+"""Ready while the hub answered within this long (owned partitions call back every second;
+with none owned, the hub is asked every 15 s)."""
 
 
 class WorkerMetrics(Protocol):
