@@ -177,9 +177,13 @@ def test_selectors_meet_the_pods(rendered: list[Object]) -> None:
     labels = _pod_labels(rendered)
     spec = deployment["spec"]
     assert selects(spec["selector"]["matchLabels"], labels)
-    assert selects(one(rendered, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"], labels)
+    budget = one(rendered, "PodDisruptionBudget")["spec"]
+    assert selects(budget["selector"]["matchLabels"], labels)
+    assert budget["unhealthyPodEvictionPolicy"] == "AlwaysAllow"  # not ready must not block
     service = one(rendered, "Service")
     assert selects(service["spec"]["selector"], labels)
+    # /readyz turns 503 during a hub outage: the metrics must still be scraped then.
+    assert service["spec"]["publishNotReadyAddresses"] is True
     ports = {entry["name"]: entry["containerPort"] for entry in container(deployment)["ports"]}
     (port,) = service["spec"]["ports"]
     assert port["name"] == "http-metrics"
