@@ -322,6 +322,13 @@ class _Recorder:
                     await receiving
 
     async def on_open(self, context: Any) -> None:
+        if not self.opened.is_set():  # the first partition: events flow from now on
+            print(
+                f"mlevents record: reading {context.eventhub_name!r}; Ctrl-C stops and keeps "
+                "what was read",
+                file=sys.stderr,
+                flush=True,
+            )
         self.opened.set()
 
     async def on_event(self, context: Any, event: Any) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -200,6 +203,33 @@ async def test_count_stops_early_and_options_choose_partition_group_and_secret_s
     records = list(read_event_file(str(out)))
     assert [(r.partition, r.sequence_number) for r in records] == [("1", 0), ("1", 1)]
     assert [r.body for r in records] == [EVENTS[1].read_bytes(), EVENTS[5].read_bytes()]
+
+
+async def test_without_bounds_it_records_until_sigint_and_leaves_a_valid_file(
+    hubs: Emulator, tmp_path: Path
+) -> None:
+    """With neither --count nor --seconds, SIGINT ends the recording: exit 0, every event it
+    says it recorded is in the file, and the file reads back."""
+    sent = await _send_originals(hubs.connection_string("source"))
+    out = tmp_path / "until-interrupted.avro"
+    env = {**os.environ, "MLEVENTS_TEST_RECORD_HUB": hubs.connection_string()}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "consumer", "record", "--connection-string-env",
+        "MLEVENTS_TEST_RECORD_HUB", "--eventhub", "source", "--out", str(out),
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stderr is not None
+    line = await asyncio.wait_for(process.stderr.readline(), 60)
+    assert line.decode().startswith("mlevents record: reading 'source'")
+    await asyncio.sleep(2)  # nothing stops it but the signal
+    assert process.returncode is None
+    process.send_signal(signal.SIGINT)
+    out_text, err_text = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err_text.decode()
+    records = list(read_event_file(str(out)))
+    assert out_text.decode() == f"recorded {len(records)} events to {out}\n"
+    assert sorted(r.body for r in records) == sorted(body for _, body, _ in sent)
+    assert KEY not in out_text.decode() + err_text.decode()
 
 
 async def _keep_sending(connection_string: str, partition: str, until: asyncio.Task[int]) -> int:
