@@ -56,9 +56,10 @@ WORKER_LOG_LEVEL = "warning"
 TIMEOUT_S = 120.0
 """Per consumer: past this, the numbers measured so far are printed."""
 POLL_S = 0.1
-ROUNDS = 5
+ROUNDS = 7
 """Bare and worker drains alternate this many times; the median round's ratio is the result
-(one drain on a shared 2-core machine varies by +-10%)."""
+(one round's ratio on a shared 2-core machine ranged 0.70-1.10; the median of 5 moved by
++-0.05 between runs)."""
 TARGET_RATIO = 0.85
 TARGET_RSS_MB = 150.0
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,8 +17,9 @@ import asyncio
 import json
 import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from emulator.cli import add_emulator_parser, add_send_parser
 from rules import DecodeError, Event, RuleTable, RuleTableError, decode_body
@@ -275,7 +276,18 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     configure_logging(config.logging.format, config.logging.level)
-    return asyncio.run(run(config, dry_run=args.dry_run))
+    return run_fast(run(config, dry_run=args.dry_run))
+
+
+def run_fast(main: Coroutine[Any, Any, int]) -> int:
+    """Run the worker's coroutine on uvloop, or on the standard event loop where uvloop is
+    not installed (Windows). uvloop's loop costs the SDK's receive path less per event."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -288,7 +300,7 @@ def _dev(args: argparse.Namespace) -> int:
     config = load_config(config_path, offline=True)
     configure_logging(config.logging.format, config.logging.level)
     samples = sorted(SAMPLES.glob("*.json"))
-    return asyncio.run(
+    return run_fast(
         run_dev(
             config,
             state=Path(args.state),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import xml.etree.ElementTree as ET
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import fastavro
 import pytest
+import uvloop
 
-from consumer.cli import EXAMPLES, main
+from consumer.cli import EXAMPLES, main, run_fast
 
 from ..factories import event_json
 
@@ -294,3 +296,15 @@ def test_several_rule_files_then_events_without_a_separator(
     code = main(["match", "--rules", str(rules_file), str(more), str(event), "--format", "jsonl"])
     assert code == 0
     assert json.loads(capsys.readouterr().out)["matched"] == ["failed", "everything", "json-rule"]
+
+
+def test_the_worker_runs_on_uvloop_where_it_is_installed() -> None:
+    """``run`` and ``dev`` go through ``run_fast``: uvloop's loop, the coroutine's exit code."""
+    seen: list[type[asyncio.AbstractEventLoop]] = []
+
+    async def worker() -> int:
+        seen.append(type(asyncio.get_running_loop()))
+        return 7
+
+    assert run_fast(worker()) == 7
+    assert seen == [uvloop.Loop]
