@@ -1,5 +1,6 @@
-"""What the blob stores share (dead letters, the ledger): making a container client from a
-connection string or an account URL, and opening it with the container created if missing."""
+"""What the blob stores share (dead letters, the ledger, status): making a container client
+from a connection string or an account URL, opening it with the container created if missing,
+and describing storage errors without what SDK texts may carry (signed URLs, tokens)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,16 @@ async def open_container(client: ContainerClient) -> None:
     except BaseException:
         await client.close()
         raise
+
+
+def describe_error(exc: BaseException) -> str:
+    """An error by type, HTTP status and service code only: SDK messages may quote signed
+    URLs or tokens."""
+    detail = type(exc).__name__
+    status = getattr(exc, "status_code", None)
+    code = getattr(exc, "error_code", None)
+    if status is not None:
+        detail += f", HTTP {status}"
+    if code:
+        detail += f", {code}"
+    return detail

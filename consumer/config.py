@@ -202,6 +202,12 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     secrets: Secrets = field(default_factory=lambda: Secrets({}), repr=False)
 
+    def local_path(self, store: StoreConfig | None, name: str) -> Path:
+        """Where a local store lives: its ``path``, or ``.mlevents/<name>`` next to this file."""
+        if store is not None and store.path is not None:
+            return store.path
+        return self.path.parent / ".mlevents" / name
+
 
 _KEYS = {
     "rules": ("files", "tests"),

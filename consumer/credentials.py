@@ -10,11 +10,15 @@ only never makes one, and closes it with the exit stack it was given.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 from azure.core.credentials_async import AsyncTokenCredential
 
 from .config import AzureConfig, Config
 from .errors import ConfigError
+
+Credential = Callable[[], AsyncTokenCredential]
+"""The Azure AD credential, asked for only where one is needed (``LazyCredential``)."""
 
 
 def azure_credential(config: AzureConfig) -> AsyncTokenCredential:

@@ -36,7 +36,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient
 
-from .blobs import container_client, open_container
+from .blobs import container_client, describe_error, open_container
 from .errors import ConsumerError
 
 Reason = Literal["decode", "action"]
@@ -537,14 +537,7 @@ def _blob_name(letter_id: str) -> str:
 
 def _storage_error(operation: str, exc: AzureError) -> DeadLetterError:
     """Describe a storage failure by type and status only: SDK texts may echo signed URLs."""
-    status = getattr(exc, "status_code", None)
-    code = getattr(exc, "error_code", None)
-    detail = type(exc).__name__
-    if status is not None:
-        detail += f", HTTP {status}"
-    if code:
-        detail += f", {code}"
-    return DeadLetterError(f"cannot {operation}: {detail}")
+    return DeadLetterError(f"cannot {operation}: {describe_error(exc)}")
 
 
 def open_dead_letter_store(

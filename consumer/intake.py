@@ -186,7 +186,9 @@ class Intake:
                 found = checkpoint.get("sequence_number")
                 return found if isinstance(found, int) else None
         position = self.config.starting_position
-        if not self.initial_checkpoints or isinstance(position, datetime):
+        if not self.initial_checkpoints:
+            return None
+        if isinstance(position, datetime):
             return None  # no sequence number is known for a time until an event arrives
         info = await self.client.get_partition_properties(context.partition_id)
         if position == "latest" and not info["is_empty"]:

@@ -51,7 +51,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob.aio import ContainerClient
 
-from .blobs import container_client, open_container
+from .blobs import container_client, describe_error, open_container
 from .errors import LedgerError
 from .sqlitefile import connect, transaction
 
@@ -539,14 +539,9 @@ class BlobLedger:
 
     def _error(self, operation: str, exc: AzureError) -> LedgerError:
         """Describe a storage failure by type and status only: SDK texts may echo signed URLs."""
-        detail = type(exc).__name__
-        status = getattr(exc, "status_code", None)
-        code = getattr(exc, "error_code", None)
-        if status is not None:
-            detail += f", HTTP {status}"
-        if code:
-            detail += f", {code}"
-        return LedgerError(f"ledger container {self.container}: cannot {operation}: {detail}")
+        return LedgerError(
+            f"ledger container {self.container}: cannot {operation}: {describe_error(exc)}"
+        )
 
 
 def blob_name(key: str) -> str:

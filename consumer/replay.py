@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import structlog
 
@@ -19,19 +19,25 @@ from rules import DecodeError, RuleTable, decode_body, plan
 
 from .config import Config
 from .credentials import LazyCredential
-from .deadletters import DeadLetter
+from .deadletters import DeadLetter, DeadLetterStore
 from .handler import Handler, Received
 from .metrics import Metrics
 from .rulefiles import load_rule_files
 from .wiring import dead_letter_store, open_actions
 
 
-async def list_letters(config: Config, *, as_json: bool) -> int:
-    """Print one line per entry, oldest first (or one JSON object per line)."""
+@contextlib.asynccontextmanager
+async def _letters(config: Config) -> AsyncIterator[DeadLetterStore]:
+    """The configured dead-letter store, with the Azure AD credential if it needs one."""
     async with contextlib.AsyncExitStack() as stack:
-        store = await stack.enter_async_context(
+        yield await stack.enter_async_context(
             dead_letter_store(config, LazyCredential(config, stack))
         )
+
+
+async def list_letters(config: Config, *, as_json: bool) -> int:
+    """Print one line per entry, oldest first (or one JSON object per line)."""
+    async with _letters(config) as store:
         letters = await store.list()
     for letter in letters:
         if as_json:
@@ -49,10 +55,7 @@ async def list_letters(config: Config, *, as_json: bool) -> int:
 
 async def show_letter(config: Config, letter_id: str) -> int:
     """Print one entry in full, body included."""
-    async with contextlib.AsyncExitStack() as stack:
-        store = await stack.enter_async_context(
-            dead_letter_store(config, LazyCredential(config, stack))
-        )
+    async with _letters(config) as store:
         letter = await store.get(letter_id)
     print(letter.to_json().decode("utf-8"))
     return 0

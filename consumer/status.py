@@ -68,9 +68,9 @@ from urllib.parse import urlsplit
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-from .blobs import container_client
+from .blobs import container_client, describe_error
 from .config import Config, EventHubConfig, StoreConfig, load_config
-from .credentials import LazyCredential
+from .credentials import Credential, LazyCredential
 from .deadletters import BLOB_PREFIX, DeadLetterError, DirectoryDeadLetterStore
 from .errors import ConfigError, ConsumerError
 
@@ -507,7 +507,7 @@ def namespace_of(config: EventHubConfig) -> str:
 
 
 async def _read_hub(
-    config: EventHubConfig, credential: Callable[[], AsyncTokenCredential]
+    config: EventHubConfig, credential: Credential
 ) -> tuple[str, str, list[PartitionProperties]]:
     """(namespace, hub name, each partition's properties), with management calls only."""
     from azure.eventhub.aio import EventHubConsumerClient  # loaded only for this command
@@ -546,7 +546,7 @@ async def _read_hub(
                     )
                 )
     except Exception as exc:  # any SDK failure: the hub cannot be read
-        raise StatusError(f"cannot read {where}: {_describe(exc)}") from exc
+        raise StatusError(f"cannot read {where}: {describe_error(exc)}") from exc
     return namespace, name, partitions
 
 
@@ -555,12 +555,12 @@ async def _read_checkpoint_store(
     namespace: str,
     hub: str,
     group: str,
-    credential: Callable[[], AsyncTokenCredential],
+    credential: Credential,
 ) -> tuple[dict[str, Owner], dict[str, Checkpoint]]:
     """Ownership records and checkpoints by partition id, from the configured store."""
     store = config.checkpoints.store
     if store.kind == "local":
-        path = store.path or config.path.parent / ".mlevents" / "checkpoints.sqlite3"
+        path = config.local_path(store, "checkpoints.sqlite3")
         return await _read_sqlite(path, namespace, hub, group)
     return await _read_blobs(store, namespace, hub, group, credential)
 
@@ -594,7 +594,7 @@ async def _read_blobs(
     namespace: str,
     hub: str,
     group: str,
-    credential: Callable[[], AsyncTokenCredential],
+    credential: Credential,
 ) -> tuple[dict[str, Owner], dict[str, Checkpoint]]:
     """Ownership through the SDK's ``BlobCheckpointStore``; checkpoints from a listing of the
     same blobs it writes (its ``list_checkpoints`` leaves out when they were written). A
@@ -639,7 +639,7 @@ async def _read_blobs(
         return {}, {}
     except Exception as exc:  # any storage failure
         raise StatusError(
-            f"cannot read checkpoints in container {container}: {_describe(exc)}"
+            f"cannot read checkpoints in container {container}: {describe_error(exc)}"
         ) from exc
     return _owners(ownership), checkpoints
 
@@ -654,13 +654,11 @@ def _owners(records: Iterable[Mapping[str, Any]]) -> dict[str, Owner]:
     }
 
 
-async def _count_dead_letters(
-    config: Config, credential: Callable[[], AsyncTokenCredential]
-) -> int:
+async def _count_dead_letters(config: Config, credential: Credential) -> int:
     """How many dead letters there are; a missing folder or container holds none."""
     store = config.deadletters
     if store.kind == "local":
-        path = store.path or config.path.parent / ".mlevents" / "deadletters"
+        path = config.local_path(store, "deadletters")
         # Not entered: entering creates the folder.
         return await DirectoryDeadLetterStore(path).count()
     container = store.container or ""
@@ -681,18 +679,5 @@ async def _count_dead_letters(
         return 0
     except AzureError as exc:
         raise StatusError(
-            f"cannot count dead letters in container {container}: {_describe(exc)}"
+            f"cannot count dead letters in container {container}: {describe_error(exc)}"
         ) from exc
-
-
-def _describe(exc: BaseException) -> str:
-    """An error by type, HTTP status and service code only: SDK messages may quote signed
-    URLs or tokens."""
-    detail = type(exc).__name__
-    status = getattr(exc, "status_code", None)
-    code = getattr(exc, "error_code", None)
-    if status is not None:
-        detail += f", HTTP {status}"
-    if code:
-        detail += f", {code}"
-    return detail

@@ -16,7 +16,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from .actions.email import Transport as EmailTransport
 from .actions.log import LogExecutor
 from .actions.webhook import WebhookExecutor
 from .config import Config, EmailConfig, EventHubConfig, StoreConfig
-from .credentials import LazyCredential
+from .credentials import Credential, LazyCredential
 from .deadletters import DeadLetterStore, open_dead_letter_store
 from .errors import ConfigError, ConsumerError
 from .handler import Handler
@@ -58,8 +58,6 @@ LEDGER_PURGE_EVERY_S = 3600.0
 STORAGE_RETRY: dict[str, Any] = {"retry_total": 2, "initial_backoff": 1, "increment_base": 2}
 """Bounded storage retries: the library's default spends ~90 s on one call before it fails,
 which hides an outage and holds shutdown; the next checkpoint flush retries anyway."""
-Credential = Callable[[], AsyncTokenCredential]
-"""The Azure AD credential, asked for only where one is needed (``LazyCredential``)."""
 
 
 async def run(config: Config, *, dry_run: bool = False) -> int:
@@ -213,7 +211,7 @@ async def open_ledger(config: Config, credential: Credential) -> AsyncIterator[L
     # than stop acting during a storage outage.
     ledger: Ledger
     if store.kind == "local":
-        path = store.path or config.path.parent / ".mlevents" / "ledger.sqlite3"
+        path = config.local_path(store, "ledger.sqlite3")
         ledger = SqliteLedger(path, **options)
     elif store.connection_string is not None:
         ledger = BlobLedger.from_connection_string(
@@ -291,11 +289,7 @@ async def checkpoint_store(
     """The configured checkpoint store (a local SQLite file when none is configured)."""
     store_config = config.checkpoints.store if config.checkpoints else None
     if store_config is None or store_config.kind == "local":
-        path = (
-            store_config.path
-            if store_config and store_config.path
-            else (config.path.parent / ".mlevents" / "checkpoints.sqlite3")
-        )
+        path = config.local_path(store_config, "checkpoints.sqlite3")
         async with SqliteCheckpointStore(path) as local:
             yield local
         return
@@ -336,9 +330,7 @@ async def dead_letter_store(
     """The configured dead-letter store (a local folder when none is configured)."""
     store = config.deadletters
     if store is None or store.kind == "local":
-        path = (
-            store.path if store and store.path else config.path.parent / ".mlevents" / "deadletters"
-        )
+        path = config.local_path(store, "deadletters")
         opened = open_dead_letter_store("directory", path=path)
     else:
         opened = open_dead_letter_store(

@@ -130,7 +130,7 @@ class Worker:
         if self._connected_at is None:
             return False, "not connected to the event hub yet"
         heard = self._intake.heard_at if self._intake else None
-        silent_s = self.monotonic() - max(self._connected_at, heard or self._connected_at)
+        silent_s = self.monotonic() - (self._connected_at if heard is None else heard)
         if silent_s > self.ready_within_s:
             return False, f"no answer from the event hub for {silent_s:.0f} s"
         return True, f"ok: {len(self.rules())} rules"

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import sys
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,8 +43,8 @@ from emulator import Emulator
 
 from ..emulator.peers import Azurite, free_port, receive
 from .peers import WebhookReceiver, webhook_rules, worker_config
-from .processes import PARTITIONS, ROOT, Processes, exit_code, start_azurite
-from .test_worker_processes import BLOB_ENV, blob_checkpoints, send_all
+from .processes import PARTITIONS, ROOT, Processes, exit_code
+from .test_worker_processes import BLOB_ENV, blob_checkpoints, blob_storage, send_all
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 GROUP = "$Default"
@@ -233,15 +232,7 @@ async def test_blob_checkpoints_lag_then_a_worker_drains_it(
 ) -> None:
     """Against Azurite: lags follow KEDA for checkpointed, uncheckpointed and empty partitions;
     after a worker drains the backlog every lag is 0 and every partition has a live owner."""
-    location = tmp_path / "azurite"
-    location.mkdir()
-    account = Azurite(free_port())
-    await start_azurite(processes, account.port, location)
-    container = f"checkpoints-{uuid.uuid4().hex[:12]}"
-    env = {
-        "EVENTHUB_CONNECTION_STRING": emu.connection_string(),
-        BLOB_ENV: account.connection_string,
-    }
+    account, _, _, container, env = await blob_storage(tmp_path, emu, processes)
     await send_all(emu.connection_string("hub"), backlog_ids())
     namespace = f"{emu.host}:{emu.port}"
 

@@ -8,10 +8,12 @@ import contextlib
 import itertools
 import os
 import signal
+import subprocess
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from azure.eventhub import EventData
@@ -86,6 +88,30 @@ class Flow:
                 await asyncio.sleep(self.every_s)
 
 
+class BlobStorage(NamedTuple):
+    """Azurite for worker processes: its account, data folder and process, a fresh checkpoint
+    container, and the environment a worker on ``blob_checkpoints(container)`` needs."""
+
+    account: Azurite
+    location: Path
+    process: subprocess.Popen[bytes]
+    container: str
+    env: dict[str, str]
+
+
+async def blob_storage(tmp_path: Path, emu: Emulator, processes: Processes) -> BlobStorage:
+    """Start Azurite under ``tmp_path`` and name a checkpoint container no test shares."""
+    location = tmp_path / "azurite"
+    location.mkdir()
+    account = Azurite(free_port())
+    process = await start_azurite(processes, account.port, location)
+    env = {
+        "EVENTHUB_CONNECTION_STRING": emu.connection_string(),
+        BLOB_ENV: account.connection_string,
+    }
+    return BlobStorage(account, location, process, f"checkpoints-{uuid.uuid4().hex[:12]}", env)
+
+
 def blob_checkpoints(container: str) -> str:
     """The [checkpoints] lines of a blob store whose connection string is in ``BLOB_ENV``."""
     return f'store = "blob"\ncontainer = "{container}"\nconnection_string_env = "{BLOB_ENV}"\n'
@@ -157,15 +183,7 @@ async def test_three_replicas_share_partitions_and_the_last_takes_over(
 ) -> None:
     """Three replicas on blob checkpoints split the partitions; after SIGTERM of one and SIGKILL
     of another the third owns all four and every event sent meanwhile is acted on."""
-    location = tmp_path / "azurite"
-    location.mkdir()
-    account = Azurite(free_port())
-    await start_azurite(processes, account.port, location)
-    container = f"checkpoints-{uuid.uuid4().hex[:12]}"
-    env = {
-        "EVENTHUB_CONNECTION_STRING": emu.connection_string(),
-        BLOB_ENV: account.connection_string,
-    }
+    _, _, _, container, env = await blob_storage(tmp_path, emu, processes)
     async with WebhookReceiver() as receiver:
         rules = webhook_rules(tmp_path / "rules.toml", receiver.url)
         workers: list[WorkerProcess] = []
@@ -217,15 +235,7 @@ async def test_blob_storage_outage_does_not_stop_consuming(
 ) -> None:
     """With blob storage down for 30 s the worker keeps acting on events and logs failed
     checkpoints; once storage is back, checkpoints move again and every event is acted on."""
-    location = tmp_path / "azurite"
-    location.mkdir()
-    account = Azurite(free_port())
-    storage = await start_azurite(processes, account.port, location)
-    container = f"checkpoints-{uuid.uuid4().hex[:12]}"
-    env = {
-        "EVENTHUB_CONNECTION_STRING": emu.connection_string(),
-        BLOB_ENV: account.connection_string,
-    }
+    account, location, storage, container, env = await blob_storage(tmp_path, emu, processes)
     resumed: dict[str, int] = {}
     final: dict[str, int] = {}
 
