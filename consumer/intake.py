@@ -42,6 +42,9 @@ LAG_EVERY_S = 15.0
 """How often the last enqueued sequence numbers are read for the lag metric (and at once
 when a partition is claimed). Each read opens a management connection in the SDK, so it is
 not free: at 5 s it cost the worker ~3% of its throughput with four partitions."""
+MANAGEMENT_TIMEOUT_S = 10.0
+"""Deadline of one management call (partition or hub properties), retries included: the
+SDK's own retries back off for longer than readiness may wait to hear of an outage."""
 
 
 class IntakeMetrics(Protocol):
@@ -112,7 +115,8 @@ class Intake:
         while True:
             for partition in list(self._workers):
                 try:
-                    info = await self.client.get_partition_properties(partition)
+                    async with asyncio.timeout(MANAGEMENT_TIMEOUT_S):
+                        info = await self.client.get_partition_properties(partition)
                 except Exception as exc:  # noqa: BLE001 - a metric must never stop intake
                     self.log.debug("partition.lag_unknown", partition=partition, error=str(exc))
                     continue
@@ -120,7 +124,8 @@ class Intake:
                 self.metrics.last_enqueued(partition, info["last_enqueued_sequence_number"])
             if not self._workers:  # nothing owned calls back: ask the hub whether it is there
                 try:
-                    await self.client.get_eventhub_properties()
+                    async with asyncio.timeout(MANAGEMENT_TIMEOUT_S):
+                        await self.client.get_eventhub_properties()
                 except Exception as exc:  # noqa: BLE001 - readiness reports it
                     self.log.debug("eventhub.unreachable", error=str(exc))
                 else:
@@ -147,11 +152,16 @@ class Intake:
 
     async def _on_batch(self, context: PartitionContext, events: list[EventData]) -> None:
         partition = context.partition_id
-        self.heard_at = self.monotonic()
+        if events:  # an empty batch is the SDK's local timer: it proves nothing about the hub
+            self.heard_at = self.monotonic()
         worker = self._workers.get(partition)
         if worker is None:  # initialise failed to run: build the worker now
             worker = self._workers[partition] = self.make_worker(partition, context)
         for event in events:
+            if self._workers.get(partition) is not worker:
+                # The partition was closed (and maybe claimed again) while this callback
+                # waited for room: the rest is read again from the checkpoint.
+                return
             try:
                 await worker.submit(_received(partition, event), event)
             except Exception:
@@ -190,7 +200,8 @@ class Intake:
             return None
         if isinstance(position, datetime):
             return None  # no sequence number is known for a time until an event arrives
-        info = await self.client.get_partition_properties(context.partition_id)
+        async with asyncio.timeout(MANAGEMENT_TIMEOUT_S):
+            info = await self.client.get_partition_properties(context.partition_id)
         if position == "latest" and not info["is_empty"]:
             offset, sequence = (
                 str(info["last_enqueued_offset"]),

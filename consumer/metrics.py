@@ -140,6 +140,13 @@ class Metrics:
         self._actions = counts.define(
             "counter", "actions", "Actions by final outcome.", "type", "outcome"
         )
+        self._redelivered = counts.define(
+            "counter",
+            "events_redelivered",
+            "Events handed over again after a reconnect, while in flight or finished here "
+            "(recognised, not started twice).",
+            "partition",
+        )
         self._retries = counts.define(
             "counter", "action_retries", "Action attempts retried.", "type"
         )
@@ -185,6 +192,10 @@ class Metrics:
         key = (type, outcome)
         self._actions[key] = self._actions.get(key, 0) + 1
 
+    def redelivered(self, partition: str) -> None:
+        key = (partition,)
+        self._redelivered[key] = self._redelivered.get(key, 0) + 1
+
     def retry(self, type: str) -> None:
         key = (type,)
         self._retries[key] = self._retries.get(key, 0) + 1
@@ -211,7 +222,7 @@ class Metrics:
 
     def forget_partition(self, partition: str) -> None:
         """The partition moved elsewhere: drop its series so they stop being reported here."""
-        for values in (self._received, self._decoded, self._in_flight):
+        for values in (self._received, self._decoded, self._in_flight, self._redelivered):
             values.pop((partition,), None)
         for reason in FAILURE_REASONS:
             self._failed.pop((partition, reason), None)

@@ -33,6 +33,7 @@ class PartitionMetrics(Protocol):
     """What a partition reports (``consumer.metrics.Metrics`` provides it)."""
 
     def set_in_flight(self, partition: str, count: int) -> None: ...
+    def redelivered(self, partition: str) -> None: ...
     def checkpointed(self, partition: str, sequence_number: int, at: float) -> None: ...
 
 
@@ -77,6 +78,7 @@ class PartitionWorker:
         self._flush_wanted = asyncio.Event()
         self._moved = asyncio.Event()
         self._flush_lock = asyncio.Lock()
+        self._closed = False
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"flusher-{partition}")
 
     @property
@@ -89,28 +91,49 @@ class PartitionWorker:
         """The sequence number of the last checkpoint this worker wrote."""
         return self._written
 
-    async def submit(self, received: Received, marker: Any) -> None:
-        """Process the next event of the partition; waits while the window is full."""
-        while self._progress.in_flight >= self._cadence.max_behind:
+    async def submit(self, received: Received, marker: Any) -> bool:
+        """Process the next event of the partition; waits while the window is full.
+
+        Returns whether the event was started. It is not when this worker is closed (the
+        partition moved on; the event stays unfinished, so it is read again from the
+        checkpoint), nor when it was started here before: after a dropped connection the SDK
+        hands over again events it had dispatched already (in flight or finished here), and
+        those must neither run twice nor be lost.
+        """
+        sequence = received.sequence_number
+        if self._progress.seen(sequence):
+            self._metrics.redelivered(self.partition)
+            return False
+        while self._progress.in_flight >= self._cadence.max_behind and not self._closed:
             self._moved.clear()
             await self._moved.wait()
+        if self._closed:
+            return False
         rest = self._start(received)
         if rest is None:  # done already: nothing to wait for
-            self._progress.start_finished(received.sequence_number, marker)
+            self._progress.start_finished(sequence, marker)
             self._count_finished()
-            return
+            return True
+        slot = False
         try:
             await self._slots.acquire()
+            slot = True
+            if self._closed:  # closed while this waited for a slot: not started
+                rest.close()
+                self._slots.release()
+                return False
+            self._progress.start(sequence, marker)
+            task = asyncio.create_task(self._run(received, rest), name=f"event-{sequence}")
         except BaseException:
+            # Whatever failed between taking the slot and the task, the slot comes back.
             rest.close()
+            if slot:
+                self._slots.release()
             raise
-        self._progress.start(received.sequence_number, marker)
-        self._metrics.set_in_flight(self.partition, self._progress.in_flight)
-        task = asyncio.create_task(
-            self._run(received, rest), name=f"event-{received.sequence_number}"
-        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        self._metrics.set_in_flight(self.partition, self._progress.in_flight)
+        return True
 
     async def _run(self, received: Received, rest: Coroutine[Any, Any, object]) -> None:
         try:
@@ -161,7 +184,12 @@ class PartitionWorker:
             return True
 
     async def close(self, deadline_s: float) -> None:
-        """Drain in-flight work within ``deadline_s``, cancel the rest, write a last checkpoint."""
+        """Drain in-flight work within ``deadline_s``, cancel the rest, write a last checkpoint.
+
+        From here on ``submit`` starts nothing: a batch callback the SDK left running can
+        outlive the partition's close and its next claim."""
+        self._closed = True
+        self._moved.set()  # a submit waiting for room gives up
         self._flusher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._flusher

@@ -21,6 +21,7 @@ class PartitionProgress(Generic[T]):
         self._started: OrderedDict[int, list[object]] = OrderedDict()
         self._safe: T | None = None
         self._safe_sequence: int | None = None
+        self._last: int | None = None
 
     @property
     def in_flight(self) -> int:
@@ -37,21 +38,33 @@ class PartitionProgress(Generic[T]):
         """The sequence number of ``safe``."""
         return self._safe_sequence
 
+    @property
+    def last_started(self) -> int | None:
+        """The highest sequence number started so far (finished or not)."""
+        return self._last
+
+    def seen(self, sequence_number: int) -> bool:
+        """Whether ``sequence_number`` is at or below the last started event: a redelivery
+        of an event that is in flight or finished here already."""
+        return self._last is not None and sequence_number <= self._last
+
     def start(self, sequence_number: int, item: T) -> None:
         """Record that the event ``item`` has started; sequence numbers must increase."""
-        if self._started and sequence_number <= next(reversed(self._started)):
+        if self.seen(sequence_number):
             raise ValueError(f"sequence number {sequence_number} is not after the last started")
         self._started[sequence_number] = [item, False]
+        self._last = sequence_number
 
     def start_finished(self, sequence_number: int, item: T) -> None:
         """``start`` and ``finish`` at once, for an event done the moment it arrived."""
         if self._started:
             self.start(sequence_number, item)
             self.finish(sequence_number)
-        elif self._safe_sequence is not None and sequence_number <= self._safe_sequence:
+        elif self.seen(sequence_number):
             raise ValueError(f"sequence number {sequence_number} is not after the last started")
         else:  # nothing in flight: this event is the new safe point
             self._safe, self._safe_sequence = item, sequence_number
+            self._last = sequence_number
 
     def finish(self, sequence_number: int) -> bool:
         """Record that an event is finished; returns whether ``safe`` moved."""

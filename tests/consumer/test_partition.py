@@ -162,3 +162,42 @@ async def test_intake_pauses_when_too_much_waits_behind_a_slow_event() -> None:
 async def _feed(worker: PartitionWorker, count: int) -> None:
     for seq in range(count):
         await worker.submit(_received(seq), seq)
+
+
+async def test_redelivered_events_are_recognised_and_never_leak_a_slot() -> None:
+    """After a reconnect the SDK hands over again events started here (in flight or done):
+    each is skipped and counted, the window keeps all its slots, nothing runs twice."""
+    work = Work(dict.fromkeys(range(8), 0.05))
+    metrics = Metrics(clock=lambda: 0.0)
+    worker = PartitionWorker(
+        "0", start=work.start, checkpoint=Checkpoints(), cadence=Cadence(max_in_flight=4,
+        every_s=0.05), metrics=metrics, log=structlog.get_logger("test"),
+    )  # fmt: skip
+    for seq in range(4):
+        assert await worker.submit(_received(seq), seq)
+    for _ in range(3):  # three reconnects re-dispatch what was in flight, then what finished
+        for seq in range(4):
+            assert not await worker.submit(_received(seq), seq)
+    for seq in range(4, 8):
+        assert await worker.submit(_received(seq), seq)
+    await worker.close(5)
+    assert sorted(work.done) == list(range(8))
+    assert worker.in_flight == 0
+    text = metrics.render().decode()
+    assert 'mlevents_events_redelivered_total{partition="0"} 12.0' in text
+
+
+async def test_a_closed_worker_starts_nothing_not_even_a_submit_waiting_for_a_slot() -> None:
+    """A batch callback that outlives the partition's close must not start its events: they
+    stay unfinished, so the next owner reads them from the checkpoint."""
+    work, checkpoints = Work({0: 0.2}), Checkpoints()
+    worker = _worker(work, checkpoints, max_in_flight=1, every_s=60)
+    assert await worker.submit(_received(0), 0)
+    waiting = asyncio.create_task(worker.submit(_received(1), 1))
+    await asyncio.sleep(0)  # the submit of 1 runs up to the full window's slot and waits there
+    assert worker._slots.locked() and not waiting.done()
+    await worker.close(5)
+    assert await waiting is False
+    assert await worker.submit(_received(2), 2) is False
+    assert work.done == [0]
+    assert checkpoints.written == [0]

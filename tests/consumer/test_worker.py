@@ -6,28 +6,25 @@ import asyncio
 import contextlib
 import json
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
-from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.config import Config, load_config
 from consumer.deadletters import DeadLetter, DirectoryDeadLetterStore
 from consumer.replay import replay_letters
 from consumer.sqlitestore import SqliteCheckpointStore
 from consumer.wiring import build
-from consumer.worker import Worker
 from emulator import Emulator, HubSpec
 
 from ..emulator.peers import send_each
+from .inprocess import PARTITIONS, metric, running, until, until_async
 from .peers import WebhookReceiver, event_body, webhook_rules, worker_config
 
-PARTITIONS = ("0", "1", "2", "3")
 LOG_ONLY_RULES = (
     "[[rules]]\n"
     'name = "logs"\n'
@@ -63,65 +60,6 @@ def make_config(
     rules = webhook_rules(folder / "rules.toml", receiver.url)
     path = worker_config(folder, rules, max_in_flight=max_in_flight)
     return load_config(path, {"EVENTHUB_CONNECTION_STRING": emu.connection_string()})
-
-
-@contextlib.asynccontextmanager
-async def running(config: Config, *, dry_run: bool = False) -> AsyncIterator[Worker]:
-    """A worker built from ``config``, running until the block ends, with all partitions."""
-    async with contextlib.AsyncExitStack() as stack:
-        worker = await build(config, stack, dry_run=dry_run)
-        task = asyncio.create_task(worker.run())
-        try:
-            await until(lambda: len(worker.partitions) == len(PARTITIONS), 20, "partitions claimed")
-            yield worker
-        finally:
-            worker.stop()
-            await task
-
-
-async def until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll ``condition`` until it holds, or fail naming ``what``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"not within {timeout_s} s: {what}")
-        await asyncio.sleep(0.02)
-
-
-async def until_async(
-    condition: Callable[[], Awaitable[bool]], timeout_s: float, what: str
-) -> None:
-    """``until`` for a condition that has to await something."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not await condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"not within {timeout_s} s: {what}")
-        await asyncio.sleep(0.05)
-
-
-async def scrape(worker: Worker) -> list[tuple[str, dict[str, str], float]]:
-    """Every sample ``GET /metrics`` serves now: (name, labels, value)."""
-    assert worker.health is not None
-    url = f"http://127.0.0.1:{worker.health.port}/metrics"
-    async with aiohttp.ClientSession() as session, session.get(url) as response:
-        assert response.status == 200
-        text = await response.text()
-    return [
-        (sample.name, dict(sample.labels), sample.value)
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    ]
-
-
-async def metric(worker: Worker, name: str, **labels: str) -> float:
-    """The sum of the samples called ``name`` whose labels include ``labels``."""
-    return sum(
-        value
-        for sample, have, value in await scrape(worker)
-        if sample == name and labels.items() <= have.items()
-    )
 
 
 async def stored_checkpoints(folder: Path, emu: Emulator) -> dict[str, int]:
