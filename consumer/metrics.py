@@ -27,6 +27,8 @@ ActionOutcome = Literal["ok", "dead_lettered", "skipped", "dry_run"]
 ReloadOutcome = Literal["ok", "rejected"]
 FAILURE_REASONS: tuple[FailureReason, ...] = ("decode", "action")
 RELOAD_OUTCOMES: tuple[ReloadOutcome, ...] = ("ok", "rejected")
+HTTP_CLIENTS = ("webhook", "azure")
+"""The actions' HTTP clients (``consumer.http``): webhooks, and Azure Resource Manager."""
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The media type of ``Metrics.render``'s output."""
 
@@ -159,6 +161,18 @@ class Metrics:
         self._in_flight = counts.define(
             "gauge", "in_flight", "Events started but not yet covered by a checkpoint.", "partition"
         )
+        self._pool_queued = counts.define(
+            "gauge", "http_pool_queued", "Requests waiting for a pooled connection now.", "client"
+        )
+        self._pool_waits = counts.define(
+            "counter", "http_pool_waits", "Requests that waited for a pooled connection.", "client"
+        )
+        self._pool_wait_s = counts.define(
+            "counter",
+            "http_pool_wait_seconds",
+            "Seconds requests spent waiting for a pooled connection.",
+            "client",
+        )
         self._rules_loaded = counts.define(
             "gauge", "rules_loaded", "Rules in the table now running."
         )
@@ -169,6 +183,10 @@ class Metrics:
         for outcome in RELOAD_OUTCOMES:
             self._reloads[(outcome,)] = 0
         self._rules_loaded[()] = 0
+        for client in HTTP_CLIENTS:
+            self._pool_queued[(client,)] = 0
+            self._pool_waits[(client,)] = 0
+            self._pool_wait_s[(client,)] = 0
 
     def received(self, partition: str) -> None:
         key = (partition,)
@@ -203,6 +221,16 @@ class Metrics:
     def dead_lettered(self, reason: str) -> None:
         key = (reason,)
         self._dead_letters[key] = self._dead_letters.get(key, 0) + 1
+
+    def pool_queued(self, client: str, change: int) -> None:
+        """A request of ``client``'s pool started (+1) or stopped (-1) waiting for a connection."""
+        key = (client,)
+        self._pool_queued[key] = self._pool_queued.get(key, 0) + change
+
+    def pool_waited(self, client: str, seconds: float) -> None:
+        key = (client,)
+        self._pool_waits[key] = self._pool_waits.get(key, 0) + 1
+        self._pool_wait_s[key] = self._pool_wait_s.get(key, 0) + seconds
 
     def set_in_flight(self, partition: str, count: int) -> None:
         self._in_flight[(partition,)] = count

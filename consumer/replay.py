@@ -69,13 +69,14 @@ async def replay_letters(config: Config, ids: Sequence[str]) -> int:
     async with contextlib.AsyncExitStack() as stack:
         azure_ad = LazyCredential(config, stack)
         store = await stack.enter_async_context(dead_letter_store(config, azure_ad))
-        actions = await open_actions(config, stack, log, azure_ad)
+        metrics = Metrics(clock=lambda: 0.0)
+        actions = await open_actions(config, stack, log, azure_ad, metrics)
         handler = Handler(
             rules=lambda: table,
             executors=actions.executors,
             ledger=actions.ledger,
             dead_letters=store,
-            metrics=Metrics(clock=lambda: 0.0),
+            metrics=metrics,
             log=log,
         )
         letters = [await store.get(i) for i in ids] if ids else await store.list()

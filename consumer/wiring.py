@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import structlog
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ResourceExistsError
@@ -45,6 +44,7 @@ from .deadletters import DeadLetterStore, open_dead_letter_store
 from .errors import ConfigError, ConsumerError
 from .handler import Handler
 from .health import HealthServer
+from .http import PoolMetrics, client_session
 from .ledger import BlobLedger, Ledger, SqliteLedger
 from .metrics import Metrics
 from .partition import Cadence
@@ -55,6 +55,11 @@ from .worker import RuleHolder, Worker
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
 GC_THRESHOLD = 20_000
 LEDGER_PURGE_EVERY_S = 3600.0
+WEBHOOK_CONNECTIONS_PER_HOST = 100
+"""Connections to one webhook host at most; more requests wait for one (see consumer.http)."""
+ARM_CONNECTIONS = 32
+"""Connections to Azure Resource Manager at most: actions make few ARM calls, and ARM
+throttles a burst anyway."""
 STORAGE_RETRY: dict[str, Any] = {"retry_total": 2, "initial_backoff": 1, "increment_base": 2}
 """Bounded storage retries: the library's default spends ~90 s on one call before it fails,
 which hides an outage and holds shutdown; the next checkpoint flush retries anyway."""
@@ -105,7 +110,7 @@ async def build(
     rules = RuleHolder(config.rules.files, loaded.table, log, metrics, config.secrets)
     checkpoints = await stack.enter_async_context(checkpoint_store(config, azure_ad))
     dead_letters = await stack.enter_async_context(dead_letter_store(config, azure_ad))
-    actions = await open_actions(config, stack, log, azure_ad, executors=executors)
+    actions = await open_actions(config, stack, log, azure_ad, metrics, executors=executors)
     handler = Handler(
         rules=rules,
         executors=actions.executors,
@@ -156,20 +161,26 @@ async def open_actions(
     stack: contextlib.AsyncExitStack,
     log: structlog.typing.FilteringBoundLogger,
     credential: Credential,
+    metrics: PoolMetrics,
     *,
     executors: Mapping[str, Executor] | None = None,
 ) -> Actions:
     """The executors and the ledger, open until ``stack`` closes; ``executors`` replace
     those of their action types (``mlevents dev``)."""
-    session = await stack.enter_async_context(aiohttp.ClientSession())
+    hooks = await stack.enter_async_context(
+        client_session("webhook", metrics, per_host=WEBHOOK_CONNECTIONS_PER_HOST)
+    )
+    azure = await stack.enter_async_context(
+        client_session("azure", metrics, per_host=ARM_CONNECTIONS)
+    )
     ledger = await stack.enter_async_context(open_ledger(config, credential))
     arm = ArmClient(
-        session, credential(), base_url=config.azure.management_url, scope=config.azure.scope
+        azure, credential(), base_url=config.azure.management_url, scope=config.azure.scope
     )
     ml_version = config.azure.ml_api_version
     by_type: dict[str, Executor] = {
         "log": LogExecutor(log),
-        "webhook": WebhookExecutor(session, secrets=config.secrets),
+        "webhook": WebhookExecutor(hooks, secrets=config.secrets),
         "email": EmailExecutor(email_transport(config.email), sender=config.email.sender),
         "adf_pipeline_run": AdfExecutor(arm, api_version=config.azure.datafactory_api_version),
         "aml_job": AmlJobExecutor(arm, api_version=ml_version),

@@ -30,6 +30,7 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError
 from rules.templates import TemplateError, render
 
 from ..errors import ActionError, PermanentActionError, TransientActionError
+from ..http import answer_within
 
 DEFAULT_BASE_URL = "https://management.azure.com"
 DEFAULT_SCOPE = "https://management.azure.com/.default"
@@ -70,9 +71,10 @@ class Operation:
 class ArmClient:
     """Makes ARM requests with a token from ``credential`` and follows their operations.
 
-    ``base_url`` is ARM's address (another cloud's, or a local server in tests); every path
-    is relative to it. ``timeout_s`` bounds each request, token included. ``clock`` and
-    ``sleep`` pace the polling of long-running operations (tests replace both).
+        ``base_url`` is ARM's address (another cloud's, or a local server in tests); every path
+        is relative to it. ``timeout_s`` bounds the token, and ARM's answer to each request once it
+    has a connection (``consumer.http``: the pool's queue is timed apart). ``clock`` and
+        ``sleep`` pace the polling of long-running operations (tests replace both).
     """
 
     def __init__(
@@ -196,15 +198,20 @@ class ArmClient:
             data = _encoder.encode(body)
             headers["Content-Type"] = "application/json"
         try:
-            async with self._session.request(
-                method,
-                url,
-                data=data,
-                headers=headers,
-                allow_redirects=False,  # the token goes to ARM and nowhere else
-                timeout=aiohttp.ClientTimeout(total=self._timeout_s),
-            ) as answer:
+            async with (
+                answer_within(self._timeout_s) as deadline,
+                self._session.request(
+                    method,
+                    url,
+                    data=data,
+                    headers=headers,
+                    allow_redirects=False,  # the token goes to ARM and nowhere else
+                    trace_request_ctx=deadline,
+                ) as answer,
+            ):
                 response = ArmResponse(answer.status, answer.headers, _decode(await answer.read()))
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise TransientActionError(f"{method} {where}: no connection in time") from exc
         except TimeoutError as exc:
             raise TransientActionError(
                 f"{method} {where}: no answer within {self._timeout_s:g}s"

@@ -38,6 +38,7 @@ from rules import Decision, Event, WebhookAction
 from rules.templates import TemplateError, context, render
 
 from ..errors import PermanentActionError, TransientActionError
+from ..http import answer_within
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
 RETRIABLE_STATUS = frozenset({408, 429})
@@ -58,7 +59,8 @@ _QUOTED_TEMPLATE = re.compile(r"""^template (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)
 
 
 class WebhookExecutor:
-    """Posts events with a shared ``aiohttp.ClientSession``.
+    """Posts events with a shared ``aiohttp.ClientSession`` (made by
+    ``consumer.http.client_session``, which times the pool's queue apart from the receiver).
 
     ``secrets(name)`` gives the value of the environment variable a ``secret_env`` names
     (config loading reads the environment, nothing else does); ``clock`` stamps signatures.
@@ -93,26 +95,7 @@ class WebhookExecutor:
             timestamp = str(int(self._clock()))
             headers["webhook-timestamp"] = timestamp
             headers["webhook-signature"] = _signature(key, message_id, timestamp, body)
-        try:
-            async with self._session.post(
-                url,
-                data=body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=action.timeout_s),
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                retry_after = _retry_after(response.headers.get("Retry-After"), self._clock)
-                length = response.content_length
-                if length is not None and length <= DRAIN_LIMIT:
-                    # Read the (short) answer so the connection can be reused.
-                    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                        await response.read()
-        except aiohttp.InvalidURL:
-            # Its message holds the URL; the rule, not the endpoint, is at fault.
-            raise PermanentActionError(f"webhook: 'url' to {host} is not valid") from None
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise TransientActionError(f"webhook to {host}: {type(exc).__name__}") from exc
+        status, retry_after = await self._post(url, host, body, headers, action.timeout_s)
         if 200 <= status < 300:
             return f"HTTP {status}"
         message = f"webhook to {host} answered HTTP {status}"
@@ -123,6 +106,43 @@ class WebhookExecutor:
         if 300 <= status < 400:
             raise PermanentActionError(f"{message}: redirects are not followed")
         raise PermanentActionError(message)
+
+    async def _post(
+        self, url: str, host: str, body: bytes, headers: dict[str, str], timeout_s: float
+    ) -> tuple[int, float | None]:
+        """Send the request; its status and ``Retry-After`` (seconds), or a transient error."""
+        try:
+            # The timeout is the receiver's: it starts once the request has a connection.
+            async with (
+                answer_within(timeout_s) as deadline,
+                self._session.post(
+                    url,
+                    data=body,
+                    headers=headers,
+                    allow_redirects=False,
+                    trace_request_ctx=deadline,
+                ) as response,
+            ):
+                status = response.status
+                retry_after = _retry_after(response.headers.get("Retry-After"), self._clock)
+                length = response.content_length
+                if length is not None and length <= DRAIN_LIMIT:
+                    # Read the (short) answer so the connection can be reused.
+                    with contextlib.suppress(aiohttp.ClientError):
+                        await response.read()
+        except aiohttp.InvalidURL:
+            # Its message holds the URL; the rule, not the endpoint, is at fault.
+            raise PermanentActionError(f"webhook: 'url' to {host} is not valid") from None
+        except aiohttp.ConnectionTimeoutError as exc:
+            # No connection in time (the pool's queue or connecting): nothing was sent.
+            raise TransientActionError(f"webhook to {host}: no connection in time") from exc
+        except TimeoutError as exc:
+            raise TransientActionError(
+                f"webhook to {host}: no answer within {timeout_s:g}s"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise TransientActionError(f"webhook to {host}: {type(exc).__name__}") from exc
+        return status, retry_after
 
 
 def webhook_id(key: str) -> str:

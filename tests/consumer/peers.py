@@ -10,12 +10,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
+
+from consumer.http import client_session
+from consumer.metrics import Metrics
 
 from ..emulator.peers import free_port
 
 Behaviour = Callable[[str, int], "tuple[int, float]"]
 """(event id, how many times it was seen) -> (HTTP status to answer, seconds to wait first)."""
+
+
+def action_session(client: str = "webhook") -> aiohttp.ClientSession:
+    """An HTTP session for executors made as the worker makes them (``consumer.http``)."""
+    return client_session(client, Metrics(clock=lambda: 0.0), per_host=100)
 
 
 def always_ok(event_id: str, seen: int) -> tuple[int, float]:
@@ -121,7 +130,7 @@ def event_body(event_id: str, *, run_status: str = "Failed", **data: Any) -> str
     return json.dumps([event])
 
 
-def webhook_rules(path: Path, url: str, *, extra: str = "") -> Path:
+def webhook_rules(path: Path, url: str, *, extra: str = "", timeout_s: float = 10) -> Path:
     """A rules file: every RunStatusChanged event goes to ``url``."""
     path.write_text(
         "[[rules]]\n"
@@ -131,7 +140,7 @@ def webhook_rules(path: Path, url: str, *, extra: str = "") -> Path:
         "[[rules.actions]]\n"
         'type = "webhook"\n'
         f'url = "{url}"\n'
-        "timeout_s = 10\n" + extra
+        f"timeout_s = {timeout_s}\n" + extra
     )
     return path
 

@@ -16,6 +16,7 @@ from consumer.errors import PermanentActionError, TransientActionError
 
 from ..emulator.peers import free_port
 from .armserver import TOKEN, ArmServer, FakeCredential, Fault, decision
+from .peers import action_session
 
 SUB = "6f1c2a3b-0d4e-4f5a-9b8c-7d6e5f4a3b2c"
 CREATE_RUN = (
@@ -47,7 +48,7 @@ async def server() -> AsyncIterator[ArmServer]:
 
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
+    async with action_session("azure") as client_session:
         yield client_session
 
 

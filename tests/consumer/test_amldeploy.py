@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 
 from consumer.actions.amldeploy import AmlDeployExecutor, split_traffic
@@ -15,6 +14,7 @@ from consumer.errors import PermanentActionError, TransientActionError
 from consumer.retrying import RetryPolicy
 
 from .armserver import TOKEN, ArmServer, FakeCredential, FakeTime, Fault, decision
+from .peers import action_session
 
 SUB = "6f1c2a3b-0d4e-4f5a-9b8c-7d6e5f4a3b2c"
 WS = (
@@ -43,7 +43,7 @@ async def server() -> AsyncIterator[ArmServer]:
 @pytest.fixture
 async def arm(server: ArmServer) -> AsyncIterator[tuple[ArmClient, FakeTime]]:
     time = FakeTime()
-    async with aiohttp.ClientSession() as session:
+    async with action_session("azure") as session:
         client = ArmClient(
             session, FakeCredential(), base_url=server.base_url, clock=time.clock, sleep=time.sleep
         )

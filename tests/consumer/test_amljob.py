@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from consumer.actions import amljob
@@ -20,6 +19,7 @@ from consumer.retrying import RetryPolicy
 from rules import Decision
 
 from .armserver import TOKEN, ArmServer, FakeCredential, Fault, decision
+from .peers import action_session
 
 SUB = "6f1c2a3b-0d4e-4f5a-9b8c-7d6e5f4a3b2c"
 JOBS = (
@@ -61,7 +61,7 @@ async def server() -> AsyncIterator[ArmServer]:
 
 @pytest.fixture
 async def arm(server: ArmServer) -> AsyncIterator[ArmClient]:
-    async with aiohttp.ClientSession() as session:
+    async with action_session("azure") as session:
         yield ArmClient(session, FakeCredential(), base_url=server.base_url)
 
 

@@ -13,8 +13,8 @@ from consumer.config import load_config
 from consumer.worker import Worker
 from emulator import Emulator, HubSpec
 
-from ..emulator.peers import send
-from .inprocess import metric, running, until
+from ..emulator.peers import send, send_each
+from .inprocess import PARTITIONS, metric, running, until
 from .peers import WebhookReceiver, event_body, webhook_rules, worker_config
 
 
@@ -63,3 +63,35 @@ async def until_in_flight_is_zero(worker: Worker) -> None:
     while await metric(worker, "mlevents_in_flight") != 0:
         assert asyncio.get_running_loop().time() < deadline, "in flight never returned to 0"
         await asyncio.sleep(0.05)
+
+
+async def test_a_slow_receiver_behind_a_full_window_is_asked_once_per_event(
+    tmp_path: Path,
+) -> None:
+    """Four partitions with 64 webhooks in flight each, a receiver that takes 2 s, a 5 s
+    timeout: the requests that wait for a pooled connection are not timed against the
+    receiver, so none times out, none is retried, none is dead-lettered, and each event is
+    requested once. The pool's waits show in the metrics."""
+    per_partition = 192  # three windows' worth
+    async with (
+        Emulator([HubSpec("hub", len(PARTITIONS))]) as emu,
+        WebhookReceiver(behaviour=lambda event_id, seen: (200, 2.0)) as receiver,
+    ):
+        rules = webhook_rules(tmp_path / "rules.toml", receiver.url, timeout_s=5)
+        path = worker_config(tmp_path, rules, max_in_flight=64)
+        config = load_config(path, {"EVENTHUB_CONNECTION_STRING": emu.connection_string()})
+        await send_each(
+            emu.connection_string("hub"),
+            {p: [event_body(f"p{p}-{i}") for i in range(per_partition)] for p in PARTITIONS},
+        )
+        async with running(config) as worker:
+            total = per_partition * len(PARTITIONS)
+            await until(lambda: len(receiver.acted) >= total, 120, "every webhook")
+            await until_in_flight_is_zero(worker)
+            retries = await metric(worker, "mlevents_action_retries_total")
+            dead = await metric(worker, "mlevents_dead_letters_total")
+            waits = await metric(worker, "mlevents_http_pool_waits_total", client="webhook")
+    expected = Counter({f"p{p}-{i}": 1 for p in PARTITIONS for i in range(per_partition)})
+    assert receiver.calls == expected
+    assert (retries, dead) == (0, 0)
+    assert waits > 0  # more requests than connections: some waited, and it shows

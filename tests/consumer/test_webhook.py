@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import msgspec
 import pytest
 import standardwebhooks
@@ -23,6 +22,7 @@ from rules import Decision, Event, decode_body, plan
 
 from ..emulator.peers import free_port
 from ..factories import make_event, make_table
+from .peers import action_session
 
 
 class Server:
@@ -86,7 +86,7 @@ async def _post(
     server: Server, event: Event | None = None, secrets: dict[str, str] | None = None, **action: Any
 ) -> str:
     decision = _decision(server, event, **action)
-    async with aiohttp.ClientSession() as session:
+    async with action_session() as session:
         executor = WebhookExecutor(session, secrets=(secrets or {}).get)
         return await executor(decision)
 
@@ -133,7 +133,7 @@ async def test_connection_refused_is_transient_and_hides_the_query() -> None:
     url = f"http://127.0.0.1:{free_port()}/hook?code=SECRET"
     table = make_table({"name": "r", "actions": [{"type": "webhook", "url": url}]})
     (decision,) = plan(table, make_event())
-    async with aiohttp.ClientSession() as session:
+    async with action_session() as session:
         with pytest.raises(TransientActionError) as caught:
             await WebhookExecutor(session)(decision)
     assert "SECRET" not in str(caught.value)
@@ -178,7 +178,7 @@ async def test_webhook_id_is_stable_across_retries_and_differs_per_decision(
     await _post(server)
     await _post(server)
     decision = _decision(server, rule="other")
-    async with aiohttp.ClientSession() as session:
+    async with action_session() as session:
         await WebhookExecutor(session)(decision)
     ids = [headers["webhook-id"] for headers, _ in server.requests]
     assert ids[0] == ids[1] == ids[2] != ids[3]
@@ -259,7 +259,7 @@ async def _run(
     secrets: dict[str, str] | None = None,
     clock: Any = time.time,
 ) -> str:
-    async with aiohttp.ClientSession() as session:
+    async with action_session() as session:
         executor = WebhookExecutor(session, secrets=(secrets or {}).get, clock=clock)
         return await executor(decision)
 
@@ -450,7 +450,7 @@ async def test_short_answers_are_read_so_the_connection_is_kept(server: Server) 
     request reuse the connection instead of opening another."""
     url = f"http://127.0.0.1:{server.port}/late"
     table = make_table({"name": "r", "actions": [{"type": "webhook", "url": url}] * 2})
-    async with aiohttp.ClientSession() as session:
+    async with action_session() as session:
         executor = WebhookExecutor(session)
         for decision in plan(table, make_event()):
             assert await executor(decision) == "HTTP 200"
