@@ -24,6 +24,7 @@ LogFormat = Literal["auto", "json", "console"]
 LOG_FORMATS: dict[str, LogFormat] = {"auto": "auto", "json": "json", "console": "console"}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 StartingPosition = Literal["earliest", "latest"] | datetime
+_DAY_S = 24 * 3600
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,8 +46,13 @@ class EventHubConfig:
     starting_position: StartingPosition = "latest"
     """Where a partition without a checkpoint starts."""
     prefetch: int = 300
+    """Events fetched ahead per partition, 1 to 10,000 (each is held in memory)."""
     load_balancing_interval_s: float = 10.0
+    """How often the replica renews its claims and balances, 1 to 600 s."""
     ownership_expiration_s: float = 60.0
+    """When an unrenewed claim becomes free, up to 3,600 s: at least twice
+    ``load_balancing_interval_s``, since renewals come up to 20 % late (jitter) and a claim
+    that lapses between them flaps from replica to replica."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,7 +72,9 @@ class CheckpointConfig:
 
     store: StoreConfig
     every_events: int = 100
+    """1 to 100,000 finished events."""
     every_s: float = 5.0
+    """0.1 to 3,600 s; shorter spins the flush loop, longer leaves more to read again."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,9 +82,11 @@ class ProcessingConfig:
     """Per-partition processing."""
 
     max_in_flight: int = 64
-    """Events of one partition whose actions may run at once; intake waits when full."""
+    """Events of one partition whose actions may run at once; intake waits when full. 1 to
+    10,000: 0 would stall intake for good."""
     drain_deadline_s: float = 20.0
-    """How long shutdown waits for in-flight actions before it stops them."""
+    """How long shutdown waits for in-flight actions before it stops them, 1 to 600 s (it
+    must fit in the pod's termination grace period)."""
     dry_run: bool = False
 
 
@@ -86,6 +96,7 @@ class HttpConfig:
 
     host: str = "0.0.0.0"  # a container serves probes on every interface
     port: int = 8080
+    """0 to 65,535; 0 takes any free port."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,11 +123,14 @@ class EmailConfig:
     sender: str = "mlevents@localhost"
     host: str = "localhost"
     port: int = 587
+    """1 to 65,535."""
     security: EmailSecurity = "starttls"
-    """``starttls`` (fails when the server does not offer it), ``tls`` (implicit), ``none``."""
+    """``starttls`` (fails when the server does not offer it), ``tls`` (implicit), ``none``
+    (refused with a username or password, which would go over plain text)."""
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     timeout_s: float = 30.0
+    """For each SMTP operation, 1 to 600 s: without one, a mute server holds the action."""
     ca_file: Path | None = None
     """A CA bundle to trust for the server's certificate, besides the system's."""
 
@@ -155,9 +169,11 @@ class LedgerConfig:
     lease_s: float = 180.0
     """How long a reservation holds before another worker may take over: what a crash costs
     the actions it had in flight. Longer than an action with its retries (120 s); a longer
-    deployment taken over re-PUTs the same deployment, which is harmless."""
+    deployment taken over re-PUTs the same deployment, which is harmless. 1 s to 1 day."""
     expire_after_s: float = 7 * 24 * 3600.0
-    """How long a finished action is remembered; a redelivery after that runs it again."""
+    """How long a finished action is remembered; a redelivery after that runs it again.
+    From ``lease_s`` (a decision is remembered at least as long as it is reserved) to 365
+    days."""
 
 
 class Secrets:
@@ -266,15 +282,11 @@ def load_config(
         checkpoints=checkpoints,
         deadletters=_store(reader, "deadletters", default="deadletters"),
         ledger=_ledger(reader, checkpoints.store, has_section="ledger" in document),
-        processing=ProcessingConfig(
-            max_in_flight=reader.number("processing", "max_in_flight", 64, integer=True),
-            drain_deadline_s=reader.number("processing", "drain_deadline_s", 20.0),
-            dry_run=reader.boolean("processing", "dry_run", False),
-        ),
+        processing=_processing(reader),
         email=_email(reader),
         azure=_azure(reader),
         http=HttpConfig(host=reader.text("http", "host", "0.0.0.0"),
-                        port=reader.number("http", "port", 8080, integer=True, low=0)),
+                        port=reader.number("http", "port", 8080, integer=True, low=0, high=65_535)),
         logging=_logging(reader, environ),
         secrets=Secrets({} if offline else environ),
     )  # fmt: skip
@@ -303,15 +315,22 @@ def _eventhub(reader: _Reader) -> EventHubConfig:
             "give either connection_string_env or "
             "fully_qualified_namespace (with an Azure AD credential)",
         )
+    interval = reader.number(section, "load_balancing_interval_s", 10.0, low=1, high=600)
+    expiration = reader.number(section, "ownership_expiration_s", 60.0, low=1, high=3600)
+    if expiration < 2 * interval:
+        raise reader.error(
+            f"{section}.ownership_expiration_s",
+            "must be at least twice load_balancing_interval_s, or claims lapse between renewals",
+        )
     return EventHubConfig(
         name=reader.text(section, "name", ""),
         connection_string=secret,
         fully_qualified_namespace=namespace,
         consumer_group=reader.text(section, "consumer_group", "$Default"),
         starting_position=_starting_position(reader),
-        prefetch=reader.number(section, "prefetch", 300, integer=True, low=1),
-        load_balancing_interval_s=reader.number(section, "load_balancing_interval_s", 10.0),
-        ownership_expiration_s=reader.number(section, "ownership_expiration_s", 60.0),
+        prefetch=reader.number(section, "prefetch", 300, integer=True, low=1, high=10_000),
+        load_balancing_interval_s=interval,
+        ownership_expiration_s=expiration,
     )  # fmt: skip
 
 
@@ -334,8 +353,19 @@ def _starting_position(reader: _Reader) -> StartingPosition:
 def _checkpoints(reader: _Reader) -> CheckpointConfig:
     return CheckpointConfig(
         store=_store(reader, "checkpoints", default="checkpoints.sqlite3"),
-        every_events=reader.number("checkpoints", "every_events", 100, integer=True, low=1),
-        every_s=reader.number("checkpoints", "every_s", 5.0),
+        every_events=reader.number(
+            "checkpoints", "every_events", 100, integer=True, low=1, high=100_000
+        ),
+        every_s=reader.number("checkpoints", "every_s", 5.0, low=0.1, high=3600),
+    )
+
+
+def _processing(reader: _Reader) -> ProcessingConfig:
+    section = "processing"
+    return ProcessingConfig(
+        max_in_flight=reader.number(section, "max_in_flight", 64, integer=True, low=1, high=10_000),
+        drain_deadline_s=reader.number(section, "drain_deadline_s", 20.0, low=1, high=600),
+        dry_run=reader.boolean(section, "dry_run", False),
     )
 
 
@@ -372,11 +402,13 @@ def _ledger(reader: _Reader, checkpoints: StoreConfig, *, has_section: bool) -> 
         store = StoreConfig(kind="local", path=checkpoints.path.with_name("ledger.sqlite3"))
     else:
         store = checkpoints
-    return LedgerConfig(
-        store=store,
-        lease_s=reader.number(section, "lease_s", 180.0, low=1),
-        expire_after_s=reader.number(section, "expire_after_s", 7 * 24 * 3600.0, low=1),
+    lease_s = reader.number(section, "lease_s", 180.0, low=1, high=_DAY_S)
+    expire_after_s = reader.number(
+        section, "expire_after_s", float(7 * _DAY_S), low=1, high=365 * _DAY_S
     )
+    if expire_after_s < lease_s:
+        raise reader.error(f"{section}.expire_after_s", "must be at least lease_s")
+    return LedgerConfig(store=store, lease_s=lease_s, expire_after_s=expire_after_s)
 
 
 def _email(reader: _Reader) -> EmailConfig:
@@ -389,25 +421,35 @@ def _email(reader: _Reader) -> EmailConfig:
         raise reader.error(
             f"{section}.security", f"{security!r} is not one of {', '.join(EMAIL_SECURITY)}"
         )
-    username = reader.secret(section, "username_env")
-    password = reader.secret(section, "password_env")
-    if security == "none" and password is not None:
-        raise reader.error(
-            f"{section}.password_env", "a password is never sent without TLS (security = none)"
-        )
+    if security == "none":
+        _no_plain_text_credentials(reader)
     ca_file = reader.optional_text(section, "ca_file")
     return EmailConfig(
         transport="smtp" if transport == "smtp" else "files",
         directory=reader.location(section, "directory", ".mlevents/outbox"),
         sender=reader.text(section, "sender", "mlevents@localhost"),
         host=reader.text(section, "host", "localhost"),
-        port=reader.number(section, "port", DEFAULT_SMTP_PORTS[security], integer=True, low=1),
+        port=reader.number(
+            section, "port", DEFAULT_SMTP_PORTS[security], integer=True, low=1, high=65_535
+        ),
         security=EMAIL_SECURITY[security],
-        username=username,
-        password=password,
-        timeout_s=reader.number(section, "timeout_s", 30.0),
+        username=reader.secret(section, "username_env"),
+        password=reader.secret(section, "password_env"),
+        timeout_s=reader.number(section, "timeout_s", 30.0, low=1, high=600),
         ca_file=None if ca_file is None else reader.location(section, "ca_file", ca_file),
     )
+
+
+def _no_plain_text_credentials(reader: _Reader) -> None:
+    """With ``security = "none"`` every send would be refused at runtime, so naming a username
+    or a password is an error here, whether or not the variable is set."""
+    for key in ("username_env", "password_env"):
+        if reader.optional_text("email", key) is not None:
+            raise reader.error(
+                f"email.{key}",
+                'credentials are never sent over plain text (security = "none"); '
+                'use "starttls" or "tls"',
+            )
 
 
 def _azure(reader: _Reader) -> AzureConfig:
@@ -488,15 +530,24 @@ class _Reader:
         return value or None
 
     def number(
-        self, section: str, key: str, default: Any, *, integer: bool = False, low: float = 0
+        self,
+        section: str,
+        key: str,
+        default: Any,
+        *,
+        integer: bool = False,
+        low: float,
+        high: float,
     ) -> Any:
+        """``section.key`` from ``low`` to ``high``. TOML's ``nan`` and ``inf`` fall outside
+        every range, and ``true`` is not a number."""
         value = self._get(section, key)
         if value is None:
             return default
         kinds = (int,) if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds) or value < low:
+        if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
             kind = "a whole number" if integer else "a number"
-            raise self.error(f"{section}.{key}", f"must be {kind} of at least {low}")
+            raise self.error(f"{section}.{key}", f"must be {kind} from {low} to {high}")
         return value
 
     def boolean(self, section: str, key: str, default: bool) -> bool:

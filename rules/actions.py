@@ -1,16 +1,21 @@
 """The data model of actions: what a rule asks the worker to do.
 
 Each action in a rule is a table with a ``type`` and that type's fields. Loading validates
-them all (unknown fields, wrong types, missing fields); carrying them out is the shell's job
-(``consumer/``). Every string field is a template rendered from the event when the action
-runs, so a field like ``to`` may read ``"{{ data.runTags.owner }}"``.
+them all (unknown fields, wrong types, missing fields, numbers out of range); carrying them
+out is the shell's job (``consumer/``). Every string field is a template rendered from the
+event when the action runs, so a field like ``to`` may read ``"{{ data.runTags.owner }}"``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
 import msgspec
+
+# Every number below has a lower and an upper bound (``msgspec.Meta``), which also refuses
+# the non-finite floats TOML and JSON can spell: ``inf`` is above every upper bound, and
+# ``nan`` fails every comparison, so the lower bound refuses it.
+_DAY_S = 24 * 3600
 
 
 class _Action(
@@ -34,10 +39,11 @@ class EmailAction(_Action, tag="email", frozen=True):
     cc: list[str] = []
     text: str | None = None
     html: str | None = None
-    digest_window_s: float | None = None
-    """When set, repeated events for one subject within the window become one email."""
-    max_per_hour: int | None = None
-    """Per-recipient rate limit."""
+    digest_window_s: Annotated[float, msgspec.Meta(gt=0, le=_DAY_S)] | None = None
+    """When set, repeated events for one subject within the window become one email. Up to
+    a day: each event of the window waits for its email."""
+    max_per_hour: Annotated[int, msgspec.Meta(ge=1, le=3600)] | None = None
+    """Per-recipient rate limit, 1 to 3,600 (one a second)."""
 
     def __post_init__(self) -> None:
         if not self.to:
@@ -55,7 +61,8 @@ class WebhookAction(_Action, tag="webhook", frozen=True):
     """The body template, for ``format = "template"``."""
     preset: Literal["teams", "slack"] | None = None
     headers: dict[str, str] = {}
-    timeout_s: float = 10.0
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    """For one request, up to 300 s: a slow endpoint holds its partition's checkpoint."""
     secret_env: str | None = None
     """Name of the environment variable holding the Standard Webhooks signing secret."""
 
@@ -98,23 +105,22 @@ class AmlDeployAction(_Action, tag="aml_deploy", frozen=True):
     model_version: str = "{{ model.version }}"
     instance_type: str | None = None
     """Defaults to the model's ``instance_type`` tag, then ``Standard_DS3_v2``."""
-    instance_count: int | None = None
-    """Defaults to the model's ``instance_count`` tag, then 1."""
+    instance_count: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
+    """1 to 1,000; defaults to the model's ``instance_count`` tag, then 1."""
     environment_id: str | None = None
     """ARM id of the environment; leave it out (with the code) for MLflow models."""
     code_id: str | None = None
     """ARM id of the code version holding ``scoring_script``."""
     scoring_script: str | None = None
-    traffic_percent: int | None = None
-    """When set, the endpoint's traffic to this deployment after it succeeds."""
-    timeout_s: float = 1800.0
-    """How long to follow the deployment's ``Azure-AsyncOperation`` before giving up."""
+    traffic_percent: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
+    """When set, the endpoint's traffic to this deployment after it succeeds, 0 to 100."""
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=_DAY_S)] = 1800.0
+    """How long to follow the deployment's ``Azure-AsyncOperation`` before giving up, up to
+    a day."""
 
     def __post_init__(self) -> None:
         if (self.code_id is None) != (self.scoring_script is None):
             raise ValueError("'code_id' and 'scoring_script' go together")
-        if self.traffic_percent is not None and not 0 <= self.traffic_percent <= 100:
-            raise ValueError("'traffic_percent' must be between 0 and 100")
 
 
 Action: TypeAlias = (

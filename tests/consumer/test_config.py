@@ -95,17 +95,132 @@ def test_smtp_secrets_come_from_the_environment_and_stay_out_of_repr(tmp_path: P
     [
         ('[email]\ntransport = "pigeon"\n', "email.transport: 'pigeon'"),
         ('[email]\nsecurity = "ssl"\n', "email.security: 'ssl'"),
-        ('[email]\nsecurity = "none"\npassword_env = "P"\n', "email.password_env: a password"),
+        ('[email]\nsecurity = "none"\npassword_env = "P"\n', "email.password_env: credentials"),
+        ('[email]\nsecurity = "none"\nusername_env = "U"\n', "email.username_env: credentials"),
         ('[email]\nusername_env = "NOPE"\n', "email.username_env: environment variable NOPE"),
         ('[azure]\ncredential = "magic"\n', "azure.credential: 'magic'"),
         ('[azure]\nmanagement_url = "http://example.com"\n', "azure.management_url: must be"),
-        ("[ledger]\nlease_s = 0\n", "ledger.lease_s: must be a number of at least 1"),
+        ("[ledger]\nlease_s = 0\n", "ledger.lease_s: must be a number from 1 to 86400"),
     ],
 )
 def test_action_section_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
     path = _write(tmp_path, '[rules]\nfiles = ["r.toml"]\n' + text)
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(path, {"P": "pw"})
+
+
+# Every numeric key: (section, key, lowest, highest, whole numbers only).
+BOUNDS = [
+    ("eventhub", "prefetch", 1, 10_000, True),
+    ("eventhub", "load_balancing_interval_s", 1, 600, False),
+    ("eventhub", "ownership_expiration_s", 1, 3600, False),
+    ("checkpoints", "every_events", 1, 100_000, True),
+    ("checkpoints", "every_s", 0.1, 3600, False),
+    ("ledger", "lease_s", 1, 86_400, False),
+    ("ledger", "expire_after_s", 1, 31_536_000, False),
+    ("processing", "max_in_flight", 1, 10_000, True),
+    ("processing", "drain_deadline_s", 1, 600, False),
+    ("email", "port", 1, 65_535, True),
+    ("email", "timeout_s", 1, 600, False),
+    ("http", "port", 0, 65_535, True),
+]
+# An event hub section that passes without the environment, for the [eventhub] cases.
+HUB = 'name = "hub"\nfully_qualified_namespace = "ns.servicebus.windows.net"\n'
+
+
+def _out_of_bounds() -> list[object]:
+    """One case per key and bad value: below, above, non-finite, a boolean, a fraction."""
+    cases: list[object] = []
+    for section, key, low, high, integer in BOUNDS:
+        bad = ["-1", "0" if low > 0 else str(low - 1), str(high + 1), "nan", "inf", "-inf", "true"]
+        bad += ["1.5", '"8"'] if integer else ['"8"']
+        message = f"must be {'a whole number' if integer else 'a number'} from {low} to {high}"
+        cases += [
+            pytest.param(section, key, value, message, id=f"{section}.{key}={value}")
+            for value in dict.fromkeys(bad)
+        ]
+    return cases
+
+
+def _section(section: str, lines: str) -> str:
+    return f"[{section}]\n" + (HUB if section == "eventhub" else "") + lines
+
+
+@pytest.mark.parametrize(("section", "key", "value", "message"), _out_of_bounds())
+def test_numbers_out_of_bounds_are_refused(
+    tmp_path: Path, section: str, key: str, value: str, message: str
+) -> None:
+    """Each numeric key refuses values outside its range, nan, inf and booleans, naming the
+    file and the key."""
+    text = '[rules]\nfiles = ["r.toml"]\n' + _section(section, f"{key} = {value}\n")
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    assert str(caught.value) == f"{path}: {section}.{key}: {message}"
+
+
+@pytest.mark.parametrize("end", ["low", "high"])
+def test_numbers_at_their_bounds_are_accepted(tmp_path: Path, end: str) -> None:
+    """The lowest and the highest value of each range load (the lowest claim expiry being
+    twice the lowest balancing interval)."""
+    values = {(s, k): low if end == "low" else high for s, k, low, high, _ in BOUNDS}
+    if end == "low":
+        values["eventhub", "ownership_expiration_s"] = 2  # twice the interval
+    sections = dict.fromkeys(s for s, _ in values)
+    text = '[rules]\nfiles = ["r.toml"]\n' + "".join(
+        _section(s, "".join(f"{k} = {v}\n" for (s2, k), v in values.items() if s2 == s))
+        for s in sections
+    )
+    config = load_config(_write(tmp_path, text), {})
+    for (section, key), value in values.items():
+        assert getattr(getattr(config, section), key) == value, f"{section}.{key}"
+
+
+def test_every_numeric_key_has_bounds(tmp_path: Path) -> None:
+    """Each number the config holds is one of the bounded keys above."""
+    config = load_config(
+        _write(tmp_path, '[rules]\nfiles = ["r.toml"]\n' + _section("eventhub", "")), {}
+    )
+    numeric = {
+        (section.name, key.name)
+        for section in dataclasses.fields(config)
+        if dataclasses.is_dataclass(value := getattr(config, section.name))
+        for key in dataclasses.fields(value)
+        if type(getattr(value, key.name)) in (int, float)
+    }
+    assert numeric == {(section, key) for section, key, *_ in BOUNDS}
+
+
+TWICE = "must be at least twice load_balancing_interval_s"
+
+
+@pytest.mark.parametrize(
+    ("section", "lines", "message"),
+    [
+        (
+            "eventhub",
+            "load_balancing_interval_s = 31\n",
+            f"eventhub.ownership_expiration_s: {TWICE}",
+        ),
+        (
+            "eventhub",
+            "load_balancing_interval_s = 10\nownership_expiration_s = 19.5\n",
+            f"eventhub.ownership_expiration_s: {TWICE}",
+        ),
+        (
+            "ledger",
+            "lease_s = 600\nexpire_after_s = 599\n",
+            "ledger.expire_after_s: must be at least lease_s",
+        ),
+    ],
+)
+def test_keys_that_must_agree(tmp_path: Path, section: str, lines: str, message: str) -> None:
+    """A claim outlives two balancing passes (the default expiry, 60 s, too); a decision is
+    remembered at least as long as it is reserved."""
+    path = _write(tmp_path, '[rules]\nfiles = ["r.toml"]\n' + _section(section, lines))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    assert str(caught.value).startswith(f"{path}: {message}")
 
 
 def test_the_example_config_documents_every_key() -> None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import get_args
 
+import msgspec
 import pytest
+from msgspec.inspect import FloatType, IntType, StructType, UnionType
 
 from rules import LogAction, RuleSource, RuleTableError, WebhookAction, load_table
+from rules.actions import Action
 
 GOOD_TOML = """\
 [[rules]]
@@ -137,3 +141,79 @@ def test_actions_are_validated_when_loaded(action: dict[str, object], fragment: 
     assert len(messages) == 1
     assert "rule 'r': actions[0]" in messages[0]
     assert fragment in messages[0]
+
+
+# Every numeric action field: (action, field, lowest accepted, highest accepted, whole).
+WEBHOOK: dict[str, object] = {"type": "webhook", "url": "https://example.com/hook"}
+EMAIL: dict[str, object] = {"type": "email", "to": ["a@example.com"], "subject": "s", "text": "t"}
+DEPLOY: dict[str, object] = {
+    "type": "aml_deploy",
+    "subscription_id": "s",
+    "resource_group": "g",
+    "workspace": "w",
+    "endpoint": "e",
+    "deployment": "d",
+}
+ACTION_BOUNDS: list[tuple[dict[str, object], str, float, float, bool]] = [
+    (WEBHOOK, "timeout_s", 0.001, 300, False),
+    (EMAIL, "digest_window_s", 0.001, 86_400, False),
+    (EMAIL, "max_per_hour", 1, 3600, True),
+    (DEPLOY, "timeout_s", 0.001, 86_400, False),
+    (DEPLOY, "instance_count", 1, 1000, True),
+    (DEPLOY, "traffic_percent", 0, 100, True),
+]
+
+
+def _action_toml(action: dict[str, object], key: str, value: object) -> str:
+    """A TOML rules document with one rule, ``r`` on line 2, whose one action sets ``key``."""
+    lines = [f"{k} = {json.dumps(v)}" for k, v in action.items()] + [f"{key} = {value}"]
+    return '[[rules]]\nname = "r"\n[[rules.actions]]\n' + "\n".join(lines) + "\n"
+
+
+def _out_of_bounds() -> list[object]:
+    """One case per field and bad value: below, above, non-finite, a boolean, a fraction."""
+    cases: list[object] = []
+    for action, key, low, high, whole in ACTION_BOUNDS:
+        below = ["0", "-1"] if low > 0 else ["-1"]
+        bad = [*below, str(high + 1), "nan", "inf", "-inf", "true", *(["1.5"] if whole else [])]
+        cases += [
+            pytest.param(action, key, value, id=f"{action['type']}.{key}={value}") for value in bad
+        ]
+    return cases
+
+
+@pytest.mark.parametrize(("action", "key", "value"), _out_of_bounds())
+def test_action_numbers_out_of_bounds_are_refused(
+    action: dict[str, object], key: str, value: str
+) -> None:
+    """Each numeric action field refuses values outside its range, nan, inf and booleans;
+    the problem names the file, the line, the rule and the field."""
+    messages = _problems(RuleSource("r.toml", _action_toml(action, key, value)))
+    assert len(messages) == 1
+    assert messages[0].startswith("r.toml:2: rule 'r': actions[0]: ")
+    assert messages[0].endswith(f"at `$.{key}`")
+
+
+@pytest.mark.parametrize(("action", "key", "low", "high", "whole"), ACTION_BOUNDS)
+def test_action_numbers_at_their_bounds_are_accepted(
+    action: dict[str, object], key: str, low: float, high: float, whole: bool
+) -> None:
+    """The lowest and the highest value of each field's range load."""
+    for value in (low, high):
+        (rule,) = load_table([RuleSource("r.toml", _action_toml(action, key, value))]).table.rules
+        assert getattr(rule.actions[0], key) == value
+
+
+def test_every_numeric_action_field_has_bounds() -> None:
+    """Each number an action holds has a lower and an upper bound, and is in the table above."""
+    found = set()
+    for kind in get_args(Action):
+        info = msgspec.inspect.type_info(kind)
+        assert isinstance(info, StructType)
+        for field in info.fields:
+            options = field.type.types if isinstance(field.type, UnionType) else (field.type,)
+            for option in options:
+                if isinstance(option, IntType | FloatType):
+                    found.add((kind.__struct_config__.tag, field.name))
+                    assert option.le is not None and (option.gt, option.ge) != (None, None)
+    assert found == {(action["type"], key) for action, key, *_ in ACTION_BOUNDS}
