@@ -10,6 +10,7 @@ value is read here, kept out of ``repr`` and never logged.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Collection, Mapping
@@ -24,6 +25,7 @@ LogFormat = Literal["auto", "json", "console"]
 LOG_FORMATS: dict[str, LogFormat] = {"auto": "auto", "json": "json", "console": "console"}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 StartingPosition = Literal["earliest", "latest"] | datetime
+STORE_TIMEOUT_S = 10.0
 _DAY_S = 24 * 3600
 
 
@@ -64,6 +66,9 @@ class StoreConfig:
     container: str | None = None
     connection_string: str | None = field(default=None, repr=False)
     account_url: str | None = None
+    timeout_s: float = STORE_TIMEOUT_S
+    """Deadline of one call to the store (0.5 to 120 s): a store that does not answer within
+    it counts as down, and the worker takes its outage path (see ``consumer.storage``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -231,10 +236,11 @@ _KEYS = {
                  "starting_position", "prefetch", "load_balancing_interval_s",
                  "ownership_expiration_s"),
     "checkpoints": ("store", "path", "container", "connection_string_env", "account_url",
-                    "every_events", "every_s"),
-    "deadletters": ("store", "path", "container", "connection_string_env", "account_url"),
+                    "timeout_s", "every_events", "every_s"),
+    "deadletters": ("store", "path", "container", "connection_string_env", "account_url",
+                    "timeout_s"),
     "ledger": ("store", "path", "container", "connection_string_env", "account_url",
-               "lease_s", "expire_after_s"),
+               "timeout_s", "lease_s", "expire_after_s"),
     "processing": ("max_in_flight", "drain_deadline_s", "dry_run"),
     "email": ("transport", "directory", "sender", "host", "port", "security", "username_env",
               "password_env", "timeout_s", "ca_file"),
@@ -372,9 +378,10 @@ def _processing(reader: _Reader) -> ProcessingConfig:
 def _store(reader: _Reader, section: str, *, default: str) -> StoreConfig:
     """A store section; without one, a local store under ``.mlevents/`` next to the config."""
     kind = reader.text(section, "store", "local")
+    timeout_s = _store_timeout(reader, section)
     if kind == "local":
         path = reader.location(section, "path", f".mlevents/{default}")
-        return StoreConfig(kind="local", path=path)
+        return StoreConfig(kind="local", path=path, timeout_s=timeout_s)
     if kind != "blob":
         raise reader.error(f"{section}.store", f"{kind!r} is not 'blob' or 'local'")
     secret = reader.secret(section, "connection_string_env")
@@ -389,8 +396,14 @@ def _store(reader: _Reader, section: str, *, default: str) -> StoreConfig:
     if not container:
         raise reader.error(f"{section}.container", "a blob store needs a container name")
     return StoreConfig(
-        kind="blob", container=container, connection_string=secret, account_url=account_url
-    )
+        kind="blob", container=container, connection_string=secret, account_url=account_url,
+        timeout_s=timeout_s,
+    )  # fmt: skip
+
+
+def _store_timeout(reader: _Reader, section: str, default: float = STORE_TIMEOUT_S) -> float:
+    timeout_s: float = reader.number(section, "timeout_s", default, low=0.5, high=120)
+    return timeout_s
 
 
 def _ledger(reader: _Reader, checkpoints: StoreConfig, *, has_section: bool) -> LedgerConfig:
@@ -399,9 +412,13 @@ def _ledger(reader: _Reader, checkpoints: StoreConfig, *, has_section: bool) -> 
     if has_section and reader.optional_text(section, "store") is not None:
         store = _store(reader, section, default="ledger.sqlite3")
     elif checkpoints.kind == "local" and checkpoints.path is not None:
-        store = StoreConfig(kind="local", path=checkpoints.path.with_name("ledger.sqlite3"))
+        store = StoreConfig(
+            kind="local", path=checkpoints.path.with_name("ledger.sqlite3"),
+            timeout_s=_store_timeout(reader, section, checkpoints.timeout_s),
+        )  # fmt: skip
     else:
-        store = checkpoints
+        timeout_s = _store_timeout(reader, section, checkpoints.timeout_s)
+        store = dataclasses.replace(checkpoints, timeout_s=timeout_s)
     lease_s = reader.number(section, "lease_s", 180.0, low=1, high=_DAY_S)
     expire_after_s = reader.number(
         section, "expire_after_s", float(7 * _DAY_S), low=1, high=365 * _DAY_S

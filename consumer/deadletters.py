@@ -281,6 +281,11 @@ class DeadLetterStore(Protocol):
         """How many entries there are."""
         ...
 
+    async def check(self) -> None:
+        """Ask the store for something cheap: returns when it answers (``DeadLetterError`` if
+        it answers with an error); used to notice that a store that failed is back."""
+        ...
+
 
 class DirectoryDeadLetterStore:
     """One ``<id>.json`` file per entry in a folder (created if missing).
@@ -325,6 +330,13 @@ class DirectoryDeadLetterStore:
     async def count(self) -> int:
         """How many entries there are."""
         return len(await asyncio.to_thread(self._names))
+
+    async def check(self) -> None:
+        """The folder is there and can be listed."""
+        try:
+            await asyncio.to_thread(os.stat, self.path)
+        except OSError as exc:
+            raise DeadLetterError(f"dead-letter folder {self.path}: {exc.strerror}") from exc
 
     def _file(self, letter_id: str) -> Path:
         return self.path / f"{check_id(letter_id)}.json"
@@ -477,6 +489,13 @@ class BlobDeadLetterStore:
         tb: TracebackType | None,
     ) -> None:
         await self._client.close()
+
+    async def check(self) -> None:
+        """The container answers."""
+        try:
+            await self._client.get_container_properties()
+        except AzureError as exc:
+            raise _storage_error(f"check container {self.container}", exc) from exc
 
     async def put(self, letter: DeadLetter) -> None:
         """Upload ``letter`` (one request, so the blob is whole or absent)."""

@@ -9,6 +9,7 @@ into these with ``raise ... from exc`` so callers handle one tree::
     ├── CaseFileError          a rule-test file is not valid
     ├── CheckpointError        a checkpoint could not be written (retried at the next flush)
     ├── LedgerError            the idempotency ledger could not be read or written (retried)
+    ├── StorageTimeoutError    a store did not answer within its deadline (frozen, unreachable)
     └── ActionError            an action did not complete; ``retriable`` says whether to retry
         ├── TransientActionError   connection errors, timeouts, 408, 429, 5xx
         └── PermanentActionError   other 4xx, auth failures, bad templates
@@ -44,6 +45,11 @@ class CheckpointError(ConsumerError):
 
 class LedgerError(ConsumerError):
     """The idempotency ledger's store could not be read or written; trying again may help."""
+
+
+class StorageTimeoutError(ConsumerError):
+    """A store (checkpoints, ledger, dead letters) did not answer within its deadline: it is
+    frozen or cannot be reached. Callers take their outage path at once."""
 
 
 class ActionError(ConsumerError):

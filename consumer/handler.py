@@ -31,7 +31,7 @@ from rules import Action, Decision, DecodeError, Event, Rule, RuleTable, decode_
 
 from .actions import Executors, action_type
 from .deadletters import DeadLetter, DeadLetterStore
-from .errors import ActionError, ConsumerError, PermanentActionError
+from .errors import ActionError, ConsumerError, PermanentActionError, StorageTimeoutError
 from .ledger import Ledger
 from .retrying import RetryPolicy, attempts_of
 
@@ -124,6 +124,9 @@ class Handler:
     ledger: Ledger | None = None
     """Where actions are reserved before they run and marked done after; ``None`` runs
     every action every time (tests, one-off tools)."""
+    ledger_up: Callable[[], bool] = lambda: True
+    """False while the ledger's store is known to be down (``consumer.storage`` probes it and
+    says when it is back): actions then run unreserved without waiting on it."""
     dry_run: bool = False
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -314,13 +317,14 @@ class Handler:
         before).
 
         Waits while another worker (or task) holds it, until that one finishes or its lease
-        ends. When the ledger's store cannot be reached (tried twice), the action runs
+        ends. When the ledger's store cannot be reached (tried twice, or once when it did not
+        answer within its deadline), the action runs
         unreserved, and so do the others for ``LEDGER_OUTAGE_S`` before the store is tried
         again: a storage outage must not stop the worker from acting, and a duplicate is
         only possible for an event redelivered meanwhile.
         """
         assert self.ledger is not None
-        if self.monotonic() < self._ledger_down_until:
+        if self.monotonic() < self._ledger_down_until or not self.ledger_up():
             return False, None
         failures = 0
         while True:
@@ -328,7 +332,8 @@ class Handler:
                 claim = await self.ledger.reserve(decision.key)
             except ConsumerError as exc:
                 failures += 1
-                if failures < 2:
+                # An error may be a blip: look once more. No answer in time is an outage.
+                if failures < 2 and not isinstance(exc, StorageTimeoutError):
                     await self.sleep(LEDGER_RETRY_S)
                     continue
                 self._ledger_down_until = self.monotonic() + LEDGER_OUTAGE_S
@@ -420,4 +425,4 @@ class Handler:
                 # Nothing may be lost: until the letter is stored the event stays unfinished,
                 # so its partition's checkpoint cannot pass it. Shutdown cancels this wait.
                 self.log.error("deadletter.store_failed", error=str(exc), retry_in_s=wait_s)
-                await asyncio.sleep(wait_s)
+                await self.sleep(wait_s)

@@ -13,7 +13,9 @@ An entry is in one of two states, and ``until`` says when it stops counting::
                            \\--(lease_s: its owner crashed)--> may be reserved again
 
 * A live reservation, even this owner's (another task holds it), makes ``reserve`` answer
-  ``busy`` with the time left on its lease.
+  ``busy`` with the time left on its lease. The one exception: a reservation of this owner
+  that no call of this process holds (a reserve that timed out after its write reached the
+  store) is taken again at once, instead of blocking its key until the lease ends.
 * A live done entry makes ``reserve`` answer ``done`` with the detail recorded (a run id).
 * ``mark_done`` and ``release`` act only on a reservation that is still this owner's: after
   a lease ended and another owner took over, a late finisher does not clobber it.
@@ -35,7 +37,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self, TypeVar
@@ -92,6 +95,11 @@ class Ledger(Protocol):
 
     async def purge(self) -> int:
         """Delete entries whose time is up; returns how many."""
+        ...
+
+    async def check(self) -> None:
+        """Ask the store for something cheap: returns when it answers (``LedgerError`` if it
+        answers with an error); used to notice that a store that failed is back."""
         ...
 
     async def __aenter__(self) -> Self: ...
@@ -164,6 +172,34 @@ class _Settings:
         self.lease_s = float(lease_s)
         self.expire_after_s = float(expire_after_s)
         self.clock = clock
+        self.holds: Counter[str] = Counter()
+        """Calls of this process that hold, or are taking, each key."""
+
+    def answer(self, entry: Entry, now: float) -> Claim | None:
+        """What ``entry`` answers our ``reserve`` at ``now``; ``None`` if we may take it: its
+        time is up, or it is our own reservation that no call of ours holds (an orphan)."""
+        if entry.held_by(self.owner) and self.holds[entry.key] <= 1:
+            return None
+        return entry.claim(now)
+
+    @contextlib.asynccontextmanager
+    async def holding(self, key: str) -> AsyncIterator[list[Claim]]:
+        """Count a call that takes or holds ``key`` while it runs; a ``reserve`` that ends
+        ``reserved`` (appended to the yielded list) keeps its count until ``release`` or
+        ``mark_done`` (see ``letting_go``)."""
+        self.holds[key] += 1
+        outcome: list[Claim] = []
+        try:
+            yield outcome
+        finally:
+            if not outcome or outcome[0].state != "reserved":
+                self.letting_go(key)
+
+    def letting_go(self, key: str) -> None:
+        """A call that held ``key`` is over."""
+        self.holds[key] -= 1
+        if self.holds[key] <= 0:
+            del self.holds[key]
 
     def reservation(self, key: str, now: float) -> Entry:
         return Entry(key, "reserved", self.owner, now + self.lease_s)
@@ -199,15 +235,17 @@ class MemoryLedger:
         return None
 
     async def reserve(self, key: str) -> Claim:
-        now = self._settings.clock()
-        entry = self.table.get(key)
-        ahead = None if entry is None else entry.claim(now)
-        if ahead is not None:
-            return ahead
-        self.table[key] = self._settings.reservation(key, now)
-        return Claim("reserved")
+        async with self._settings.holding(key) as outcome:
+            now = self._settings.clock()
+            entry = self.table.get(key)
+            ahead = None if entry is None else self._settings.answer(entry, now)
+            if ahead is None:
+                self.table[key] = self._settings.reservation(key, now)
+            outcome.append(ahead or Claim("reserved"))
+        return outcome[0]
 
     async def mark_done(self, key: str, detail: str) -> None:
+        self._settings.letting_go(key)
         entry = self.table.get(key)
         if entry is None or not entry.held_by(self._settings.owner):
             _lost(key, self._settings.owner)
@@ -215,9 +253,13 @@ class MemoryLedger:
         self.table[key] = self._settings.done(key, detail, self._settings.clock())
 
     async def release(self, key: str) -> None:
+        self._settings.letting_go(key)
         entry = self.table.get(key)
         if entry is not None and entry.held_by(self._settings.owner):
             del self.table[key]
+
+    async def check(self) -> None:
+        return None
 
     async def purge(self) -> int:
         now = self._settings.clock()
@@ -294,16 +336,23 @@ class SqliteLedger:
         return await asyncio.to_thread(locked)
 
     async def reserve(self, key: str) -> Claim:
+        async with self._settings.holding(key) as outcome:
+            outcome.append(await self._reserve(key))
+        return outcome[0]
+
+    async def _reserve(self, key: str) -> Claim:
         now = self._settings.clock()
         mine = self._settings.reservation(key, now)
+        orphans = int(self._settings.holds[key] <= 1)  # our own reservation, held by no call
 
         def reserve(conn: sqlite3.Connection) -> Claim:
             with transaction(conn):
                 taken = conn.execute(
                     "INSERT INTO ledger (key, state, owner, until) VALUES (?, 'reserved', ?, ?)"
                     " ON CONFLICT (key) DO UPDATE SET state = 'reserved', owner = excluded.owner,"
-                    " until = excluded.until, detail = NULL WHERE ledger.until <= ?",
-                    (key, mine.owner, mine.until, now),
+                    " until = excluded.until, detail = NULL WHERE ledger.until <= ?"
+                    " OR (? AND ledger.state = 'reserved' AND ledger.owner = excluded.owner)",
+                    (key, mine.owner, mine.until, now, orphans),
                 ).rowcount
                 if taken == 1:
                     return Claim("reserved")
@@ -317,6 +366,7 @@ class SqliteLedger:
         return await self._run(f"reserve {key!r}", reserve)
 
     async def mark_done(self, key: str, detail: str) -> None:
+        self._settings.letting_go(key)
         done = self._settings.done(key, detail, self._settings.clock())
 
         def mark(conn: sqlite3.Connection) -> int:
@@ -331,6 +381,8 @@ class SqliteLedger:
             _lost(key, done.owner)
 
     async def release(self, key: str) -> None:
+        self._settings.letting_go(key)
+
         def delete(conn: sqlite3.Connection) -> None:
             with transaction(conn):
                 conn.execute(
@@ -339,6 +391,9 @@ class SqliteLedger:
                 )
 
         await self._run(f"release {key!r}", delete)
+
+    async def check(self) -> None:
+        await self._run("check", lambda conn: conn.execute("SELECT 1").fetchone())
 
     async def purge(self) -> int:
         now = self._settings.clock()
@@ -435,6 +490,11 @@ class BlobLedger:
         await self._client.close()
 
     async def reserve(self, key: str) -> Claim:
+        async with self._settings.holding(key) as outcome:
+            outcome.append(await self._reserve(key))
+        return outcome[0]
+
+    async def _reserve(self, key: str) -> Claim:
         name = blob_name(key)
         try:
             for _ in range(_ATTEMPTS):
@@ -447,7 +507,7 @@ class BlobLedger:
                 if found is None:
                     continue  # released or purged since: try to create it again
                 entry, etag = found
-                ahead = entry.claim(now)
+                ahead = self._settings.answer(entry, now)
                 if ahead is not None:
                     return ahead
                 if await self._replace(name, mine, etag):
@@ -458,6 +518,7 @@ class BlobLedger:
         return Claim("busy", retry_after_s=0.1)  # the key keeps changing: look again soon
 
     async def mark_done(self, key: str, detail: str) -> None:
+        self._settings.letting_go(key)
         name = blob_name(key)
         try:
             found = await self._read(name)
@@ -470,6 +531,7 @@ class BlobLedger:
         _lost(key, self._settings.owner)
 
     async def release(self, key: str) -> None:
+        self._settings.letting_go(key)
         name = blob_name(key)
         try:
             found = await self._read(name)
@@ -477,6 +539,12 @@ class BlobLedger:
                 await self._delete(name, found[1])
         except AzureError as exc:
             raise self._error(f"release {key!r}", exc) from exc
+
+    async def check(self) -> None:
+        try:
+            await self._client.get_container_properties()
+        except AzureError as exc:
+            raise self._error("check the container", exc) from exc
 
     async def purge(self) -> int:
         """Delete expired entries: ``until`` is in each blob's metadata, so a listing suffices."""

@@ -173,6 +173,12 @@ class Metrics:
             "Seconds requests spent waiting for a pooled connection.",
             "client",
         )
+        self._dependency_up = counts.define(
+            "gauge",
+            "dependency_up",
+            "1 while a store answered its last call in time, 0 while it fails.",
+            "dependency",
+        )
         self._rules_loaded = counts.define(
             "gauge", "rules_loaded", "Rules in the table now running."
         )
@@ -231,6 +237,9 @@ class Metrics:
         key = (client,)
         self._pool_waits[key] = self._pool_waits.get(key, 0) + 1
         self._pool_wait_s[key] = self._pool_wait_s.get(key, 0) + seconds
+
+    def dependency_up(self, name: str, up: bool) -> None:
+        self._dependency_up[(name,)] = 1 if up else 0
 
     def set_in_flight(self, partition: str, count: int) -> None:
         self._in_flight[(partition,)] = count

@@ -16,7 +16,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,16 @@ from .metrics import Metrics
 from .partition import Cadence
 from .rulefiles import load_rule_files
 from .sqlitestore import SqliteCheckpointStore
+from .storage import (
+    CHECKPOINTS,
+    DEAD_LETTERS,
+    LEDGER,
+    Dependencies,
+    Guard,
+    GuardedCheckpointStore,
+    GuardedDeadLetters,
+    GuardedLedger,
+)
 from .worker import RuleHolder, Worker
 
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
@@ -108,13 +118,24 @@ async def build(
         log.warning("rules.warning", problem=warning.message_at())
     metrics.rules_loaded(len(loaded.table))
     rules = RuleHolder(config.rules.files, loaded.table, log, metrics, config.secrets)
-    checkpoints = await stack.enter_async_context(checkpoint_store(config, azure_ad))
-    dead_letters = await stack.enter_async_context(dead_letter_store(config, azure_ad))
-    actions = await open_actions(config, stack, log, azure_ad, metrics, executors=executors)
+    dependencies = Dependencies(metrics, log)
+    checkpoints = GuardedCheckpointStore(
+        await stack.enter_async_context(checkpoint_store(config, azure_ad)),
+        Guard(CHECKPOINTS, config.checkpoints.store.timeout_s, dependencies),
+    )
+    dead_letters = GuardedDeadLetters(
+        await stack.enter_async_context(dead_letter_store(config, azure_ad)),
+        Guard(DEAD_LETTERS, config.deadletters.timeout_s, dependencies),
+    )
+    await _watch(stack, dependencies, DEAD_LETTERS, dead_letters.check)
+    actions = await open_actions(
+        config, stack, log, azure_ad, metrics, executors=executors, dependencies=dependencies
+    )
     handler = Handler(
         rules=rules,
         executors=actions.executors,
         ledger=actions.ledger,
+        ledger_up=lambda: not dependencies.failing(LEDGER),
         dead_letters=dead_letters,
         metrics=metrics,
         log=log,
@@ -124,6 +145,7 @@ async def build(
         max_in_flight=config.processing.max_in_flight,
         every_events=config.checkpoints.every_events,
         every_s=config.checkpoints.every_s,
+        checkpoint_timeout_s=config.checkpoints.store.timeout_s,
     )
     worker = Worker(
         client=consumer_client(config.eventhub, checkpoints, azure_ad),
@@ -135,6 +157,7 @@ async def build(
         drain_deadline_s=config.processing.drain_deadline_s,
         metrics=metrics,
         log=log,
+        dependencies=dependencies,
     )
     health = HealthServer(
         config.http.host,
@@ -164,16 +187,21 @@ async def open_actions(
     metrics: PoolMetrics,
     *,
     executors: Mapping[str, Executor] | None = None,
+    dependencies: Dependencies | None = None,
 ) -> Actions:
     """The executors and the ledger, open until ``stack`` closes; ``executors`` replace
-    those of their action types (``mlevents dev``)."""
+    those of their action types (``mlevents dev``). With ``dependencies``, every ledger call
+    has its deadline and reports there, and a failing ledger is probed until it is back."""
     hooks = await stack.enter_async_context(
         client_session("webhook", metrics, per_host=WEBHOOK_CONNECTIONS_PER_HOST)
     )
     azure = await stack.enter_async_context(
         client_session("azure", metrics, per_host=ARM_CONNECTIONS)
     )
-    ledger = await stack.enter_async_context(open_ledger(config, credential))
+    ledger: Ledger = await stack.enter_async_context(open_ledger(config, credential))
+    if dependencies is not None:
+        ledger = GuardedLedger(ledger, Guard(LEDGER, config.ledger.store.timeout_s, dependencies))
+        await _watch(stack, dependencies, LEDGER, ledger.check)
     arm = ArmClient(
         azure, credential(), base_url=config.azure.management_url, scope=config.azure.scope
     )
@@ -187,6 +215,23 @@ async def open_actions(
         "aml_deploy": AmlDeployExecutor(arm, api_version=ml_version),
     }
     return Actions({**by_type, **(executors or {})}, ledger)
+
+
+async def _watch(
+    stack: contextlib.AsyncExitStack,
+    dependencies: Dependencies,
+    name: str,
+    probe: Callable[[], Awaitable[object]],
+) -> None:
+    """Probe the store ``name`` while it is failing, until ``stack`` closes."""
+    watching = asyncio.create_task(dependencies.watch(name, probe), name=f"watch-{name}")
+
+    async def stop() -> None:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+
+    stack.push_async_callback(stop)
 
 
 def email_transport(config: EmailConfig) -> EmailTransport:
@@ -305,16 +350,23 @@ async def checkpoint_store(
             yield local
         return
     await _create_container(store_config, credential)
+    # The SDK's own timeouts (20 s to connect, 60 s to read) would let one call outlast the
+    # store's deadline many times over, with the pool filling behind it.
+    options = {
+        **STORAGE_RETRY,
+        "connection_timeout": store_config.timeout_s,
+        "read_timeout": store_config.timeout_s,
+    }
     if store_config.connection_string is not None:
         blob = BlobCheckpointStore.from_connection_string(
-            store_config.connection_string, store_config.container or "", **STORAGE_RETRY
+            store_config.connection_string, store_config.container or "", **options
         )
     else:
         blob = BlobCheckpointStore(
             store_config.account_url or "",
             store_config.container or "",
             credential=credential(),
-            **STORAGE_RETRY,
+            **options,
         )
     async with blob:
         yield blob

@@ -39,6 +39,7 @@ from .intake import Intake
 from .metrics import Metrics
 from .partition import Cadence, PartitionWorker
 from .rulefiles import load_rule_files
+from .storage import Dependencies
 
 HEARTBEAT_S = 1.0
 ALIVE_WITHIN_S = 15.0
@@ -101,6 +102,8 @@ class Worker:
     metrics: Metrics
     log: structlog.typing.FilteringBoundLogger
     monotonic: Callable[[], float] = time.monotonic
+    dependencies: Dependencies | None = None
+    """The stores' health, for readiness."""
     health: HealthServer | None = None
     """The health server serving this worker, when there is one (its ``port`` is useful)."""
     ready_within_s: float = READY_WITHIN_S
@@ -123,8 +126,8 @@ class Worker:
         return self.monotonic() - self._beat < ALIVE_WITHIN_S
 
     def ready(self) -> tuple[bool, str]:
-        """Not stopping, and the hub answered within ``ready_within_s`` (rules are loaded
-        before the worker exists)."""
+        """Not stopping, the hub answered within ``ready_within_s``, and every store answered
+        its last call in time (rules are loaded before the worker exists)."""
         if self.stopping:
             return False, "stopping"
         if self._connected_at is None:
@@ -133,6 +136,9 @@ class Worker:
         silent_s = self.monotonic() - (self._connected_at if heard is None else heard)
         if silent_s > self.ready_within_s:
             return False, f"no answer from the event hub for {silent_s:.0f} s"
+        problems = self.dependencies.problems() if self.dependencies else []
+        if problems:
+            return False, "storage unavailable: " + "; ".join(problems)
         return True, f"ok: {len(self.rules())} rules"
 
     @property

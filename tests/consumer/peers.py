@@ -151,6 +151,7 @@ def worker_config(
     *,
     hub: str = "hub",
     checkpoints: str = 'store = "local"\npath = "state/checkpoints.sqlite3"\n',
+    deadletters: str = 'store = "local"\npath = "state/deadletters"\n',
     every_events: int = 50,
     every_s: float = 0.5,
     max_in_flight: int = 64,
@@ -169,7 +170,7 @@ def worker_config(
         f"load_balancing_interval_s = {load_balancing_interval_s}\n"
         f"ownership_expiration_s = {ownership_expiration_s}\n"
         f"[checkpoints]\n{checkpoints}every_events = {every_events}\nevery_s = {every_s}\n"
-        '[deadletters]\nstore = "local"\npath = "state/deadletters"\n'
+        f"[deadletters]\n{deadletters}"
         # A killed worker's reservations lapse quickly, so a restart need not wait long.
         "[ledger]\nlease_s = 2\n"
         f"[processing]\nmax_in_flight = {max_in_flight}\ndrain_deadline_s = {drain_deadline_s}\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,6 +117,9 @@ BOUNDS = [
     ("eventhub", "ownership_expiration_s", 1, 3600, False),
     ("checkpoints", "every_events", 1, 100_000, True),
     ("checkpoints", "every_s", 0.1, 3600, False),
+    ("checkpoints", "timeout_s", 0.5, 120, False),
+    ("deadletters", "timeout_s", 0.5, 120, False),
+    ("ledger", "timeout_s", 0.5, 120, False),
     ("ledger", "lease_s", 1, 86_400, False),
     ("ledger", "expire_after_s", 1, 31_536_000, False),
     ("processing", "max_in_flight", 1, 10_000, True),
@@ -173,7 +177,7 @@ def test_numbers_at_their_bounds_are_accepted(tmp_path: Path, end: str) -> None:
     )
     config = load_config(_write(tmp_path, text), {})
     for (section, key), value in values.items():
-        assert getattr(getattr(config, section), key) == value, f"{section}.{key}"
+        assert dict(_numbers(getattr(config, section)))[key] == value, f"{section}.{key}"
 
 
 def test_every_numeric_key_has_bounds(tmp_path: Path) -> None:
@@ -182,13 +186,24 @@ def test_every_numeric_key_has_bounds(tmp_path: Path) -> None:
         _write(tmp_path, '[rules]\nfiles = ["r.toml"]\n' + _section("eventhub", "")), {}
     )
     numeric = {
-        (section.name, key.name)
+        (section.name, key)
         for section in dataclasses.fields(config)
         if dataclasses.is_dataclass(value := getattr(config, section.name))
-        for key in dataclasses.fields(value)
-        if type(getattr(value, key.name)) in (int, float)
+        for key, number in _numbers(value)
     }
     assert numeric == {(section, key) for section, key, *_ in BOUNDS}
+
+
+def _numbers(section: Any) -> list[tuple[str, object]]:
+    """The numbers of a config section, its store's included (they share its keys)."""
+    found = []
+    for key in dataclasses.fields(section):
+        value = getattr(section, key.name)
+        if key.name == "store" and dataclasses.is_dataclass(value):
+            found += _numbers(value)
+        elif type(value) in (int, float):
+            found.append((key.name, value))
+    return found
 
 
 TWICE = "must be at least twice load_balancing_interval_s"

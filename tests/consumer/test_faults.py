@@ -5,17 +5,24 @@ and counts what the peers received per event."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections import Counter
 from pathlib import Path
+
+import aiohttp
+import pytest
+import structlog
 
 from consumer.config import load_config
 from consumer.worker import Worker
 from emulator import Emulator, HubSpec
 
-from ..emulator.peers import send, send_each
-from .inprocess import PARTITIONS, metric, running, until
+from ..emulator.peers import Azurite, free_port, send, send_each
+from .inprocess import PARTITIONS, metric, running, until, until_async
 from .peers import WebhookReceiver, event_body, webhook_rules, worker_config
+from .processes import Processes, start_azurite
 
 
 async def test_a_dropped_connection_mid_drain_loses_nothing_and_keeps_the_window(
@@ -95,3 +102,90 @@ async def test_a_slow_receiver_behind_a_full_window_is_asked_once_per_event(
     assert receiver.calls == expected
     assert (retries, dead) == (0, 0)
     assert waits > 0  # more requests than connections: some waited, and it shows
+
+
+@pytest.mark.timeout(180)
+async def test_frozen_storage_is_noticed_within_its_deadline_and_loses_nothing(
+    tmp_path: Path, processes: Processes
+) -> None:
+    """Checkpoints, ledger and dead letters in Azurite, which is frozen (SIGSTOP, not
+    refused) mid-stream. Within the 2 s deadline the worker logs the outage and /readyz turns
+    503 naming the stores; actions go on meanwhile (the ledger's outage path); after SIGCONT
+    it is ready again, checkpoints reach the end, and every event was acted on."""
+    account = Azurite(free_port())
+    azurite = await start_azurite(processes, account.port, tmp_path / "azurite")
+    blob = f'store = "blob"\ncontainer = "state"\nconnection_string_env = "{BLOB}"\ntimeout_s = 2\n'
+    first, second = 100, 100  # per partition, before and during the freeze
+    async with (
+        Emulator([HubSpec("hub", len(PARTITIONS))]) as emu,
+        WebhookReceiver() as receiver,
+    ):
+        rules = webhook_rules(tmp_path / "rules.toml", receiver.url)
+        path = worker_config(tmp_path, rules, checkpoints=blob, deadletters=blob)
+        config = load_config(
+            path,
+            {
+                "EVENTHUB_CONNECTION_STRING": emu.connection_string(),
+                BLOB: account.connection_string,
+            },
+        )
+        assert config.ledger.store.kind == "blob" and config.ledger.store.timeout_s == 2
+        hub = emu.connection_string("hub")
+        with structlog.testing.capture_logs() as logs:
+            async with running(config) as worker:
+                await send_each(hub, _bodies("a", first))
+                await until(lambda: len(receiver.acted) == 4 * first, 60, "the first events")
+                assert (await _readyz(worker))[0] == 200
+
+                os.kill(azurite.pid, signal.SIGSTOP)
+                frozen_at = time.monotonic()
+                await send_each(hub, _bodies("b", second))
+                await until_async(
+                    lambda: _not_ready(worker), 30, "/readyz to say storage is unavailable"
+                )
+                noticed_s = time.monotonic() - frozen_at
+                status, text = await _readyz(worker)
+                outage = [line for line in logs if line["event"] == "storage.unavailable"]
+                # Actions go on while the store is frozen.
+                await until(lambda: len(receiver.acted) == 4 * (first + second), 60, "actions")
+
+                os.kill(azurite.pid, signal.SIGCONT)
+                await until_async(lambda: _ready(worker), 60, "/readyz to be ready again")
+                last = first + second - 1
+                await until(
+                    lambda: all(
+                        part.checkpointed_sequence == last for part in worker.partitions.values()
+                    ),
+                    60,
+                    "checkpoints at the end of every partition",
+                )
+    assert status == 503 and text.startswith("storage unavailable: "), text
+    assert "no answer within 2 s" in text
+    assert outage, "the outage was not logged"
+    assert noticed_s < 2 + 10, noticed_s  # the deadline, and a scrape or two on a busy machine
+    expected = {f"{batch}{p}-{i}" for batch, n in (("a", first), ("b", second))
+                for p in PARTITIONS for i in range(n)}  # fmt: skip
+    assert set(receiver.acted) == expected  # nothing lost
+    assert all(count >= 1 for count in receiver.acted.values())
+
+
+BLOB = "STATE_STORAGE_CONNECTION_STRING"
+
+
+def _bodies(batch: str, count: int) -> dict[str, list[str]]:
+    return {p: [event_body(f"{batch}{p}-{i}") for i in range(count)] for p in PARTITIONS}
+
+
+async def _readyz(worker: Worker) -> tuple[int, str]:
+    assert worker.health is not None
+    url = f"http://127.0.0.1:{worker.health.port}/readyz"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.text()
+
+
+async def _not_ready(worker: Worker) -> bool:
+    return (await _readyz(worker))[0] == 503
+
+
+async def _ready(worker: Worker) -> bool:
+    return (await _readyz(worker))[0] == 200

@@ -128,6 +128,23 @@ async def test_a_live_reservation_is_busy_for_everyone_with_the_lease_left(
         assert claim.retry_after_s == pytest.approx(LEASE - 15)
 
 
+async def test_an_orphaned_reservation_of_this_owner_is_taken_again_at_once(
+    open_ledger: Open,
+) -> None:
+    """A reserve that timed out after its write reached the store leaves a reservation of this
+    owner that no call holds. This owner takes it again at once (here: a ledger of the same
+    owner that holds nothing, as after the timed-out call); while a call holds it, it stays
+    busy, and to any other owner it is busy until its lease ends."""
+    holder, orphaned, other = await open_ledger("a"), await open_ledger("a"), await open_ledger("b")
+    assert (await holder.reserve(KEY)).state == "reserved"
+    assert (await holder.reserve(KEY)).state == "busy"  # its own call still holds it
+    assert (await other.reserve(KEY)).state == "busy"
+    assert await orphaned.reserve(KEY) == Claim("reserved")
+    assert (await orphaned.reserve(KEY)).state == "busy"  # now held by that call
+    await orphaned.mark_done(KEY, "ran once")
+    assert await other.reserve(KEY) == Claim("done", "ran once")
+
+
 @pytest.mark.parametrize("taken_before", [False, True], ids=["new-key", "lapsed-lease"])
 async def test_racing_reserves_from_two_owners_reserve_exactly_once(
     open_ledger: Open, clock: FakeClock, taken_before: bool
