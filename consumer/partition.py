@@ -44,7 +44,7 @@ class Cadence:
     max_in_flight: int = 64
     every_events: int = 100
     every_s: float = 5.0
-    checkpoint_timeout_s: float = 15.0
+    checkpoint_timeout_s: float = 10.0
     """A checkpoint write slower than this counts as failed (storage outage); the next
     flush tries again, and shutdown is not held by a store that does not answer."""
     max_behind: int = 10_000

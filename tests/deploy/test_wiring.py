@@ -18,7 +18,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from consumer.config import Config, load_config
 from consumer.health import HealthServer
 from consumer.metrics import Metrics
-from consumer.partition import Cadence
 from consumer.rulefiles import load_rule_files
 
 from .manifests import (
@@ -34,9 +33,9 @@ from .manifests import (
     selects,
 )
 
-# Time the worker may need after the drain deadline: the final checkpoint write (bounded by
-# its timeout) and releasing ownership.
-FLUSH_MARGIN_S = Cadence().checkpoint_timeout_s + 5
+# Time the worker may need after the drain deadline and the final checkpoint write (bounded
+# by the checkpoint store's timeout_s): releasing ownership.
+RELEASE_MARGIN_S = 5
 PARTITION_COUNT_ANNOTATION = "mlevents/eventhub-partition-count"
 
 
@@ -164,7 +163,8 @@ async def test_probe_paths_are_the_worker_routes(
 def test_grace_period_outlasts_the_drain(rendered: list[Object], tmp_path: Path) -> None:
     config = _pod_config(rendered, tmp_path)
     grace = one(rendered, "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert grace >= config.processing.drain_deadline_s + FLUSH_MARGIN_S
+    flush_s = config.checkpoints.store.timeout_s
+    assert grace >= config.processing.drain_deadline_s + flush_s + RELEASE_MARGIN_S
 
 
 def _pod_labels(objects: list[Object]) -> dict[str, str]:
