@@ -4,6 +4,9 @@ The body is the event as it arrived (Event Grid schema, with ``aeg-event-type: N
 as Azure Functions' Event Grid trigger requires), its CloudEvents 1.0 form (structured mode),
 a rendered body template (it must be JSON), or a Teams or Slack message (``preset``), whose
 event values are escaped so they stay data. The URL and header values are templates too.
+Event values cannot steer a request: the URL's scheme, host and port are the rule's own
+(values fill in percent-encoded path segments, query keys and values), a template body's
+values are escaped as JSON, and a header value with a line break is refused.
 
 Every request carries a ``webhook-id`` derived from the decision key, the same across retries
 and redeliveries, because delivery is at least once and only the receiver can drop the
@@ -35,24 +38,20 @@ import aiohttp
 import msgspec
 
 from rules import Decision, Event, WebhookAction
-from rules.templates import TemplateError, context, render
+from rules.actions import HEADER_NAME, RESERVED_HEADERS
+from rules.templates import Escape, TemplateError, context, render
 
 from ..errors import PermanentActionError, TransientActionError
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
 RETRIABLE_STATUS = frozenset({408, 429})
 SHORT_TYPE_PREFIX = "Microsoft.MachineLearningServices."
-RESERVED_HEADERS = frozenset(
-    {"webhook-id", "webhook-timestamp", "webhook-signature", "content-length", "transfer-encoding"}
-)
-"""Headers a rule may not set: the signature's, and the body's framing."""
 DRAIN_LIMIT = 64 * 1024
 """Answers up to this size are read, so the connection can be kept for the next request."""
 MAX_VALUE_CHARS = 300
 """Event values longer than this are cut in chat messages (Slack refuses a section over 3,000
 characters; Teams a card over 28 KB)."""
 Secrets = Callable[[str], "str | None"]
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _QUOTED_TEMPLATE = re.compile(r"""^template (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
 
@@ -79,7 +78,7 @@ class WebhookExecutor:
         action = decision.action
         assert isinstance(action, WebhookAction)
         names = context(decision.event)
-        url = _render(action.url, names, "url")
+        url = _render(action.url, names, "url", escape="url")
         host = _host(url)
         body, content_type = _body(action, decision.event, names)
         message_id = webhook_id(decision.key)
@@ -153,11 +152,11 @@ def _signature(key: bytes, message_id: str, timestamp: str, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
-def _render(template: str, names: Mapping[str, Any], field: str) -> str:
+def _render(template: str, names: Mapping[str, Any], field: str, *, escape: Escape = "none") -> str:
     """Render one field; an error names the field. The URL and header values are left out of
     the message: a URL's query or a header may hold a key."""
     try:
-        return render(template, names)
+        return render(template, names, escape=escape)
     except TemplateError as exc:
         reason = str(exc)
         if field != "body":
@@ -185,7 +184,7 @@ def _host(url: str) -> str:
 
 def _set_header(headers: dict[str, str], name: str, value: str) -> None:
     """Add a rule's header, replacing a default of the same name (any case)."""
-    if not _TOKEN.fullmatch(name):
+    if not HEADER_NAME.fullmatch(name):
         raise PermanentActionError(f"webhook: {name!r} is not a valid header name")
     lower = name.lower()
     if lower in RESERVED_HEADERS:
@@ -207,7 +206,7 @@ def _body(action: WebhookAction, event: Event, names: Mapping[str, Any]) -> tupl
     if action.preset == "slack":
         return _encoder.encode(slack_message(event, names)), json_type
     if action.format == "template" and action.body is not None:
-        text = _render(action.body, names, "body")
+        text = _render(action.body, names, "body", escape="json")
         try:
             msgspec.json.decode(text)
         except msgspec.DecodeError as exc:

@@ -226,3 +226,21 @@ def test_json_templates_whose_places_are_ambiguous_are_refused(body: str, messag
     assert check_value({"body": body}) == []  # as plain text they parse
     with pytest.raises(TemplateError, match=re.escape(message)):
         render(body, _event(x="1", y="2"), escape="json")
+
+
+def test_the_loader_checks_webhook_urls_and_bodies_by_their_kind() -> None:
+    """A URL whose host is a template and a body whose strings are ambiguous are load
+    problems naming the field."""
+    text = """\
+[[rules]]
+name = "hook"
+[[rules.actions]]
+type = "webhook"
+url = "https://{{ data.host }}/x"
+format = "template"
+body = '{"a": {% if data.x %}"{% endif %}{{ data.y }}"}'
+"""
+    with pytest.raises(RuleTableError) as caught:
+        load_table([RuleSource("r.toml", text)])
+    keys = [problem.key for problem in caught.value.problems]
+    assert keys == ["actions[0].url", "actions[0].body"]
