@@ -6,7 +6,8 @@ a rendered body template (it must be JSON), or a Teams or Slack message (``prese
 event values are escaped so they stay data. The URL and header values are templates too.
 Event values cannot steer a request: the URL's scheme, host and port are the rule's own
 (values fill in percent-encoded path segments, query keys and values), a template body's
-values are escaped as JSON, and a header value with a line break is refused.
+values are escaped as JSON, and a header value with a line break is refused. With
+``[webhook] allowed_hosts``, only those hosts are posted to.
 
 Every request carries a ``webhook-id`` derived from the decision key, the same across retries
 and redeliveries, because delivery is at least once and only the receiver can drop the
@@ -30,7 +31,7 @@ import hmac
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -60,7 +61,9 @@ class WebhookExecutor:
     """Posts events with a shared ``aiohttp.ClientSession``.
 
     ``secrets(name)`` gives the value of the environment variable a ``secret_env`` names
-    (config loading reads the environment, nothing else does); ``clock`` stamps signatures.
+    (config loading reads the environment, nothing else does); ``clock`` stamps signatures;
+    ``allowed_hosts`` (``[webhook] allowed_hosts``), when not empty, are the only hosts posted
+    to. Rules naming another host are refused when they load; this is checked again here.
     """
 
     def __init__(
@@ -69,10 +72,12 @@ class WebhookExecutor:
         *,
         secrets: Secrets = lambda name: None,
         clock: Callable[[], float] = time.time,
+        allowed_hosts: Sequence[str] = (),
     ) -> None:
         self._session = session
         self._secrets = secrets
         self._clock = clock
+        self._allowed_hosts = tuple(allowed_hosts)
 
     async def __call__(self, decision: Decision) -> str:
         action = decision.action
@@ -80,6 +85,8 @@ class WebhookExecutor:
         names = context(decision.event)
         url = _render(action.url, names, "url", escape="url")
         host = _host(url)
+        if self._allowed_hosts and not host_allowed(urlsplit(url).hostname, self._allowed_hosts):
+            raise PermanentActionError(f"webhook: host {host} is not in [webhook] allowed_hosts")
         body, content_type = _body(action, decision.event, names)
         message_id = webhook_id(decision.key)
         headers = {"Content-Type": content_type, "webhook-id": message_id}
@@ -150,6 +157,19 @@ def _signature(key: bytes, message_id: str, timestamp: str, body: bytes) -> str:
     signed = message_id.encode() + b"." + timestamp.encode() + b"." + body
     digest = hmac.new(key, signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def host_allowed(host: str | None, allowed: Sequence[str]) -> bool:
+    """Whether ``host`` is one of ``allowed`` (lower case), or under one written
+    ``*.domain`` (any depth, not the domain itself)."""
+    if not host:
+        return False
+    host = host.lower().rstrip(".")
+    patterns = (pattern.lower().rstrip(".") for pattern in allowed)
+    return any(
+        host.endswith(pattern[1:]) if pattern.startswith("*.") else host == pattern
+        for pattern in patterns
+    )
 
 
 def _render(template: str, names: Mapping[str, Any], field: str, *, escape: Escape = "none") -> str:

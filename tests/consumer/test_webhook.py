@@ -21,7 +21,7 @@ import pytest
 import standardwebhooks
 from aiohttp import web
 
-from consumer.actions.webhook import WebhookExecutor
+from consumer.actions.webhook import WebhookExecutor, host_allowed
 from consumer.errors import PermanentActionError, TransientActionError
 from rules import Decision, Event, RuleSource, RuleTableError, decode_body, load_table, plan
 from rules.templates import TemplateError, context, render
@@ -481,6 +481,44 @@ def test_reserved_and_invalid_header_names_are_refused_at_load(name: str, messag
     action = {"type": "webhook", "url": "https://hooks.example.com/", "headers": {name: "x"}}
     with pytest.raises(RuleTableError, match=re.escape(f"actions[0]: headers: {message}")):
         make_table({"name": "r", "actions": [action]})
+
+
+async def test_allowed_hosts_refuse_any_other_host_when_sending(server: Server) -> None:
+    """With [webhook] allowed_hosts, a request to another host is permanent; the message
+    names the host, never the URL's query."""
+    url = f"http://127.0.0.1:{server.port}/hook?code=SECRET"
+    table = make_table({"name": "r", "actions": [{"type": "webhook", "url": url}]})
+    (decision,) = plan(table, make_event())
+    async with aiohttp.ClientSession() as session:
+        refusing = WebhookExecutor(session, allowed_hosts=["hooks.example.com", "*.example.com"])
+        with pytest.raises(PermanentActionError) as caught:
+            await refusing(decision)
+        assert str(caught.value) == (
+            f"webhook: host 127.0.0.1:{server.port} is not in [webhook] allowed_hosts"
+        )
+        assert server.requests == []
+        allowing = WebhookExecutor(session, allowed_hosts=["hooks.example.com", "127.0.0.1"])
+        assert await allowing(decision) == "HTTP 200"
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("hooks.example.com", True),
+        ("HOOKS.example.com.", True),
+        ("a.webhook.office.com", True),
+        ("a.b.webhook.office.com", True),
+        ("webhook.office.com", False),
+        ("evilwebhook.office.com", False),
+        ("hooks.example.com.evil.test", False),
+        ("169.254.169.254", False),
+        (None, False),
+    ],
+)
+def test_host_allowed_matches_names_and_wildcards(host: str | None, allowed: bool) -> None:
+    """``*.domain`` is any host under the domain (not the domain itself); names ignore case
+    and a trailing dot."""
+    assert host_allowed(host, ["hooks.example.com", "*.webhook.office.com"]) is allowed
 
 
 async def test_only_event_grid_bodies_carry_the_functions_trigger_header(server: Server) -> None:
