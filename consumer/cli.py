@@ -330,7 +330,10 @@ def _deadletter(args: argparse.Namespace) -> int:
 
 
 def _lint(args: argparse.Namespace) -> int:
-    loaded = load_rule_files(_rule_paths(args), secrets=environment_secrets() if args.env else None)
+    # With --config, webhooks are checked against its [webhook] allowed_hosts, as at start.
+    hosts = load_config(args.config, offline=True).webhook.allowed_hosts if args.config else ()
+    secrets = environment_secrets() if args.env else None
+    loaded = load_rule_files(_rule_paths(args), secrets=secrets, allowed_hosts=hosts)
     for warning in loaded.warnings:
         print(f"warning: {warning.message_at()}")
     print(f"{len(loaded.table)} rules, {len(loaded.warnings)} warning(s)")

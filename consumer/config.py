@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -140,6 +141,21 @@ class EmailConfig:
     """A CA bundle to trust for the server's certificate, besides the system's."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookConfig:
+    """Where the ``webhook`` action may post."""
+
+    allowed_hosts: tuple[str, ...] = ()
+    """When not empty, the only hosts webhooks go to (lower case; ``*.domain`` for any host
+    under the domain). Rules naming another host are refused; so is a request to one."""
+
+
+HOST_PATTERN = re.compile(
+    r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", re.IGNORECASE
+)
+"""An ``allowed_hosts`` entry: a host name (or IPv4 address), optionally ``*.`` first."""
+
+
 AzureCredentialKind = Literal[
     "default", "workload_identity", "managed_identity", "environment", "cli"
 ]
@@ -218,6 +234,7 @@ class Config:
     eventhub: EventHubConfig | None = None
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
     azure: AzureConfig = field(default_factory=AzureConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -244,6 +261,7 @@ _KEYS = {
     "processing": ("max_in_flight", "drain_deadline_s", "dry_run"),
     "email": ("transport", "directory", "sender", "host", "port", "security", "username_env",
               "password_env", "timeout_s", "ca_file"),
+    "webhook": ("allowed_hosts",),
     "azure": ("credential", "client_id", "management_url", "scope", "ml_api_version",
               "datafactory_api_version"),
     "http": ("host", "port"),
@@ -290,6 +308,7 @@ def load_config(
         ledger=_ledger(reader, checkpoints.store, has_section="ledger" in document),
         processing=_processing(reader),
         email=_email(reader),
+        webhook=WebhookConfig(allowed_hosts=_allowed_hosts(reader)),
         azure=_azure(reader),
         http=HttpConfig(host=reader.text("http", "host", "0.0.0.0"),
                         port=reader.number("http", "port", 8080, integer=True, low=0, high=65_535)),
@@ -467,6 +486,22 @@ def _no_plain_text_credentials(reader: _Reader) -> None:
                 'credentials are never sent over plain text (security = "none"); '
                 'use "starttls" or "tls"',
             )
+
+
+def _allowed_hosts(reader: _Reader) -> tuple[str, ...]:
+    key = "webhook.allowed_hosts"
+    value = reader.document.get("webhook", {}).get("allowed_hosts")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        raise reader.error(key, "must be a non-empty list of host names (leave it out for any)")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not HOST_PATTERN.fullmatch(item.rstrip(".")):
+            raise reader.error(
+                f"{key}[{index}]",
+                f"{item!r} is not a host name (example.com, or *.example.com for any under it)",
+            )
+    return tuple(item.lower().rstrip(".") for item in value)
 
 
 def _azure(reader: _Reader) -> AzureConfig:

@@ -113,11 +113,12 @@ async def build(
     warn_if_not_lower_case(config.eventhub, log)
     azure_ad = LazyCredential(config, stack, given=credential)
     metrics = Metrics(clock=time.time)
-    loaded = load_rule_files(config.rules.files, secrets=config.secrets)
+    hosts = config.webhook.allowed_hosts
+    loaded = load_rule_files(config.rules.files, secrets=config.secrets, allowed_hosts=hosts)
     for warning in loaded.warnings:
         log.warning("rules.warning", problem=warning.message_at())
     metrics.rules_loaded(len(loaded.table))
-    rules = RuleHolder(config.rules.files, loaded.table, log, metrics, config.secrets)
+    rules = RuleHolder(config.rules.files, loaded.table, log, metrics, config.secrets, hosts)
     dependencies = Dependencies(metrics, log)
     checkpoints = GuardedCheckpointStore(
         await stack.enter_async_context(checkpoint_store(config, azure_ad)),
@@ -208,7 +209,9 @@ async def open_actions(
     ml_version = config.azure.ml_api_version
     by_type: dict[str, Executor] = {
         "log": LogExecutor(log),
-        "webhook": WebhookExecutor(hooks, secrets=config.secrets),
+        "webhook": WebhookExecutor(
+            hooks, secrets=config.secrets, allowed_hosts=config.webhook.allowed_hosts
+        ),
         "email": EmailExecutor(email_transport(config.email), sender=config.email.sender),
         "adf_pipeline_run": AdfExecutor(arm, api_version=config.azure.datafactory_api_version),
         "aml_job": AmlJobExecutor(arm, api_version=ml_version),

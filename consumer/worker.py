@@ -65,6 +65,8 @@ class RuleHolder:
     metrics: WorkerMetrics
     secrets: Callable[[str], str | None] | None = None
     """Where ``secret_env`` names are looked up, so a reload cannot name a missing one."""
+    allowed_hosts: Sequence[str] = ()
+    """``[webhook] allowed_hosts``, so a reload cannot name another host."""
 
     def __call__(self) -> RuleTable:
         return self.table
@@ -72,7 +74,9 @@ class RuleHolder:
     def reload(self) -> bool:
         """Load the files again; keep the old table if the new one has problems."""
         try:
-            loaded = load_rule_files(self.files, secrets=self.secrets)
+            loaded = load_rule_files(
+                self.files, secrets=self.secrets, allowed_hosts=self.allowed_hosts
+            )
         except RuleTableError as exc:
             self.metrics.reload("rejected")
             self.log.error("rules.reload_rejected", problems=[p.message_at() for p in exc.problems])

@@ -8,14 +8,24 @@ event when the action runs, so a field like ``to`` may read ``"{{ data.runTags.o
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeAlias
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 
 import msgspec
+
+from .templates import Escape
 
 # Every number below has a lower and an upper bound (``msgspec.Meta``), which also refuses
 # the non-finite floats TOML and JSON can spell: ``inf`` is above every upper bound, and
 # ``nan`` fails every comparison, so the lower bound refuses it.
 _DAY_S = 24 * 3600
+RESERVED_HEADERS = frozenset(
+    {"webhook-id", "webhook-timestamp", "webhook-signature", "content-length", "transfer-encoding"}
+)
+"""Headers a webhook rule may not set: the signature's, and the body's framing."""
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An HTTP header name (RFC 9110's token)."""
 
 
 class _Action(
@@ -65,10 +75,18 @@ class WebhookAction(_Action, tag="webhook", frozen=True):
     """For one request, up to 300 s: a slow endpoint holds its partition's checkpoint."""
     secret_env: str | None = None
     """Name of the environment variable holding the Standard Webhooks signing secret."""
+    template_escapes: ClassVar[Mapping[str, Escape]] = {"url": "url", "body": "json"}
+    """The URL's values are percent-encoded and the body's escaped as JSON; the URL must begin
+    with its scheme and host written out."""
 
     def __post_init__(self) -> None:
         if (self.format == "template") != (self.body is not None):
             raise ValueError("'body' is required with format = \"template\" and only then")
+        for name in self.headers:
+            if not HEADER_NAME.fullmatch(name):
+                raise ValueError(f"headers: {name!r} is not a valid header name")
+            if name.lower() in RESERVED_HEADERS:
+                raise ValueError(f"headers: {name!r} is set by the worker, not a rule")
 
 
 class AdfPipelineRunAction(_Action, tag="adf_pipeline_run", frozen=True):

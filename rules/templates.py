@@ -16,7 +16,10 @@ only ever data, never a template itself. What a template sees (``context``):
 
 A name the event does not have is an error when rendered (``TemplateError``), so a
 deployment is never named ``v``; write ``{{ data.x | default("") }}`` where absence is fine.
-``None`` renders as an empty string. ``html=True`` escapes every value for an HTML body.
+``None`` renders as an empty string. ``escape`` says what the rendered text is and so how
+every value is escaped: ``"html"`` for an HTML body, ``"url"`` for a URL and ``"json"`` for a
+JSON body (see ``escaping``: a value fills in one URL component, or one JSON string's content
+or one JSON value, and never more).
 """
 
 from __future__ import annotations
@@ -24,18 +27,19 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
-from urllib.parse import quote
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
 
 import jinja2
 import msgspec
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from . import azureml
+from . import azureml, escaping
 from .errors import RulesError
 from .events import Event
 from .folding import fold
 
+Escape = Literal["none", "html", "url", "json"]
 STUDIO = "https://ml.azure.com"
 _TOPIC = re.compile(
     r"^/subscriptions/(?P<subscription_id>[^/]+)/resourceGroups/(?P<resource_group>[^/]+)"
@@ -102,42 +106,62 @@ def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
-def _environment(html: bool) -> _Environment:
-    return _Environment(
+def _environment(escape: Escape) -> _Environment:
+    environment = _Environment(
         undefined=jinja2.StrictUndefined,
-        autoescape=html,
+        autoescape=escape == "html",
         finalize=_finalize,
         keep_trailing_newline=True,
     )
+    if escape in ("url", "json"):
+        environment.filters.update(escaping.FILTERS)
+    return environment
 
 
-_PLAIN, _HTML = _environment(False), _environment(True)
+_ENVIRONMENTS: dict[Escape, _Environment] = {
+    "none": _environment("none"),
+    "html": _environment("html"),
+    "url": _environment("url"),
+    "json": _environment("json"),
+}
 
 
 @functools.lru_cache(maxsize=4096)
-def _compiled(text: str, html: bool) -> jinja2.Template:
+def _compiled(text: str, escape: Escape) -> jinja2.Template:
+    environment = _ENVIRONMENTS[escape]
+    if escape == "url" and not escaping.URL_ORIGIN.match(text):
+        raise TemplateError(
+            f"template {_short(text)} must begin with http:// or https:// and the host: "
+            "event values may fill in the path, query and fragment only"
+        )
     try:
-        return (_HTML if html else _PLAIN).from_string(text)
+        if escape == "url" or escape == "json":
+            return environment.from_string(escaping.escape_values(environment.parse(text), escape))
+        return environment.from_string(text)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template {_short(text)} does not parse: {exc.message}") from None
+    except ValueError as exc:
+        raise TemplateError(f"template {_short(text)}: {exc}") from None
 
 
-def check(text: str) -> None:
-    """Raise ``TemplateError`` when ``text`` is not a valid template."""
-    if _is_template(text):
-        _compiled(text, False)
+def check(text: str, escape: Escape = "none") -> None:
+    """Raise ``TemplateError`` when ``text`` is not a valid template of its kind (a URL must
+    be one even without template syntax)."""
+    if escape == "url" or _is_template(text):
+        _compiled(text, escape)
 
 
-def render(text: str, context: Mapping[str, Any], *, html: bool = False) -> str:
-    """Render one template; text without template syntax comes back as it is (unescaped).
+def render(text: str, context: Mapping[str, Any], *, escape: Escape = "none") -> str:
+    """Render one template, escaping every value as ``escape`` says; text without template
+    syntax comes back as it is (unescaped; a URL is checked).
 
     Raises:
         TemplateError: the template does not parse, reads a name the event does not have,
             or tries something the sandbox forbids.
     """
-    if not _is_template(text):
+    if escape != "url" and not _is_template(text):
         return text
-    template = _compiled(text, html)
+    template = _compiled(text, escape)
     try:
         return template.render(context)
     except jinja2.UndefinedError as exc:
@@ -146,6 +170,13 @@ def render(text: str, context: Mapping[str, Any], *, html: bool = False) -> str:
         raise TemplateError(f"template {_short(text)} is not allowed: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a filter raising on the event's values
         raise TemplateError(f"template {_short(text)}: {type(exc).__name__}: {exc}") from None
+
+
+def url_host(text: str) -> str | None:
+    """The host (lower case) that a URL template begins with, or ``None`` when it does not
+    begin with ``http(s)://`` and a host written out."""
+    found = escaping.URL_ORIGIN.match(text)
+    return None if found is None else urlsplit(found.group()).hostname
 
 
 def render_value(value: Any, context: Mapping[str, Any]) -> Any:
@@ -161,27 +192,33 @@ def render_value(value: Any, context: Mapping[str, Any]) -> Any:
 
 def check_value(value: Any) -> list[tuple[str, str]]:
     """Every template inside ``value`` (an action, a table, a list) that does not parse, as
-    (field path, message) pairs; the path is ``subject``, ``parameters.runId``, ``to[0]``."""
+    (field path, message) pairs; the path is ``subject``, ``parameters.runId``, ``to[0]``.
+
+    An action's ``template_escapes`` (a class attribute) names the fields that are URLs or
+    JSON bodies; they are checked as such.
+    """
     problems: list[tuple[str, str]] = []
-    _check_into(value, "", problems)
+    _check_into(value, "", problems, "none")
     return problems
 
 
-def _check_into(value: Any, path: str, problems: list[tuple[str, str]]) -> None:
+def _check_into(value: Any, path: str, problems: list[tuple[str, str]], escape: Escape) -> None:
     if isinstance(value, str):
         try:
-            check(value)
+            check(value, escape)
         except TemplateError as exc:
             problems.append((path, str(exc)))
     elif isinstance(value, msgspec.Struct):
+        escapes: Mapping[str, Escape] = getattr(value, "template_escapes", {})
         for name in value.__struct_fields__:
-            _check_into(getattr(value, name), _join(path, name), problems)
+            field_escape = escapes.get(name, "none")
+            _check_into(getattr(value, name), _join(path, name), problems, field_escape)
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_into(item, _join(path, str(key)), problems)
+            _check_into(item, _join(path, str(key)), problems, escape)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check_into(item, f"{path}[{index}]", problems)
+            _check_into(item, f"{path}[{index}]", problems, escape)
 
 
 def _join(path: str, name: str) -> str:

@@ -412,7 +412,7 @@ def _render(decision: Decision, action: EmailAction) -> _Entry:
 
     def field_(name: str, template: str, *, html: bool = False) -> str:
         try:
-            return render(template, names, html=html)
+            return render(template, names, escape="html" if html else "none")
         except TemplateError as exc:
             raise PermanentActionError(f"email: '{name}': {exc}") from exc
 

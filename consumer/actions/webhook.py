@@ -4,6 +4,10 @@ The body is the event as it arrived (Event Grid schema, with ``aeg-event-type: N
 as Azure Functions' Event Grid trigger requires), its CloudEvents 1.0 form (structured mode),
 a rendered body template (it must be JSON), or a Teams or Slack message (``preset``), whose
 event values are escaped so they stay data. The URL and header values are templates too.
+Event values cannot steer a request: the URL's scheme, host and port are the rule's own
+(values fill in percent-encoded path segments, query keys and values), a template body's
+values are escaped as JSON, and a header value with a line break is refused. With
+``[webhook] allowed_hosts``, only those hosts are posted to.
 
 Every request carries a ``webhook-id`` derived from the decision key, the same across retries
 and redeliveries, because delivery is at least once and only the receiver can drop the
@@ -27,7 +31,7 @@ import hmac
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -35,7 +39,8 @@ import aiohttp
 import msgspec
 
 from rules import Decision, Event, WebhookAction
-from rules.templates import TemplateError, context, render
+from rules.actions import HEADER_NAME, RESERVED_HEADERS
+from rules.templates import Escape, TemplateError, context, render
 
 from ..errors import PermanentActionError, TransientActionError
 from ..http import answer_within
@@ -43,17 +48,12 @@ from ..http import answer_within
 _encoder = msgspec.json.Encoder(decimal_format="number")
 RETRIABLE_STATUS = frozenset({408, 429})
 SHORT_TYPE_PREFIX = "Microsoft.MachineLearningServices."
-RESERVED_HEADERS = frozenset(
-    {"webhook-id", "webhook-timestamp", "webhook-signature", "content-length", "transfer-encoding"}
-)
-"""Headers a rule may not set: the signature's, and the body's framing."""
 DRAIN_LIMIT = 64 * 1024
 """Answers up to this size are read, so the connection can be kept for the next request."""
 MAX_VALUE_CHARS = 300
 """Event values longer than this are cut in chat messages (Slack refuses a section over 3,000
 characters; Teams a card over 28 KB)."""
 Secrets = Callable[[str], "str | None"]
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _QUOTED_TEMPLATE = re.compile(r"""^template (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
 
@@ -63,7 +63,9 @@ class WebhookExecutor:
     ``consumer.http.client_session``, which times the pool's queue apart from the receiver).
 
     ``secrets(name)`` gives the value of the environment variable a ``secret_env`` names
-    (config loading reads the environment, nothing else does); ``clock`` stamps signatures.
+    (config loading reads the environment, nothing else does); ``clock`` stamps signatures;
+    ``allowed_hosts`` (``[webhook] allowed_hosts``), when not empty, are the only hosts posted
+    to. Rules naming another host are refused when they load; this is checked again here.
     """
 
     def __init__(
@@ -72,17 +74,21 @@ class WebhookExecutor:
         *,
         secrets: Secrets = lambda name: None,
         clock: Callable[[], float] = time.time,
+        allowed_hosts: Sequence[str] = (),
     ) -> None:
         self._session = session
         self._secrets = secrets
         self._clock = clock
+        self._allowed_hosts = tuple(allowed_hosts)
 
     async def __call__(self, decision: Decision) -> str:
         action = decision.action
         assert isinstance(action, WebhookAction)
         names = context(decision.event)
-        url = _render(action.url, names, "url")
+        url = _render(action.url, names, "url", escape="url")
         host = _host(url)
+        if self._allowed_hosts and not host_allowed(urlsplit(url).hostname, self._allowed_hosts):
+            raise PermanentActionError(f"webhook: host {host} is not in [webhook] allowed_hosts")
         body, content_type = _body(action, decision.event, names)
         message_id = webhook_id(decision.key)
         headers = {"Content-Type": content_type, "webhook-id": message_id}
@@ -173,11 +179,24 @@ def _signature(key: bytes, message_id: str, timestamp: str, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
-def _render(template: str, names: Mapping[str, Any], field: str) -> str:
+def host_allowed(host: str | None, allowed: Sequence[str]) -> bool:
+    """Whether ``host`` is one of ``allowed`` (lower case), or under one written
+    ``*.domain`` (any depth, not the domain itself)."""
+    if not host:
+        return False
+    host = host.lower().rstrip(".")
+    patterns = (pattern.lower().rstrip(".") for pattern in allowed)
+    return any(
+        host.endswith(pattern[1:]) if pattern.startswith("*.") else host == pattern
+        for pattern in patterns
+    )
+
+
+def _render(template: str, names: Mapping[str, Any], field: str, *, escape: Escape = "none") -> str:
     """Render one field; an error names the field. The URL and header values are left out of
     the message: a URL's query or a header may hold a key."""
     try:
-        return render(template, names)
+        return render(template, names, escape=escape)
     except TemplateError as exc:
         reason = str(exc)
         if field != "body":
@@ -205,7 +224,7 @@ def _host(url: str) -> str:
 
 def _set_header(headers: dict[str, str], name: str, value: str) -> None:
     """Add a rule's header, replacing a default of the same name (any case)."""
-    if not _TOKEN.fullmatch(name):
+    if not HEADER_NAME.fullmatch(name):
         raise PermanentActionError(f"webhook: {name!r} is not a valid header name")
     lower = name.lower()
     if lower in RESERVED_HEADERS:
@@ -227,7 +246,7 @@ def _body(action: WebhookAction, event: Event, names: Mapping[str, Any]) -> tupl
     if action.preset == "slack":
         return _encoder.encode(slack_message(event, names)), json_type
     if action.format == "template" and action.body is not None:
-        text = _render(action.body, names, "body")
+        text = _render(action.body, names, "body", escape="json")
         try:
             msgspec.json.decode(text)
         except msgspec.DecodeError as exc:

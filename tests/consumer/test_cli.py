@@ -271,6 +271,28 @@ def test_lint_with_env_checks_the_secrets_the_rules_name(
     assert "s3cret-value" not in "".join(capsys.readouterr())
 
 
+def test_lint_with_config_checks_webhook_hosts_against_allowed_hosts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A webhook to a host that ``[webhook] allowed_hosts`` does not list fails lint, as it
+    fails the worker's start."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rules]]\nname = "hook"\n[[rules.actions]]\ntype = "webhook"\n'
+        'url = "https://hooks.example.net/x?code=KEY"\n'
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[rules]\nfiles = ["rules.toml"]\n[webhook]\nallowed_hosts = ["*.example.com"]\n'
+    )
+    assert main(["lint", "--rules", str(rules)]) == 0
+    capsys.readouterr()
+    assert main(["lint", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "rule 'hook': actions[0].url: host hooks.example.net is not in [webhook]" in err
+    assert "KEY" not in err
+
+
 def test_config_supplies_rules_and_tests(capsys: pytest.CaptureFixture[str]) -> None:
     """The repository's config.toml is a working example for test and lint."""
     config = str(Path(__file__).resolve().parents[2] / "config.toml")

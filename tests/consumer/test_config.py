@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from consumer.config import load_config
+from consumer.config import WebhookConfig, load_config
 from consumer.errors import ConfigError
 
 
@@ -102,8 +102,15 @@ def test_smtp_secrets_come_from_the_environment_and_stay_out_of_repr(tmp_path: P
         ('[azure]\ncredential = "magic"\n', "azure.credential: 'magic'"),
         ('[azure]\nmanagement_url = "http://example.com"\n', "azure.management_url: must be"),
         ("[ledger]\nlease_s = 0\n", "ledger.lease_s: must be a number from 1 to 86400"),
+        ('[webhook]\nallowed_hosts = "a.com"\n', "webhook.allowed_hosts: must be a non-empty"),
+        ("[webhook]\nallowed_hosts = []\n", "webhook.allowed_hosts: must be a non-empty"),
+        ('[webhook]\nallowed_hosts = ["a.com", "https://b.com"]\n',
+         "webhook.allowed_hosts[1]: 'https://b.com' is not a host name"),
+        ('[webhook]\nallowed_hosts = ["*"]\n', "webhook.allowed_hosts[0]: '*' is not a host"),
+        ('[webhook]\nallowed_hosts = ["a.*.com"]\n', "webhook.allowed_hosts[0]: 'a.*.com'"),
+        ('[webhook]\nallowed_hosts = ["b.com:443"]\n', "webhook.allowed_hosts[0]: 'b.com:443'"),
     ],
-)
+)  # fmt: skip
 def test_action_section_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
     path = _write(tmp_path, '[rules]\nfiles = ["r.toml"]\n' + text)
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -236,6 +243,19 @@ def test_keys_that_must_agree(tmp_path: Path, section: str, lines: str, message:
     with pytest.raises(ConfigError) as caught:
         load_config(path, {})
     assert str(caught.value).startswith(f"{path}: {message}")
+
+
+def test_webhook_allowed_hosts_are_host_names_in_lower_case(tmp_path: Path) -> None:
+    """Without [webhook] any host is allowed; with it, names (and *.domain) in lower case."""
+    assert load_config(_write(tmp_path, '[rules]\nfiles = ["r.toml"]\n'), {}).webhook == (
+        WebhookConfig(allowed_hosts=())
+    )
+    text = (
+        '[rules]\nfiles = ["r.toml"]\n[webhook]\n'
+        'allowed_hosts = ["Hooks.Example.com.", "*.webhook.office.com"]\n'
+    )
+    config = load_config(_write(tmp_path, text), {})
+    assert config.webhook.allowed_hosts == ("hooks.example.com", "*.webhook.office.com")
 
 
 def test_the_example_config_documents_every_key() -> None:

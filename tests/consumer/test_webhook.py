@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import email.utils
 import json
+import re
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import msgspec
 import pytest
 import standardwebhooks
 from aiohttp import web
 
-from consumer.actions.webhook import WebhookExecutor
+from consumer.actions.webhook import WebhookExecutor, host_allowed
 from consumer.errors import PermanentActionError, TransientActionError
-from rules import Decision, Event, decode_body, plan
+from rules import Decision, Event, RuleSource, RuleTableError, decode_body, load_table, plan
+from rules.templates import TemplateError, context, render
 
 from ..emulator.peers import free_port
 from ..factories import make_event, make_table
@@ -35,10 +40,12 @@ class Server:
         self.raw: list[bytes] = []
         self.header_lists: list[list[tuple[str, str]]] = []
         self.peers: list[Any] = []
+        self.paths: list[str] = []
         self.port = free_port()
 
     async def handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
+        self.paths.append(request.raw_path)
         self.raw.append(raw)
         self.requests.append((dict(request.headers), json.loads(raw)))
         self.header_lists.append(list(request.headers.items()))
@@ -59,18 +66,26 @@ class Server:
         return response
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[Server]:
-    peer = Server()
+@contextlib.asynccontextmanager
+async def _serving(peer: Server) -> AsyncIterator[Server]:
     app = web.Application()
     app.router.add_post("/hook", peer.handle)
+    app.router.add_post("/hook/{tail:.*}", peer.handle)
     app.router.add_post("/elsewhere", peer.handle)
     app.router.add_post("/late", peer.late)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", peer.port).start()
-    yield peer
-    await runner.cleanup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", peer.port).start()
+        yield peer
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    async with _serving(Server()) as peer:
+        yield peer
 
 
 def _decision(
@@ -203,8 +218,30 @@ async def test_template_bodies_and_headers_are_rendered_from_the_event(server: S
 async def test_a_template_body_that_is_not_json_is_permanent(server: Server) -> None:
     event = make_event(id="ev-9", data={"runStatus": 'say "hi"'})
     with pytest.raises(PermanentActionError, match="not JSON once rendered"):
-        await _post(server, event, format="template", body='{"s": "{{ data.runStatus }}"}')
+        await _post(server, event, format="template", body='{"s": "{{ data.runStatus }}"')
     assert server.requests == []
+
+
+async def test_a_body_value_cannot_add_keys(server: Server) -> None:
+    """A value inside a JSON string is escaped as string content: quotes cannot end it."""
+    note = 'a", "admin": true, "z": "'
+    event = make_event(data={"note": note})
+    await _post(server, event, format="template", body='{"text": "{{ data.note }}"}')
+    _, received = server.requests[0]
+    assert received == {"text": note}
+
+
+async def test_a_body_value_outside_a_string_is_one_json_value(server: Server) -> None:
+    """Outside a string a value is written as JSON: numbers stay numbers, text is quoted,
+    None is null, so text cannot add keys there either."""
+    body = (
+        '{"n": {{ data.count }}, "ratio": {{ data.ratio }}, "s": {{ data.s }}, "x": {{ data.x }}}'
+    )
+    event = make_event(data={"count": 3, "ratio": 0.25, "s": '1, "admin": true', "x": None})
+    await _post(server, event, format="template", body=body)
+    _, received = server.requests[0]
+    assert received == {"n": 3, "ratio": 0.25, "s": '1, "admin": true', "x": None}
+    assert server.raw[0] == b'{"n": 3, "ratio": 0.25, "s": "1, \\"admin\\": true", "x": null}'
 
 
 async def test_a_header_value_with_a_line_break_is_permanent(server: Server) -> None:
@@ -359,29 +396,129 @@ async def test_a_template_error_names_the_field_and_hides_url_and_header_values(
     assert server.requests == []
 
 
-@pytest.mark.parametrize("target", ["file:///etc/passwd", "/hook", "http://", "ftp://h/x"])
-async def test_a_url_that_is_not_http_once_rendered_is_permanent(
-    server: Server, target: str
-) -> None:
-    event = make_event(data={"target": target})
-    table = make_table({"name": "r", "actions": [{"type": "webhook", "url": "{{ data.target }}"}]})
-    (decision,) = plan(table, event)
-    with pytest.raises(PermanentActionError, match="http"):
-        await _run(decision)
+def _port_or_free(port: int) -> int:
+    """``port`` when nothing listens on it on loopback, else a free one."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
 
 
-async def test_rule_headers_replace_defaults_but_not_the_signature(server: Server) -> None:
-    """A rule's Content-Type replaces the default (one header, any case); the signature's
-    headers and the body's framing are the worker's; a bad header name is refused."""
+async def test_event_data_in_the_url_stays_in_the_path_and_query(server: Server) -> None:
+    """A value shaped like an authority ("@host:port/x") after the rule's host is one
+    percent-encoded path segment (or query value): the request goes to the rule's host and
+    nothing reaches the host the value names."""
+    other = Server()
+    other.port = _port_or_free(18807)
+    payload = f"@127.0.0.1:{other.port}/x"  # "@127.0.0.1:18807/x" unless that port is taken
+    url = f"http://127.0.0.1:{server.port}/hook/{{{{ data.path }}}}?to={{{{ data.path }}}}"
+    table = make_table({"name": "r", "actions": [{"type": "webhook", "url": url}]})
+    (decision,) = plan(table, make_event(data={"path": payload}))
+    async with _serving(other):
+        assert await _run(decision) == "HTTP 200"
+    (raw_path,) = server.paths
+    path, query = raw_path.split("?")
+    assert path.split("/")[:2] == ["", "hook"]
+    assert len(path.split("/")) == 3
+    assert unquote(path.split("/")[2]) == payload
+    assert query.count("=") == 1
+    assert unquote(query.removeprefix("to=")) == payload
+    assert other.requests == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "{{ data.callback }}",
+        "http://hooks.example.invalid{{ data.path }}",
+        "http://127.0.0.1:{{ data.port }}/hook",
+        "https://{{ data.host }}/hook",
+        "http://user:{{ data.key }}@hooks.example.com/",
+        "file:///etc/passwd",
+        "/hook",
+        "http://",
+        "ftp://h/x",
+    ],
+)
+def test_a_url_whose_scheme_or_host_is_not_written_out_is_refused_at_load(url: str) -> None:
+    """Only the path, query and fragment may come from the event; a URL whose scheme, host
+    or port is a template, or that is not http(s), is a load problem naming the field."""
+    text = f'[[rules]]\nname = "r"\n[[rules.actions]]\ntype = "webhook"\nurl = "{url}"\n'
+    with pytest.raises(RuleTableError) as caught:
+        load_table([RuleSource("rules.toml", text)])
+    (problem,) = caught.value.problems
+    assert problem.message_at().startswith("rules.toml:2: rule 'r': actions[0].url: ")
+    assert "must begin with http:// or https:// and the host" in problem.message
+
+
+def test_a_callback_url_in_event_data_is_never_a_destination() -> None:
+    """Even rendered directly, a URL template that is all event data does not render."""
+    names = context(make_event(data={"callback": "http://169.254.169.254/latest"}))
+    with pytest.raises(TemplateError, match="must begin with http"):
+        render("{{ data.callback }}", names, escape="url")
+
+
+async def test_rule_headers_replace_defaults(server: Server) -> None:
+    """A rule's Content-Type replaces the default: one header, any case."""
     await _post(server, headers={"content-type": "application/vnd.aml+json"})
     content_types = [v for k, v in server.header_lists[0] if k.lower() == "content-type"]
     assert content_types == ["application/vnd.aml+json"]
-    for name in ("Webhook-Id", "webhook-signature", "Content-Length"):
-        with pytest.raises(PermanentActionError, match="set by the worker"):
-            await _post(server, headers={name: "x"})
-    with pytest.raises(PermanentActionError, match="not a valid header name"):
-        await _post(server, headers={"X Bad:": "x"})
-    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("Webhook-Id", "'Webhook-Id' is set by the worker"),
+        ("webhook-signature", "'webhook-signature' is set by the worker"),
+        ("Content-Length", "'Content-Length' is set by the worker"),
+        ("X Bad:", "'X Bad:' is not a valid header name"),
+    ],
+)
+def test_reserved_and_invalid_header_names_are_refused_at_load(name: str, message: str) -> None:
+    """The signature's headers and the body's framing are the worker's."""
+    action = {"type": "webhook", "url": "https://hooks.example.com/", "headers": {name: "x"}}
+    with pytest.raises(RuleTableError, match=re.escape(f"actions[0]: headers: {message}")):
+        make_table({"name": "r", "actions": [action]})
+
+
+async def test_allowed_hosts_refuse_any_other_host_when_sending(server: Server) -> None:
+    """With [webhook] allowed_hosts, a request to another host is permanent; the message
+    names the host, never the URL's query."""
+    url = f"http://127.0.0.1:{server.port}/hook?code=SECRET"
+    table = make_table({"name": "r", "actions": [{"type": "webhook", "url": url}]})
+    (decision,) = plan(table, make_event())
+    async with action_session() as session:
+        refusing = WebhookExecutor(session, allowed_hosts=["hooks.example.com", "*.example.com"])
+        with pytest.raises(PermanentActionError) as caught:
+            await refusing(decision)
+        assert str(caught.value) == (
+            f"webhook: host 127.0.0.1:{server.port} is not in [webhook] allowed_hosts"
+        )
+        assert server.requests == []
+        allowing = WebhookExecutor(session, allowed_hosts=["hooks.example.com", "127.0.0.1"])
+        assert await allowing(decision) == "HTTP 200"
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("hooks.example.com", True),
+        ("HOOKS.example.com.", True),
+        ("a.webhook.office.com", True),
+        ("a.b.webhook.office.com", True),
+        ("webhook.office.com", False),
+        ("evilwebhook.office.com", False),
+        ("hooks.example.com.evil.test", False),
+        ("169.254.169.254", False),
+        (None, False),
+    ],
+)
+def test_host_allowed_matches_names_and_wildcards(host: str | None, allowed: bool) -> None:
+    """``*.domain`` is any host under the domain (not the domain itself); names ignore case
+    and a trailing dot."""
+    assert host_allowed(host, ["hooks.example.com", "*.webhook.office.com"]) is allowed
 
 
 async def test_only_event_grid_bodies_carry_the_functions_trigger_header(server: Server) -> None:
