@@ -9,6 +9,7 @@ into these with ``raise ... from exc`` so callers handle one tree::
     ├── CaseFileError          a rule-test file is not valid
     ├── CheckpointError        a checkpoint could not be written (retried at the next flush)
     ├── LedgerError            the idempotency ledger could not be read or written (retried)
+    ├── StoreError             a store (checkpoints, dead letters, ledger) could not be opened
     └── ActionError            an action did not complete; ``retriable`` says whether to retry
         ├── TransientActionError   connection errors, timeouts, 408, 429, 5xx
         └── PermanentActionError   other 4xx, auth failures, bad templates
@@ -44,6 +45,12 @@ class CheckpointError(ConsumerError):
 
 class LedgerError(ConsumerError):
     """The idempotency ledger's store could not be read or written; trying again may help."""
+
+
+class StoreError(ConsumerError):
+    """A store the worker needs (checkpoints, dead letters, ledger) could not be opened at
+    start: storage unreachable, or refusing the credentials. The message is one line naming
+    the store's config section and the failure by type and status, never a secret."""
 
 
 class ActionError(ConsumerError):
