@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from . import templates
+from . import addresses, templates
 from .actions import Action, parse_action
 from .errors import FilterError, Problem, RuleTableError
 from .filters import compile_filter
@@ -178,6 +178,8 @@ def _parse_actions(value: Any, problem: Any, problems: list[Problem]) -> tuple[A
             problems.append(problem(str(exc), f"actions[{index}]"))
             continue
         for path, message in templates.check_value(action):
+            problems.append(problem(message, f"actions[{index}].{path}"))
+        for path, message in addresses.check_action(action):
             problems.append(problem(message, f"actions[{index}].{path}"))
         actions.append(action)
     return tuple(actions)

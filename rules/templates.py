@@ -124,7 +124,7 @@ def _compiled(text: str, html: bool) -> jinja2.Template:
 
 def check(text: str) -> None:
     """Raise ``TemplateError`` when ``text`` is not a valid template."""
-    if _is_template(text):
+    if is_template(text):
         _compiled(text, False)
 
 
@@ -135,7 +135,7 @@ def render(text: str, context: Mapping[str, Any], *, html: bool = False) -> str:
         TemplateError: the template does not parse, reads a name the event does not have,
             or tries something the sandbox forbids.
     """
-    if not _is_template(text):
+    if not is_template(text):
         return text
     template = _compiled(text, html)
     try:
@@ -188,7 +188,8 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def _is_template(text: str) -> bool:
+def is_template(text: str) -> bool:
+    """Whether ``text`` has template markup; text without it is used as it is written."""
     return "{{" in text or "{%" in text or "{#" in text
 
 

@@ -137,3 +137,35 @@ def test_actions_are_validated_when_loaded(action: dict[str, object], fragment: 
     assert len(messages) == 1
     assert "rule 'r': actions[0]" in messages[0]
     assert fragment in messages[0]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("to", "not an address", "is not exactly one email address: 'not an address'"),
+        ("to", "a@example.com, b@example.com", "is not exactly one email address"),
+        ("cc", "ops@example.com\nBcc: x@example.com", "has a line break or control character"),
+        ("cc", "  ", "is empty"),
+    ],
+)
+def test_a_static_email_recipient_must_be_exactly_one_address(
+    field: str, value: str, fragment: str
+) -> None:
+    """A ``to`` or ``cc`` entry without template markup is checked when the rules load."""
+    action = {"type": "email", "to": ["ok@example.com"], "subject": "s", "text": "t"}
+    action[field] = ["Team <team@example.com>", value]
+    messages = _problems(
+        RuleSource("r.json", json.dumps({"rules": [{"name": "r", "actions": [action]}]}))
+    )
+    assert len(messages) == 1
+    assert messages[0].startswith(f"r.json:1: rule 'r': actions[0].{field}[1]: {fragment}")
+
+
+def test_templated_email_recipients_are_left_to_the_send() -> None:
+    """A recipient with template markup is rendered from the event, so it is checked then."""
+    action = {"type": "email", "to": ["{{ data.runTags.owner }}"], "cc": ["{% if x %}a{% endif %}"],
+              "subject": "s", "text": "t"}  # fmt: skip
+    loaded = load_table(
+        [RuleSource("r.json", json.dumps({"rules": [{"name": "r", "actions": [action]}]}))]
+    )
+    assert len(loaded.table) == 1
