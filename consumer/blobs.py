@@ -70,5 +70,5 @@ def describe_error(exc: BaseException) -> str:
     if status is not None:
         detail += f", HTTP {status}"
     if code:
-        detail += f", {code}"
+        detail += f", {getattr(code, 'value', code)}"  # the service's code, not the enum's name
     return detail

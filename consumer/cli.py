@@ -7,7 +7,7 @@ With no rules given, ``test`` runs the example rule table and tests shipped with
 ``emulator`` serves a local Event Hubs and ``send`` publishes event files to a hub.
 
 Exit codes: 0 success; 1 a test failed or an event did not decode; 2 usage, config or
-rules errors.
+rules errors, and a store (checkpoints, dead letters, ledger) that cannot be opened at start.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from rules import DecodeError, Event, RuleTable, RuleTableError, decode_body
 
 from .config import environment_secrets, load_config
 from .deadletters import DeadLetterError
-from .errors import CaseFileError, ConfigError, EventFileError
+from .errors import CaseFileError, ConfigError, EventFileError, StoreError
 from .eventfiles import read_event_files
 from .record import add_record_parser
 from .rulefiles import load_rule_files
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _split_rules(args)
         code: int = args.func(args)
-    except (ConfigError, CaseFileError, DeadLetterError) as exc:
+    except (ConfigError, CaseFileError, DeadLetterError, StoreError) as exc:
         print(f"mlevents: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except RuleTableError as exc:

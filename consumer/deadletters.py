@@ -12,6 +12,9 @@ begin with the creation time, so sorting ids sorts entries oldest first.
 Every failure comes out as ``DeadLetterError``. Messages name the entry and the
 operation, never a connection string, a key or a SAS token: storage errors are described
 by their type and status code, not by their text, which may echo URLs with signatures.
+An entry that is not a valid letter (a file edited by hand, cut short by a full disk) is an
+``UnreadableEntryError``: ``list`` can skip those and report them, so one bad entry does not
+hide the others.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +54,15 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.]")
 
 class DeadLetterError(ConsumerError):
     """A dead letter could not be written, read, found or deleted."""
+
+
+class UnreadableEntryError(DeadLetterError):
+    """One entry is not a valid dead letter, or its file cannot be read; the message names
+    the file or blob and why. The store itself, and its other entries, may be fine."""
+
+
+OnUnreadable = Callable[[UnreadableEntryError], None]
+"""Told about each entry ``list`` skips because it cannot be read."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,8 +175,10 @@ class DeadLetter:
                 created=datetime.fromisoformat(_text(document, "created")),
                 properties=_properties(document),
             )
+        except DeadLetterError as exc:  # a field __post_init__ refuses, such as the id
+            raise UnreadableEntryError(f"{where}: not a valid dead letter: {exc}") from exc
         except (ValueError, TypeError, KeyError, binascii.Error) as exc:
-            raise DeadLetterError(f"{where}: not a valid dead letter: {exc}") from exc
+            raise UnreadableEntryError(f"{where}: not a valid dead letter: {exc}") from exc
 
 
 def new_id(created: datetime, partition: str, sequence_number: int | None) -> str:
@@ -265,8 +279,11 @@ class DeadLetterStore(Protocol):
         """Keep ``letter`` (a letter with the same id is replaced)."""
         ...
 
-    async def list(self, *, limit: int | None = None) -> builtins.list[DeadLetter]:
-        """Entries oldest first, at most ``limit`` of them."""
+    async def list(
+        self, *, limit: int | None = None, on_unreadable: OnUnreadable | None = None
+    ) -> builtins.list[DeadLetter]:
+        """Entries oldest first, of the oldest ``limit``. An entry that cannot be read is
+        passed to ``on_unreadable`` and skipped; without it, its error is raised."""
         ...
 
     async def get(self, letter_id: str) -> DeadLetter:
@@ -315,9 +332,13 @@ class DirectoryDeadLetterStore:
         data = letter.to_json()
         await asyncio.to_thread(self._write, letter.id, data)
 
-    async def list(self, *, limit: int | None = None) -> builtins.list[DeadLetter]:
-        """Entries oldest first (ids sort by time), at most ``limit`` of them."""
-        return await asyncio.to_thread(self._read_all, limit)
+    async def list(
+        self, *, limit: int | None = None, on_unreadable: OnUnreadable | None = None
+    ) -> builtins.list[DeadLetter]:
+        """Entries oldest first (ids sort by time), of the oldest ``limit``; see
+        ``DeadLetterStore.list`` for ``on_unreadable``."""
+        letters, unreadable = await asyncio.to_thread(self._read_all, limit)
+        return _reported(letters, unreadable, on_unreadable)
 
     async def get(self, letter_id: str) -> DeadLetter:
         """The entry ``letter_id``."""
@@ -362,9 +383,16 @@ class DirectoryDeadLetterStore:
         except OSError as exc:
             raise DeadLetterError(f"cannot list {self.path}: {exc.strerror or exc}") from exc
 
-    def _read_all(self, limit: int | None) -> builtins.list[DeadLetter]:
-        names = self._names()
-        return [self._read(self.path / name) for name in names[:limit]]
+    def _read_all(
+        self, limit: int | None
+    ) -> tuple[builtins.list[DeadLetter], builtins.list[UnreadableEntryError]]:
+        letters, unreadable = [], []
+        for name in self._names()[:limit]:
+            try:
+                letters.append(self._read(self.path / name))
+            except UnreadableEntryError as exc:
+                unreadable.append(exc)
+        return letters, unreadable
 
     def _read(self, file: Path) -> DeadLetter:
         try:
@@ -372,7 +400,7 @@ class DirectoryDeadLetterStore:
         except FileNotFoundError as exc:
             raise DeadLetterError(f"no dead letter {file.stem} in {self.path}") from exc
         except OSError as exc:
-            raise DeadLetterError(f"cannot read {file}: {exc.strerror or exc}") from exc
+            raise UnreadableEntryError(f"cannot read {file}: {exc.strerror or exc}") from exc
         return DeadLetter.from_json(data, where=str(file))
 
     def _remove(self, letter_id: str) -> None:
@@ -504,10 +532,21 @@ class BlobDeadLetterStore:
         except AzureError as exc:
             raise _storage_error(f"write dead letter {letter.id}", exc) from exc
 
-    async def list(self, *, limit: int | None = None) -> builtins.list[DeadLetter]:
-        """Entries oldest first (ids sort by time), at most ``limit`` of them."""
-        names = await self._names()
-        return [await self._download(name[len(BLOB_PREFIX) : -5]) for name in names[:limit]]
+    async def list(
+        self, *, limit: int | None = None, on_unreadable: OnUnreadable | None = None
+    ) -> builtins.list[DeadLetter]:
+        """Entries oldest first (ids sort by time), of the oldest ``limit``; see
+        ``DeadLetterStore.list`` for ``on_unreadable``."""
+        letters, unreadable = [], []
+        for name in (await self._names())[:limit]:
+            letter_id = name[len(BLOB_PREFIX) : -len(".json")]
+            try:
+                if not _ID.fullmatch(letter_id):
+                    raise UnreadableEntryError(f"{self.container}/{name}: not a dead-letter name")
+                letters.append(await self._download(letter_id))
+            except UnreadableEntryError as exc:
+                unreadable.append(exc)
+        return _reported(letters, unreadable, on_unreadable)
 
     async def get(self, letter_id: str) -> DeadLetter:
         """The entry ``letter_id``."""
@@ -548,6 +587,22 @@ class BlobDeadLetterStore:
 
     def _missing(self, letter_id: str) -> str:
         return f"no dead letter {letter_id} in container {self.container}"
+
+
+def _reported(
+    letters: builtins.list[DeadLetter],
+    unreadable: builtins.list[UnreadableEntryError],
+    on_unreadable: OnUnreadable | None,
+) -> builtins.list[DeadLetter]:
+    """``letters``, once each unreadable entry is reported (or the first one raised, for a
+    caller that did not ask to skip them)."""
+    if on_unreadable is None:
+        if unreadable:
+            raise unreadable[0]
+    else:
+        for error in unreadable:
+            on_unreadable(error)
+    return letters
 
 
 def _blob_name(letter_id: str) -> str:

@@ -10,6 +10,8 @@ into these with ``raise ... from exc`` so callers handle one tree::
     ├── CheckpointError        a checkpoint could not be written (retried at the next flush)
     ├── LedgerError            the idempotency ledger could not be read or written (retried)
     ├── StorageTimeoutError    a store did not answer within its deadline (frozen, unreachable)
+
+    ├── StoreError             a store (checkpoints, dead letters, ledger) could not be opened
     └── ActionError            an action did not complete; ``retriable`` says whether to retry
         ├── TransientActionError   connection errors, timeouts, 408, 429, 5xx
         └── PermanentActionError   other 4xx, auth failures, bad templates
@@ -50,6 +52,12 @@ class LedgerError(ConsumerError):
 class StorageTimeoutError(ConsumerError):
     """A store (checkpoints, ledger, dead letters) did not answer within its deadline: it is
     frozen or cannot be reached. Callers take their outage path at once."""
+
+
+class StoreError(ConsumerError):
+    """A store the worker needs (checkpoints, dead letters, ledger) could not be opened at
+    start: storage unreachable, or refusing the credentials. The message is one line naming
+    the store's config section and the failure by type and status, never a secret."""
 
 
 class ActionError(ConsumerError):

@@ -55,6 +55,9 @@ class Received(msgspec.Struct, frozen=True, kw_only=True):
 
     partition: str
     body: bytes
+    body_error: str | None = None
+    """Why ``body`` cannot hold events before it is even decoded (an AMQP value or sequence
+    body): the message is dead-lettered with this error, as an undecodable one is."""
     sequence_number: int
     offset: str
     enqueued_time: datetime | None = None
@@ -158,6 +161,8 @@ class Handler:
         metrics, partition = self.metrics, received.partition
         metrics.received(partition)
         try:
+            if received.body_error is not None:
+                raise DecodeError(received.body_error)
             events = decode_body(received.body)
         except DecodeError as exc:
             metrics.failed(partition, "decode")

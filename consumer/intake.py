@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import structlog
 from azure.eventhub import EventData
 from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient, PartitionContext
+from azure.eventhub.amqp import AmqpMessageBodyType
 
 from .config import EventHubConfig
 from .handler import Received
@@ -234,24 +235,40 @@ def _received(partition: str, event: EventData) -> Received:
     return Received(
         partition=partition,
         body=body_bytes(event),
+        body_error=_body_error(event),
         sequence_number=event.sequence_number or 0,
         offset=str(event.offset),
         details=details,
     )
 
 
+def _body_error(event: EventData) -> str | None:
+    """Why the body cannot hold events, or None: events come in data bodies only."""
+    body_type = event.body_type
+    if body_type is AmqpMessageBodyType.DATA:
+        return None
+    return f"not a data body: the message has an AMQP {body_type.value} body"
+
+
 def body_bytes(event: EventData) -> bytes:
-    """The message body as bytes; a non-data AMQP body is rendered so it can be dead-lettered."""
+    """The message body as bytes: a data body's sections joined, byte for byte.
+
+    Events arrive as data bodies. An AMQP value or sequence body has no bytes of its own; it
+    is rendered as text so that the dead letter it goes to shows a person what was sent.
+    """
     try:
         body: Any = event.body
     except Exception:  # noqa: BLE001 - the SDK raises plain errors for odd bodies
         return b""
+    body_type = event.body_type
+    if body_type is AmqpMessageBodyType.DATA:
+        # The SDK gives the data sections as a generator of bytes.
+        return bytes(body) if isinstance(body, bytes | bytearray) else b"".join(body)
     if isinstance(body, bytes | bytearray):
         return bytes(body)
-    try:
-        return b"".join(body)  # the SDK gives the data sections as a generator of bytes
-    except TypeError:
-        return repr(body).encode("utf-8", "replace")
+    if body_type is AmqpMessageBodyType.SEQUENCE:
+        body = list(body)  # a generator of sections: its repr would say nothing
+    return repr(body).encode("utf-8", "backslashreplace")
 
 
 def _text(key: Any) -> str:

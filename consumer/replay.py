@@ -5,13 +5,18 @@ failed to decode is processed whole; a failed action is carried out again alone 
 and position), so the actions that succeeded the first time are not repeated. An entry is
 deleted once its replay produced no new dead letter; otherwise the new letter, with the new
 error, takes its place.
+
+An entry that cannot be read (not a valid letter, an unreadable file) is named on stderr and
+skipped; the others are listed or replayed all the same.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 import structlog
 
@@ -19,7 +24,7 @@ from rules import DecodeError, RuleTable, decode_body, plan
 
 from .config import Config
 from .credentials import LazyCredential
-from .deadletters import DeadLetter, DeadLetterStore
+from .deadletters import DeadLetter, DeadLetterStore, UnreadableEntryError
 from .handler import Handler, Received
 from .metrics import Metrics
 from .rulefiles import load_rule_files
@@ -35,10 +40,23 @@ async def _letters(config: Config) -> AsyncIterator[DeadLetterStore]:
         )
 
 
+@dataclass(slots=True)
+class _Skipped:
+    """Counts the entries that cannot be read, naming each on stderr as it is met."""
+
+    count: int = 0
+
+    def __call__(self, error: UnreadableEntryError) -> None:
+        self.count += 1
+        print(f"mlevents: warning: {error}; skipped", file=sys.stderr)
+
+
 async def list_letters(config: Config, *, as_json: bool) -> int:
-    """Print one line per entry, oldest first (or one JSON object per line)."""
+    """Print one line per entry, oldest first (or one JSON object per line); 0 even when
+    some entries could not be read, since the warning names them and the rest are listed."""
+    skipped = _Skipped()
     async with _letters(config) as store:
-        letters = await store.list()
+        letters = await store.list(on_unreadable=skipped)
     for letter in letters:
         if as_json:
             print(json.dumps(summary(letter)))
@@ -49,7 +67,8 @@ async def list_letters(config: Config, *, as_json: bool) -> int:
                 f"{what}  attempts {letter.attempts}  {letter.error}"
             )
     if not as_json:
-        print(f"{len(letters)} dead letter(s)")
+        unreadable = f", {skipped.count} unreadable" if skipped.count else ""
+        print(f"{len(letters)} dead letter(s){unreadable}")
     return 0
 
 
@@ -62,10 +81,12 @@ async def show_letter(config: Config, letter_id: str) -> int:
 
 
 async def replay_letters(config: Config, ids: Sequence[str]) -> int:
-    """Re-drive the named entries (all of them when ``ids`` is empty); 1 if any failed again."""
+    """Re-drive the named entries (all of them when ``ids`` is empty); 1 if any failed again
+    or was kept, an entry that cannot be read included (it stays for a person to look at)."""
     log = structlog.get_logger("mlevents.replay")
     table = load_rule_files(config.rules.files).table
     failed = 0
+    skipped = _Skipped()
     async with contextlib.AsyncExitStack() as stack:
         azure_ad = LazyCredential(config, stack)
         store = await stack.enter_async_context(dead_letter_store(config, azure_ad))
@@ -79,7 +100,7 @@ async def replay_letters(config: Config, ids: Sequence[str]) -> int:
             metrics=metrics,
             log=log,
         )
-        letters = [await store.get(i) for i in ids] if ids else await store.list()
+        letters = await _chosen(store, ids, skipped)
         for letter in letters:
             only = _only(letter)
             if only is not None and not _still_planned(table, letter, only):
@@ -95,8 +116,26 @@ async def replay_letters(config: Config, ids: Sequence[str]) -> int:
             outcome = "failed again" if parked else "done"
             failed += 1 if parked else 0
             print(f"{letter.id}: {outcome}")
-    print(f"replayed {len(letters)}: {len(letters) - failed} done, {failed} failed again")
-    return 1 if failed else 0
+    unreadable = f"; {skipped.count} unreadable, kept" if skipped.count else ""
+    print(
+        f"replayed {len(letters)}: {len(letters) - failed} done, {failed} failed again{unreadable}"
+    )
+    return 1 if failed or skipped.count else 0
+
+
+async def _chosen(
+    store: DeadLetterStore, ids: Sequence[str], skipped: _Skipped
+) -> list[DeadLetter]:
+    """The entries ``ids`` names (all when it is empty), but those that cannot be read."""
+    if not ids:
+        return await store.list(on_unreadable=skipped)
+    letters = []
+    for letter_id in ids:
+        try:
+            letters.append(await store.get(letter_id))
+        except UnreadableEntryError as exc:
+            skipped(exc)
+    return letters
 
 
 def received(letter: DeadLetter) -> Received:

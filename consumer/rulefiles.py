@@ -10,13 +10,13 @@ from pathlib import Path
 from rules import (
     AmlJobAction,
     LoadedTable,
+    PlacedAction,
     Problem,
-    Rule,
     RuleSource,
     RuleTable,
     RuleTableError,
     WebhookAction,
-    load_table,
+    check_rules,
 )
 from rules.templates import url_host
 
@@ -35,8 +35,9 @@ def load_rule_files(
 
     Raises:
         RuleTableError: with every problem in every file, unreadable files included, and
-            what ``check_references`` finds (secrets only when ``secrets`` is given, hosts
-            only when ``allowed_hosts`` is not empty).
+            what ``check_references`` finds in every action that parsed (secrets only when
+            ``secrets`` is given, hosts only when ``allowed_hosts`` is not empty), even in a
+            rule with other problems.
     """
     sources, problems = [], []
     for path in paths:
@@ -45,48 +46,45 @@ def load_rule_files(
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else f"not UTF-8 ({exc.reason})"
             problems.append(Problem(f"cannot read: {reason or exc}", file=str(path)))
-    try:
-        loaded = load_table(sources)
-    except RuleTableError as exc:
-        raise RuleTableError(problems + exc.problems) from None
-    problems.extend(check_references(loaded.table, secrets, allowed_hosts))
+    checked = check_rules(sources)
+    problems.extend(checked.problems)
+    problems.extend(check_references(checked.actions, secrets, allowed_hosts))
     if problems:
         raise RuleTableError(problems)
-    return loaded
+    return LoadedTable(RuleTable(checked.rules), checked.warnings)
 
 
 def check_references(
-    table: RuleTable,
+    actions: Sequence[PlacedAction],
     secrets: Callable[[str], str | None] | None,
     allowed_hosts: Sequence[str] = (),
 ) -> list[Problem]:
-    """What the rules refer to outside themselves: every ``aml_job`` spec file loads;
+    """What the actions refer to outside the rules: every ``aml_job`` spec file loads;
     unless ``secrets`` is ``None`` (offline checks), every ``secret_env`` is set; and with
     ``allowed_hosts`` (``[webhook] allowed_hosts``), every webhook goes to one of them."""
     problems = []
-    for rule in table.rules:
-        for index, action in enumerate(rule.actions):
-            where = f"actions[{index}]"
-            if isinstance(action, AmlJobAction):
-                try:
-                    load_job_spec(Path(rule.file).parent / action.job)
-                except ActionError as exc:
-                    problems.append(_problem(rule, f"{where}.job", str(exc)))
-            if (
-                isinstance(action, WebhookAction)
-                and action.secret_env
-                and secrets is not None
-                and secrets(action.secret_env) is None
-            ):
-                message = f"environment variable {action.secret_env} is not set"
-                problems.append(_problem(rule, f"{where}.secret_env", message))
-            if isinstance(action, WebhookAction) and allowed_hosts:
-                host = url_host(action.url)
-                if not host_allowed(host, allowed_hosts):
-                    message = f"host {host} is not in [webhook] allowed_hosts"
-                    problems.append(_problem(rule, f"{where}.url", message))
+    for placed in actions:
+        action, where = placed.action, f"actions[{placed.index}]"
+        if isinstance(action, AmlJobAction):
+            try:
+                load_job_spec(Path(placed.file).parent / action.job)
+            except ActionError as exc:
+                problems.append(_problem(placed, f"{where}.job", str(exc)))
+        if (
+            isinstance(action, WebhookAction)
+            and action.secret_env
+            and secrets is not None
+            and secrets(action.secret_env) is None
+        ):
+            message = f"environment variable {action.secret_env} is not set"
+            problems.append(_problem(placed, f"{where}.secret_env", message))
+        if isinstance(action, WebhookAction) and allowed_hosts:
+            host = url_host(action.url)
+            if not host_allowed(host, allowed_hosts):
+                message = f"host {host} is not in [webhook] allowed_hosts"
+                problems.append(_problem(placed, f"{where}.url", message))
     return problems
 
 
-def _problem(rule: Rule, key: str, message: str) -> Problem:
-    return Problem(message, key=key, rule=rule.name, file=rule.file, line=rule.line)
+def _problem(placed: PlacedAction, key: str, message: str) -> Problem:
+    return Problem(message, key=key, rule=placed.rule, file=placed.file, line=placed.line)

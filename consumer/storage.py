@@ -28,7 +28,7 @@ import structlog
 from azure.eventhub.aio import CheckpointStore
 
 from .blobs import describe_error
-from .deadletters import DeadLetter, DeadLetterStore
+from .deadletters import DeadLetter, DeadLetterStore, UnreadableEntryError
 from .errors import ConsumerError, StorageTimeoutError
 from .ledger import Claim, Ledger
 
@@ -207,8 +207,14 @@ class GuardedDeadLetters:
     async def put(self, letter: DeadLetter) -> None:
         await self._guard(self._store.put(letter), "write a dead letter")
 
-    async def list(self, *, limit: int | None = None) -> builtins.list[DeadLetter]:
-        return await self._guard(self._store.list(limit=limit), "list dead letters")
+    async def list(
+        self,
+        *,
+        limit: int | None = None,
+        on_unreadable: Callable[[UnreadableEntryError], None] | None = None,
+    ) -> builtins.list[DeadLetter]:
+        listing = self._store.list(limit=limit, on_unreadable=on_unreadable)
+        return await self._guard(listing, "list dead letters")
 
     async def get(self, letter_id: str) -> DeadLetter:
         return await self._guard(self._store.get(letter_id), "read a dead letter")

@@ -3,6 +3,10 @@
 Everything the worker uses is made here and nowhere else: the Event Hubs client, the
 checkpoint store, the dead-letter store, the HTTP session for webhooks, the executors,
 metrics and the health server. Signals are installed here too, not in constructors.
+
+A store that cannot be opened at start raises ``StoreError``: one line naming its config
+section and the failure by type and status, so the command prints it like any other start-up
+error instead of a traceback that may quote the connection string.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +28,9 @@ from urllib.parse import urlsplit
 
 import structlog
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import AzureError
 from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient
 from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
-from azure.storage.blob.aio import ContainerClient
 
 from .actions import Executor, Executors
 from .actions.adf import AdfExecutor
@@ -38,10 +41,11 @@ from .actions.email import EmailExecutor, FilesTransport, SmtpTransport
 from .actions.email import Transport as EmailTransport
 from .actions.log import LogExecutor
 from .actions.webhook import WebhookExecutor
+from .blobs import container_client, describe_error, open_container
 from .config import Config, EmailConfig, EventHubConfig, StoreConfig
 from .credentials import Credential, LazyCredential
-from .deadletters import DeadLetterStore, open_dead_letter_store
-from .errors import ConfigError, ConsumerError
+from .deadletters import DeadLetterError, DeadLetterStore, open_dead_letter_store
+from .errors import ConfigError, ConsumerError, LedgerError, StoreError
 from .handler import Handler
 from .health import HealthServer
 from .http import PoolMetrics, client_session
@@ -269,19 +273,21 @@ async def open_ledger(config: Config, credential: Credential) -> AsyncIterator[L
     # No storage retries: the handler tries twice, then acts unreserved for a while rather
     # than stop acting during a storage outage.
     ledger: Ledger
-    if store.kind == "local":
-        path = config.local_path(store, "ledger.sqlite3")
-        ledger = SqliteLedger(path, **options)
-    elif store.connection_string is not None:
-        ledger = BlobLedger.from_connection_string(
-            store.connection_string, store.container or "", retry_total=0, **options
-        )
-    else:
-        ledger = BlobLedger.from_account_url(
-            store.account_url or "", store.container or "",
-            credential=credential(), retry_total=0, **options,
-        )  # fmt: skip
-    async with ledger:
+    async with contextlib.AsyncExitStack() as opened:
+        with _opening("ledger", store):
+            if store.kind == "local":
+                path = config.local_path(store, "ledger.sqlite3")
+                ledger = SqliteLedger(path, **options)
+            elif store.connection_string is not None:
+                ledger = BlobLedger.from_connection_string(
+                    store.connection_string, store.container or "", retry_total=0, **options
+                )
+            else:
+                ledger = BlobLedger.from_account_url(
+                    store.account_url or "", store.container or "",
+                    credential=credential(), retry_total=0, **options,
+                )  # fmt: skip
+            await opened.enter_async_context(ledger)
         purging = asyncio.create_task(_purge_every(ledger, LEDGER_PURGE_EVERY_S))
         try:
             yield ledger
@@ -352,7 +358,6 @@ async def checkpoint_store(
         async with SqliteCheckpointStore(path) as local:
             yield local
         return
-    await _create_container(store_config, credential)
     # The SDK's own timeouts (20 s to connect, 60 s to read) would let one call outlast the
     # store's deadline many times over, with the pool filling behind it.
     options = {
@@ -360,33 +365,35 @@ async def checkpoint_store(
         "connection_timeout": store_config.timeout_s,
         "read_timeout": store_config.timeout_s,
     }
-    if store_config.connection_string is not None:
-        blob = BlobCheckpointStore.from_connection_string(
-            store_config.connection_string, store_config.container or "", **options
-        )
-    else:
-        blob = BlobCheckpointStore(
-            store_config.account_url or "",
-            store_config.container or "",
-            credential=credential(),
-            **options,
-        )
+    with _opening("checkpoints", store_config):
+        await _create_container(store_config, credential)
+        if store_config.connection_string is not None:
+            blob = BlobCheckpointStore.from_connection_string(
+                store_config.connection_string, store_config.container or "", **options
+            )
+        else:
+            blob = BlobCheckpointStore(
+                store_config.account_url or "",
+                store_config.container or "",
+                credential=credential(),
+                **options,
+            )
     async with blob:
         yield blob
 
 
 async def _create_container(store: StoreConfig, credential: Credential) -> None:
-    if store.connection_string is not None:
-        client = ContainerClient.from_connection_string(
-            store.connection_string, store.container or ""
-        )
-    else:
-        client = ContainerClient(
-            store.account_url or "", store.container or "", credential=credential()
-        )
-    async with client:
-        with contextlib.suppress(ResourceExistsError):
-            await client.create_container()
+    """Create the checkpoint container if missing: the SDK's store only reads and writes."""
+    client = container_client(
+        store.container or "",
+        connection_string=store.connection_string,
+        account_url=store.account_url,
+        credential=credential() if store.connection_string is None else None,
+    )
+    try:
+        await open_container(client)
+    finally:
+        await client.close()
 
 
 @contextlib.asynccontextmanager
@@ -395,17 +402,41 @@ async def dead_letter_store(
 ) -> AsyncIterator[DeadLetterStore]:
     """The configured dead-letter store (a local folder when none is configured)."""
     store = config.deadletters
-    if store is None or store.kind == "local":
-        path = config.local_path(store, "deadletters")
-        opened = open_dead_letter_store("directory", path=path)
-    else:
-        opened = open_dead_letter_store(
-            "blob", connection_string=store.connection_string, account_url=store.account_url,
-            container=store.container,
-            credential=credential() if store.connection_string is None else None,
-        )  # fmt: skip
-    async with opened:
+    async with contextlib.AsyncExitStack() as stack:
+        with _opening("deadletters", store):
+            if store is None or store.kind == "local":
+                path = config.local_path(store, "deadletters")
+                opened = open_dead_letter_store("directory", path=path)
+            else:
+                opened = open_dead_letter_store(
+                    "blob", connection_string=store.connection_string,
+                    account_url=store.account_url, container=store.container,
+                    credential=credential() if store.connection_string is None else None,
+                )  # fmt: skip
+            await stack.enter_async_context(opened)
         yield opened
+
+
+@contextlib.contextmanager
+def _opening(section: str, store: StoreConfig | None) -> Iterator[None]:
+    """Turn a failure to open the store of ``[section]`` into a one-line ``StoreError``.
+
+    Errors from the SDK are described by type and status only: their texts may quote the
+    account URL with a SAS token, or the connection string.
+    """
+    try:
+        yield
+    except (DeadLetterError, LedgerError) as exc:  # secret-free already; they name the store
+        raise StoreError(f"{section} store: {exc}") from exc
+    except AzureError as exc:
+        container = store.container if store is not None else None
+        raise StoreError(
+            f"{section} store: cannot open container {container}: {describe_error(exc)}"
+        ) from exc
+    except ValueError as exc:  # the SDK's parsers may quote what they could not parse
+        raise StoreError(
+            f"{section} store: the connection string or the account URL is not valid"
+        ) from exc
 
 
 def warn_if_not_lower_case(

@@ -19,7 +19,7 @@ from .events import Event, decode_body
 from .explain import Check, Explanation
 from .filters import Filter, compile_filter
 from .keys import EventView
-from .loader import LoadedTable, RuleSource, load_table
+from .loader import CheckedRules, LoadedTable, PlacedAction, RuleSource, check_rules, load_table
 from .plan import Decision, plan
 from .table import Rule, RuleTable
 
@@ -29,6 +29,7 @@ __all__ = [
     "AmlDeployAction",
     "AmlJobAction",
     "Check",
+    "CheckedRules",
     "Decision",
     "DecodeError",
     "EmailAction",
@@ -39,6 +40,7 @@ __all__ = [
     "FilterError",
     "LoadedTable",
     "LogAction",
+    "PlacedAction",
     "Problem",
     "Rule",
     "RuleSource",
@@ -46,6 +48,7 @@ __all__ = [
     "RuleTableError",
     "RulesError",
     "WebhookAction",
+    "check_rules",
     "compile_filter",
     "decode_body",
     "load_table",

@@ -4,21 +4,24 @@ A rules document has a top-level ``rules`` list; each rule is a table with ``nam
 (unique across all documents), an optional ``description``, a ``filter`` shaped like an
 Event Grid subscription filter, and ``actions``. ``load_table`` checks everything before
 anything runs and reports every problem at once, each naming the file, the line of the
-rule, the rule and the key. This module takes text, not paths: reading files is the
-shell's job.
+rule, the rule and the key. ``check_rules`` does the same checks without raising and also
+gives the rules that are valid, so a caller can check what they refer to even while other
+rules have problems. This module takes text, not paths: reading files is the shell's job.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import tomllib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from . import templates
+from . import addresses, templates
 from .actions import Action, parse_action
 from .errors import FilterError, Problem, RuleTableError
 from .filters import compile_filter
@@ -48,39 +51,89 @@ class LoadedTable:
     warnings: tuple[Problem, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class PlacedAction:
+    """An action that parsed, with where it is written: what it refers to outside the rules
+    (files, secrets) can be checked even while its rule has other problems."""
+
+    action: Action
+    index: int
+    """Its position in its rule's ``actions``."""
+    rule: str
+    file: str
+    line: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedRules:
+    """What checking rules documents found: the rules that are valid, every action that
+    parsed (in valid rules or not), and every problem and warning."""
+
+    rules: tuple[Rule, ...]
+    actions: tuple[PlacedAction, ...]
+    problems: tuple[Problem, ...]
+    warnings: tuple[Problem, ...]
+
+
 def load_table(sources: Sequence[RuleSource]) -> LoadedTable:
     """Parse, validate and index rules from one or more documents, in order.
 
     Raises:
         RuleTableError: with every problem in every document.
     """
+    checked = check_rules(sources)
+    if checked.problems:
+        raise RuleTableError(list(checked.problems))
+    return LoadedTable(RuleTable(checked.rules), checked.warnings)
+
+
+def check_rules(sources: Sequence[RuleSource]) -> CheckedRules:
+    """Parse and validate rules from one or more documents, in order, never stopping at a
+    fault: a rule with problems is left out of ``rules`` and the others are still checked,
+    their names against every rule's, valid or not."""
     problems: list[Problem] = []
     warnings: list[Problem] = []
     rules: list[Rule] = []
-    first_seen: dict[str, Rule] = {}
+    actions: list[PlacedAction] = []
+    first_seen: dict[str, str] = {}
     for source in sources:
-        for rule in _parse_document(source, problems, warnings):
-            earlier = first_seen.setdefault(rule.name, rule)
-            if earlier is not rule:
-                where = f"{earlier.file}:{earlier.line}" if earlier.line else earlier.file
+        for named in _parse_document(source, problems, warnings):
+            where = f"{source.name}:{named.line}" if named.line else source.name
+            if named.name in first_seen:
                 problems.append(
                     Problem(
-                        f"duplicate rule name, first defined at {where}",
+                        f"duplicate rule name, first defined at {first_seen[named.name]}",
                         key="name",
-                        rule=rule.name,
-                        file=rule.file,
-                        line=rule.line,
+                        rule=named.name,
+                        file=source.name,
+                        line=named.line,
                     )
                 )
-            rules.append(rule)
-    if problems:
-        raise RuleTableError(problems)
-    return LoadedTable(RuleTable(tuple(rules)), tuple(warnings))
+            else:
+                first_seen[named.name] = where
+            if named.rule is not None:
+                rules.append(named.rule)
+            actions.extend(
+                PlacedAction(action, index, named.name, source.name, named.line)
+                for index, action in named.actions
+            )
+    return CheckedRules(tuple(rules), tuple(actions), tuple(problems), tuple(warnings))
+
+
+@dataclass(frozen=True, slots=True)
+class _Named:
+    """A rule entry with a name: where it is, its actions that parsed (by position), and the
+    rule when it is valid."""
+
+    name: str
+    line: int | None
+    actions: tuple[tuple[int, Action], ...]
+    rule: Rule | None
 
 
 def _parse_document(
     source: RuleSource, problems: list[Problem], warnings: list[Problem]
-) -> list[Rule]:
+) -> list[_Named]:
     document = _parse_text(source, problems)
     if document is None:
         return []
@@ -97,12 +150,13 @@ def _parse_document(
     if not isinstance(entries, list):
         problems.append(Problem("needs a top-level 'rules' list", key="rules", file=source.name))
         return []
-    rules = []
+    named = []
+    seen: Counter[str] = Counter()
     for index, entry in enumerate(entries):
-        rule = _parse_rule(entry, index, source, problems, warnings)
-        if rule is not None:
-            rules.append(rule)
-    return rules
+        found = _parse_rule(entry, index, source, problems, warnings, seen)
+        if found is not None:
+            named.append(found)
+    return named
 
 
 def _parse_text(source: RuleSource, problems: list[Problem]) -> dict[str, Any] | None:
@@ -128,8 +182,15 @@ def _parse_text(source: RuleSource, problems: list[Problem]) -> dict[str, Any] |
 
 
 def _parse_rule(
-    entry: Any, index: int, source: RuleSource, problems: list[Problem], warnings: list[Problem]
-) -> Rule | None:
+    entry: Any,
+    index: int,
+    source: RuleSource,
+    problems: list[Problem],
+    warnings: list[Problem],
+    seen: Counter[str],
+) -> _Named | None:
+    """The entry's name and line, and its rule when it is valid (else its problems are
+    added); ``seen`` counts the names met so far in the document."""
     if not isinstance(entry, dict):
         problems.append(Problem("must be a table/object", key=f"rules[{index}]", file=source.name))
         return None
@@ -139,7 +200,8 @@ def _parse_rule(
             Problem("needs a non-empty string 'name'", key=f"rules[{index}].name", file=source.name)
         )
         return None
-    line = _line_of(source, name)
+    line = _line_of(source, name, seen[name])
+    seen[name] += 1
 
     def problem(message: str, key: str = "") -> Problem:
         return Problem(message, key=key, rule=name, file=source.name, line=line)
@@ -157,16 +219,20 @@ def _parse_rule(
     except FilterError as exc:
         problems.extend(problem(p.message, p.key) for p in exc.problems)
         flt = None
-    actions = _parse_actions(entry.get("actions", []), problem, problems)
+    placed = _parse_actions(entry.get("actions", []), problem, problems)
     if flt is None or len(problems) > count:
-        return None
+        return _Named(name, line, placed, None)
     warnings.extend(problem(w.message, w.key) for w in flt.warnings)
-    if not actions:
+    if not placed:
         warnings.append(problem("has no actions: it can match but will do nothing", "actions"))
-    return Rule(name, flt, actions, str(description), source.name, line)
+    actions = tuple(action for _, action in placed)
+    return _Named(name, line, placed, Rule(name, flt, actions, str(description), source.name, line))
 
 
-def _parse_actions(value: Any, problem: Any, problems: list[Problem]) -> tuple[Action, ...]:
+def _parse_actions(
+    value: Any, problem: Any, problems: list[Problem]
+) -> tuple[tuple[int, Action], ...]:
+    """The actions that parse, each with its position; the problems of all of them."""
     if not isinstance(value, list):
         problems.append(problem("must be a list of action tables", "actions"))
         return ()
@@ -179,15 +245,18 @@ def _parse_actions(value: Any, problem: Any, problems: list[Problem]) -> tuple[A
             continue
         for path, message in templates.check_value(action):
             problems.append(problem(message, f"actions[{index}].{path}"))
-        actions.append(action)
+        for path, message in addresses.check_action(action):
+            problems.append(problem(message, f"actions[{index}].{path}"))
+        actions.append((index, action))
     return tuple(actions)
 
 
-def _line_of(source: RuleSource, name: str) -> int | None:
-    """The line where the rule's ``name`` is written (TOML ``name = "x"``, JSON ``"name": "x"``)."""
+def _line_of(source: RuleSource, name: str, occurrence: int = 0) -> int | None:
+    """The line where the rule's ``name`` is written (TOML ``name = "x"``, JSON ``"name": "x"``);
+    ``occurrence`` counts the rules of that name before it, so a duplicate gets its own line."""
     quoted = re.escape(json.dumps(name))
     pattern = rf'(?m)(?:^|[{{,\s])"?name"?\s*[=:]\s*(?:{quoted}|{re.escape(repr(name))})'
-    found = re.search(pattern, source.text)
+    found = next(itertools.islice(re.finditer(pattern, source.text), occurrence, None), None)
     return (
         None
         if found is None

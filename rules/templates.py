@@ -147,7 +147,7 @@ def _compiled(text: str, escape: Escape) -> jinja2.Template:
 def check(text: str, escape: Escape = "none") -> None:
     """Raise ``TemplateError`` when ``text`` is not a valid template of its kind (a URL must
     be one even without template syntax)."""
-    if escape == "url" or _is_template(text):
+    if escape == "url" or is_template(text):
         _compiled(text, escape)
 
 
@@ -159,7 +159,7 @@ def render(text: str, context: Mapping[str, Any], *, escape: Escape = "none") ->
         TemplateError: the template does not parse, reads a name the event does not have,
             or tries something the sandbox forbids.
     """
-    if escape != "url" and not _is_template(text):
+    if escape != "url" and not is_template(text):
         return text
     template = _compiled(text, escape)
     try:
@@ -225,7 +225,8 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def _is_template(text: str) -> bool:
+def is_template(text: str) -> bool:
+    """Whether ``text`` has template markup; text without it is used as it is written."""
     return "{{" in text or "{%" in text or "{#" in text
 
 

@@ -27,23 +27,22 @@ import os
 import re
 import ssl
 import time
-import unicodedata
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
-from email.errors import HeaderParseError, MessageDefect, NonASCIILocalPartDefect
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses
 from pathlib import Path
-from typing import Literal, Protocol, cast
+from typing import Literal, Protocol
 
 import aiosmtplib
 
 from rules import Decision, EmailAction
+from rules.addresses import one_address, parse_address
 from rules.templates import TemplateError, context, render
 
 from ..errors import ActionError, PermanentActionError, TransientActionError
@@ -51,21 +50,8 @@ from ..errors import ActionError, PermanentActionError, TransientActionError
 HOUR_S = 3600.0
 MAX_DIGEST_EVENTS = 200
 """A window that holds this many events is sent when it closes; later events open another."""
-_UNSAFE_IN_ADDRESS = frozenset({"Cc", "Cf", "Zl", "Zp"})
 _LINE_BREAKS_AND_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_LOCAL_PART = re.compile(r"[\w!#$%&'*+/=?^`{|}~-]+(?:\.[\w!#$%&'*+/=?^`{|}~-]+)*")
-_DOMAIN = re.compile(r"[\w-]+(?:\.[\w-]+)*")
 _FILE_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-class _AddressHeader(Protocol):
-    """What the policy's header factory gives for ``To`` (typeshed lacks ``defects``)."""
-
-    @property
-    def addresses(self) -> tuple[Address, ...]: ...
-
-    @property
-    def defects(self) -> tuple[MessageDefect, ...]: ...
 
 
 class Transport(Protocol):
@@ -300,7 +286,7 @@ class EmailExecutor:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        address = _parse_one(sender.strip())
+        address = parse_address(sender.strip())
         if address is None:
             raise ValueError(f"the email sender {sender!r} is not exactly one address")
         self._transport = transport
@@ -432,37 +418,12 @@ def _render(decision: Decision, action: EmailAction) -> _Entry:
 
 def _address(rendered: str, name: str) -> Address:
     value = rendered.strip()
-    if not value:
-        problem = "is empty"
-    elif any(unicodedata.category(char) in _UNSAFE_IN_ADDRESS for char in value):
-        problem = "has a line break or control character"
-    elif (address := _parse_one(value)) is None:
-        problem = "is not exactly one email address"
-    else:
-        return address
-    raise PermanentActionError(f"email: '{name}' {problem}: {_short(repr(value))}; not sent")
-
-
-def _parse_one(value: str) -> Address | None:
-    """The one address ``value`` holds, when two parsers agree it holds exactly one."""
-    if any(unicodedata.category(char) in _UNSAFE_IN_ADDRESS for char in value):
-        return None
-    pairs = getaddresses([value])
-    if len(pairs) != 1:
-        return None
-    addr_spec = pairs[0][1]
-    local, at, domain = addr_spec.partition("@")
-    if not at or not _LOCAL_PART.fullmatch(local) or not _DOMAIN.fullmatch(domain):
-        return None
     try:
-        header = cast(_AddressHeader, policy.SMTP.header_factory("To", value))
-    except (HeaderParseError, ValueError, IndexError):
-        return None
-    addresses = header.addresses
-    defects = [d for d in header.defects if not isinstance(d, NonASCIILocalPartDefect)]
-    if defects or len(addresses) != 1 or addresses[0].addr_spec != addr_spec:
-        return None
-    return addresses[0]
+        return one_address(value)
+    except ValueError as exc:
+        raise PermanentActionError(
+            f"email: '{name}' {exc}: {_short(repr(value))}; not sent"
+        ) from None
 
 
 def _one_line(text: str) -> str:

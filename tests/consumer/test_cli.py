@@ -293,6 +293,35 @@ def test_lint_with_config_checks_webhook_hosts_against_allowed_hosts(
     assert "KEY" not in err
 
 
+def test_lint_reports_every_problem_at_once_references_included(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unknown action type does not stop lint: the job spec of the same rule, the secret
+    of another and a duplicate name are reported with it, each with file:line, rule and key."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rules]]\nname = "a"\n[[rules.actions]]\ntype = "smoke-signal"\n'
+        '[[rules.actions]]\ntype = "aml_job"\nsubscription_id = "s"\nresource_group = "g"\n'
+        'workspace = "w"\njob = "missing.yaml"\n\n'
+        '[[rules]]\nname = "hook"\n[[rules.actions]]\ntype = "webhook"\n'
+        'url = "https://example.com/hook"\nsecret_env = "MLEVENTS_TEST_HOOK_SECRET"\n\n'
+        '[[rules]]\nname = "a"\n'
+    )
+    monkeypatch.delenv("MLEVENTS_TEST_HOOK_SECRET", raising=False)
+    assert main(["lint", "--env", "--rules", str(rules)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "mlevents: 4 problem(s) in the rule table:"
+    assert lines[1].startswith(f"  {rules}:2: rule 'a': actions[0]: unknown action type")
+    assert (
+        lines[2] == f"  {rules}:20: rule 'a': name: duplicate rule name, first defined at {rules}:2"
+    )
+    assert lines[3].startswith(f"  {rules}:2: rule 'a': actions[1].job: job spec ")
+    assert lines[4] == (
+        f"  {rules}:13: rule 'hook': actions[0].secret_env: "
+        "environment variable MLEVENTS_TEST_HOOK_SECRET is not set"
+    )
+
+
 def test_config_supplies_rules_and_tests(capsys: pytest.CaptureFixture[str]) -> None:
     """The repository's config.toml is a working example for test and lint."""
     config = str(Path(__file__).resolve().parents[2] / "config.toml")

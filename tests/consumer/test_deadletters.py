@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -23,11 +25,13 @@ from consumer.deadletters import (
     DeadLetterError,
     DeadLetterStore,
     DirectoryDeadLetterStore,
+    UnreadableEntryError,
     open_dead_letter_store,
 )
 from consumer.errors import ConsumerError
 
-from ..emulator.peers import AZURITE_KEY, Azurite, azurite, create_container
+from ..emulator.peers import AZURITE_KEY, ROOT, Azurite, azurite, create_container
+from ..factories import event_json
 
 # Azurite 3.37.0 (package-lock.json) speaks blob API versions up to this one; the SDK's
 # default is newer, and Azurite refuses it.
@@ -136,6 +140,25 @@ async def test_put_with_the_same_id_replaces_the_entry(store: DeadLetterStore) -
     again = DeadLetter(**{**_fields(original), "attempts": 4})
     await store.put(again)
     assert await store.list() == [again]
+
+
+async def test_list_skips_an_entry_that_is_not_a_letter_and_names_it(
+    request: pytest.FixtureRequest, store: DeadLetterStore
+) -> None:
+    """One corrupt entry does not hide the others: it goes to ``on_unreadable``, naming its
+    file or blob and why; without a receiver for it, list raises that error."""
+    first, last = letter(), letter(after=timedelta(seconds=2))
+    broken_id = letter(after=timedelta(seconds=1)).id
+    await store.put(first)
+    await store.put(last)
+    await _put_raw(request, store, broken_id, b"{truncated")
+    skipped: list[UnreadableEntryError] = []
+    assert await store.list(on_unreadable=skipped.append) == [first, last]
+    [error] = skipped
+    assert f"{broken_id}.json: not a valid dead letter: " in str(error)
+    with pytest.raises(UnreadableEntryError, match=f"{broken_id}.json"):
+        await store.list()
+    assert await store.count() == 3
 
 
 async def test_non_utf8_body_round_trips_byte_for_byte(store: DeadLetterStore) -> None:
@@ -349,6 +372,66 @@ async def test_blob_store_on_a_stopped_azurite_raises_without_the_key() -> None:
     _assert_secret_free(str(caught.value))
 
 
+async def test_blob_list_skips_a_blob_whose_name_is_not_an_id(
+    deadletter_azurite: Azurite,
+) -> None:
+    """A blob under the prefix whose name could not be an entry's is skipped and named."""
+    name = f"odd-{uuid.uuid4().hex[:12]}"
+    cs = deadletter_azurite.connection_string
+    kept = letter()
+    async with BlobDeadLetterStore.from_connection_string(
+        cs, name, api_version=AZURITE_API
+    ) as store:
+        await store.put(kept)
+        client = ContainerClient.from_connection_string(cs, name, api_version=AZURITE_API)
+        async with client:
+            await client.upload_blob(f"{BLOB_PREFIX}a b.json", kept.to_json())
+        skipped: list[UnreadableEntryError] = []
+        assert await store.list(on_unreadable=skipped.append) == [kept]
+    assert [str(error) for error in skipped] == [
+        f"{name}/{BLOB_PREFIX}a b.json: not a dead-letter name"
+    ]
+
+
+# --- the deadletter commands --------------------------------------------------------------
+
+
+def test_list_command_names_a_corrupt_file_and_lists_the_rest(tmp_path: Path) -> None:
+    """``deadletter list`` warns on stderr naming the corrupt file and why, lists the
+    others and exits 0 (the listing itself worked)."""
+    folder, kept = _letters_folder(tmp_path)
+    broken = folder / "20240501T120001000000-0-8-0badc0de.json"
+    broken.write_bytes(b"{truncated")
+
+    done = _mlevents(tmp_path, "list")
+
+    assert done.returncode == 0, done.stderr
+    assert f"warning: {broken}: not a valid dead letter: " in done.stderr
+    assert done.stdout.startswith(kept.id)
+    assert done.stdout.splitlines()[-1] == "1 dead letter(s), 1 unreadable"
+    assert "Traceback" not in done.stderr
+
+
+def test_replay_command_replays_the_rest_and_keeps_a_corrupt_file(tmp_path: Path) -> None:
+    """``deadletter replay`` replays every readable entry, names the corrupt one on stderr,
+    keeps it, and exits 1 as for any entry kept."""
+    folder, kept = _letters_folder(tmp_path)
+    broken = folder / "20240501T120001000000-0-8-0badc0de.json"
+    broken.write_text("[]")
+
+    done = _mlevents(tmp_path, "replay")
+
+    assert done.returncode == 1, done.stderr
+    assert f"warning: {broken}: not a valid dead letter: not a JSON object; skipped" in done.stderr
+    assert f"{kept.id}: done" in done.stdout
+    assert "replayed 1: 1 done, 0 failed again; 1 unreadable, kept" in done.stdout
+    assert sorted(p.name for p in folder.glob("*.json")) == [broken.name]
+    named = _mlevents(tmp_path, "replay", broken.stem)
+    assert named.returncode == 1
+    assert f"warning: {broken}: not a valid dead letter" in named.stderr
+    assert "replayed 0: 0 done, 0 failed again; 1 unreadable, kept" in named.stdout
+
+
 # --- the factory ------------------------------------------------------------------------
 
 
@@ -411,6 +494,49 @@ class _FixedToken:
 
     async def __aexit__(self, *args: object) -> None:
         return None
+
+
+async def _put_raw(
+    request: pytest.FixtureRequest, store: DeadLetterStore, letter_id: str, data: bytes
+) -> None:
+    """Store ``data`` as is where ``store`` (the ``store`` fixture's) keeps entry ``letter_id``."""
+    if isinstance(store, DirectoryDeadLetterStore):
+        (store.path / f"{letter_id}.json").write_bytes(data)
+        return
+    assert isinstance(store, BlobDeadLetterStore)
+    account: Azurite = request.getfixturevalue("deadletter_azurite")
+    client = ContainerClient.from_connection_string(
+        account.connection_string, store.container, api_version=AZURITE_API
+    )
+    async with client:
+        await client.upload_blob(f"{BLOB_PREFIX}{letter_id}.json", data)
+
+
+def _letters_folder(folder: Path) -> tuple[Path, DeadLetter]:
+    """A config.toml in ``folder`` whose one rule logs every event, and a local dead-letter
+    folder holding one letter that replays (an event that failed to decode before)."""
+    (folder / "rules.toml").write_text('[[rules]]\nname = "all"\n[[rules.actions]]\ntype = "log"\n')
+    (folder / "config.toml").write_text(
+        f'[rules]\nfiles = ["{folder / "rules.toml"}"]\n'
+        f'[checkpoints]\nstore = "local"\npath = "{folder / "checkpoints.sqlite3"}"\n'
+        f'[deadletters]\nstore = "local"\npath = "{folder / "deadletters"}"\n'
+    )
+    kept = DeadLetter.create(
+        created=BASE, reason="decode", error="was not JSON then", partition="0", attempts=1,
+        body=json.dumps([event_json(id="ev-1")]).encode(), sequence_number=7,
+    )  # fmt: skip
+    (folder / "deadletters").mkdir()
+    (folder / "deadletters" / f"{kept.id}.json").write_bytes(kept.to_json())
+    return folder / "deadletters", kept
+
+
+def _mlevents(folder: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    """``mlevents deadletter --config folder/config.toml COMMAND...`` as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "consumer", "deadletter", "--config", str(folder / "config.toml"),
+         *command],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
 
 
 def _fields(item: DeadLetter) -> dict[str, Any]:

@@ -87,6 +87,20 @@ async def test_undecodable_body_is_dead_lettered_with_its_reason(tmp_path: Path)
     assert letter.properties == {"aeg-event-type": "Notification"}
 
 
+async def test_a_body_known_not_to_hold_events_is_dead_lettered_undecoded(tmp_path: Path) -> None:
+    """A message whose body_error is set is parked with that error, even if its body would
+    decode, and no action runs."""
+    log, hook = Executor(), Executor()
+    received = Received(partition="1", body=BODY, body_error="not a data body", sequence_number=7,
+                        offset="700")  # fmt: skip
+    async with DirectoryDeadLetterStore(tmp_path) as store:
+        parked = await _handler(store, log, hook).handle(received)
+        (letter,) = await store.list()
+    assert parked == 1
+    assert (letter.reason, letter.error, letter.body) == ("decode", "not a data body", BODY)
+    assert log.done == hook.done == []
+
+
 async def test_transient_failures_are_retried_then_succeed(tmp_path: Path) -> None:
     """Two 503s then success: the action is done once and nothing is parked."""
     hook = Executor(TransientActionError("503"), TransientActionError("503"))

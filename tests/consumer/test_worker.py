@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from azure.eventhub import EventData
+from azure.eventhub.aio import EventHubProducerClient
+from azure.eventhub.amqp import AmqpAnnotatedMessage
 
 from consumer.config import Config, load_config
 from consumer.deadletters import DeadLetter, DirectoryDeadLetterStore
@@ -158,6 +161,40 @@ async def test_poison_body_and_failed_action_are_dead_lettered_then_replayed(
     assert (left.reason, left.partition, left.sequence_number) == ("decode", "0", 4)
     assert left.body == b"not json {"
     assert "not JSON" in left.error
+
+
+async def test_amqp_value_and_sequence_bodies_are_dead_lettered_and_the_partition_goes_on(
+    tmp_path: Path, emu: Emulator, receiver: WebhookReceiver
+) -> None:
+    """Events come in data bodies: an AMQP value or sequence body is parked as not a data body
+    (rendered for people, not taken for bytes), and the events around it are acted on."""
+    config = make_config(tmp_path, emu, receiver)
+    messages: list[EventData | AmqpAnnotatedMessage] = [
+        EventData(event_body("b-0")),
+        AmqpAnnotatedMessage(value_body={"id": "v"}),
+        AmqpAnnotatedMessage(sequence_body=[[1, "a"], [2]]),
+        AmqpAnnotatedMessage(data_body=[event_body("b-3").encode()]),
+    ]
+    async with running(config) as worker:
+        async with EventHubProducerClient.from_connection_string(
+            emu.connection_string("hub")
+        ) as producer:
+            batch = await producer.create_batch(partition_id="0")
+            for message in messages:
+                batch.add(message)
+            await producer.send_batch(batch)
+        await receiver.wait_for(2, timeout_s=20)
+        partition = worker.partitions["0"]
+        await until(lambda: partition.checkpointed_sequence == 3, 10, "checkpoint past both")
+        assert await metric(worker, "mlevents_dead_letters_total", reason="decode") == 2
+    assert set(receiver.acted) == {"b-0", "b-3"}
+    value, sequence = sorted(await dead_letters(tmp_path), key=lambda d: d.sequence_number or 0)
+    assert (value.reason, value.partition, value.sequence_number) == ("decode", "0", 1)
+    assert value.error == "not a data body: the message has an AMQP value body"
+    assert value.body == b"{b'id': b'v'}"
+    assert (sequence.reason, sequence.sequence_number) == ("decode", 2)
+    assert sequence.error == "not a data body: the message has an AMQP sequence body"
+    assert sequence.body == b"[[1, b'a'], [2]]"
 
 
 async def test_replay_keeps_a_failed_action_whose_rule_is_gone(

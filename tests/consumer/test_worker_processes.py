@@ -4,6 +4,7 @@ checkpoints, and a blob storage outage, with the emulator and a webhook receiver
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import os
@@ -23,7 +24,7 @@ from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 from consumer.sqlitestore import SqliteCheckpointStore
 from emulator import Emulator
 
-from ..emulator.peers import Azurite, free_port
+from ..emulator.peers import AZURITE_KEY, Azurite, free_port
 from .peers import WebhookReceiver, event_body, webhook_rules, worker_config
 from .processes import PARTITIONS, Processes, WorkerProcess, exit_code, kill, start_azurite, until
 
@@ -227,6 +228,36 @@ async def test_three_replicas_share_partitions_and_the_last_takes_over(
     assert a.owned() == set()  # every partition closed (drained, checkpointed) on the way out
     assert set(receiver.acted) == set(sent)
     assert c.claimed() == set(PARTITIONS)
+
+
+async def test_a_store_refusing_the_account_key_stops_the_start_with_one_line(
+    tmp_path: Path, emu: Emulator, processes: Processes
+) -> None:
+    """With a wrong AccountKey (Azurite answers 403), ``mlevents run`` exits 2 at start with
+    one line naming the store's section and container: no traceback, and no key."""
+    account, _, _, container, env = await blob_storage(tmp_path, emu, processes)
+    wrong_key = base64.b64encode(os.urandom(64)).decode()
+    env[BLOB_ENV] = account.connection_string.replace(AZURITE_KEY, wrong_key)
+    blob = f'store = "blob"\ncontainer = "{container}"\nconnection_string_env = "{BLOB_ENV}"\n'
+    rules = webhook_rules(tmp_path / "rules.toml", "http://127.0.0.1:9/unused")
+    local = worker_config(tmp_path, rules).read_text()
+    texts = {
+        "checkpoints": worker_config(tmp_path, rules, checkpoints=blob).read_text(),
+        "deadletters": local.replace('store = "local"\npath = "state/deadletters"\n', blob),
+        "ledger": local.replace("[ledger]\n", f"[ledger]\n{blob}"),
+    }
+    for section, text in texts.items():
+        config = tmp_path / f"{section}.toml"
+        config.write_text(text)
+        worker = processes.worker(config, section, env)
+        assert await exit_code(worker.process, 60) == 2, section
+        output = worker.log_path.read_text()
+        [line] = output.splitlines()
+        assert line.startswith(f"mlevents: {section} store: "), line
+        assert f"container {container}" in line
+        assert "HTTP 403, AuthorizationFailure" in line
+        for secret in (wrong_key, wrong_key[:16], AZURITE_KEY[:16], "AccountKey"):
+            assert secret not in output, section
 
 
 @pytest.mark.timeout(150)

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from msgspec.inspect import FloatType, IntType, StructType, UnionType
 
-from rules import LogAction, RuleSource, RuleTableError, WebhookAction, load_table
+from rules import LogAction, RuleSource, RuleTableError, WebhookAction, check_rules, load_table
 from rules.actions import Action
 
 GOOD_TOML = """\
@@ -217,3 +217,97 @@ def test_every_numeric_action_field_has_bounds() -> None:
                     found.add((kind.__struct_config__.tag, field.name))
                     assert option.le is not None and (option.gt, option.ge) != (None, None)
     assert found == {(action["type"], key) for action, key, *_ in ACTION_BOUNDS}
+
+
+def test_an_unknown_action_type_hides_no_other_problem() -> None:
+    """An unknown action type is one problem among all the others: the rule's other actions,
+    the other rules, and the names of rules that have problems are all still checked."""
+    text = """\
+[[rules]]
+name = "a"
+[[rules.actions]]
+type = "smoke-signal"
+[[rules.actions]]
+type = "email"
+to = ["not an address"]
+subject = "s"
+text = "t"
+
+[[rules]]
+name = "b"
+filter = { subjectBeginsWith = 5 }
+
+[[rules]]
+name = "a"
+[[rules.actions]]
+type = "log"
+level = "loud"
+"""
+    assert _problems(RuleSource("r.toml", text)) == [
+        "r.toml:2: rule 'a': actions[0]: unknown action type 'smoke-signal'; expected one of "
+        "log, email, webhook, adf_pipeline_run, aml_job, aml_deploy",
+        "r.toml:2: rule 'a': actions[1].to[0]: is not exactly one email address: 'not an address'",
+        "r.toml:12: rule 'b': filter.subjectBeginsWith: must be a string, not the number 5",
+        "r.toml:16: rule 'a': actions[0]: Invalid enum value 'loud' - at `$.level`",
+        "r.toml:16: rule 'a': name: duplicate rule name, first defined at r.toml:2",
+    ]
+
+
+def test_check_rules_gives_the_valid_rules_and_every_parsed_action_with_the_problems() -> None:
+    """check_rules does not raise: valid rules, the actions that parsed (their rule valid or
+    not, each with its position), and the problems of the rest."""
+    text = json.dumps({"rules": [
+        {"name": "ok", "actions": [{"type": "log"}]},
+        {"name": "bad", "actions": [{"type": "nope"}, {"type": "log", "message": "m"}]},
+    ]})  # fmt: skip
+    checked = check_rules([RuleSource("r.json", text)])
+    assert [rule.name for rule in checked.rules] == ["ok"]
+    assert [(a.rule, a.index, a.action) for a in checked.actions] == [
+        ("ok", 0, LogAction()),
+        ("bad", 1, LogAction(message="m")),
+    ]
+    assert [p.key for p in checked.problems] == ["actions[0]"]
+
+
+def test_a_duplicate_name_in_one_file_is_reported_at_the_duplicate() -> None:
+    """The second rule of a name is reported at its own line, pointing at the first one."""
+    json_text = '{"rules": [\n  {"name": "x"},\n  {"name": "y"},\n  {"name": "x"}\n]}'
+    assert _problems(RuleSource("r.json", json_text)) == [
+        "r.json:4: rule 'x': name: duplicate rule name, first defined at r.json:2"
+    ]
+    toml_text = GOOD_TOML + '\n[[rules]]\nname = "other"\n\n' + GOOD_TOML
+    assert _problems(RuleSource("r.toml", toml_text)) == [
+        "r.toml:14: rule 'failed': name: duplicate rule name, first defined at r.toml:2"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("to", "not an address", "is not exactly one email address: 'not an address'"),
+        ("to", "a@example.com, b@example.com", "is not exactly one email address"),
+        ("cc", "ops@example.com\nBcc: x@example.com", "has a line break or control character"),
+        ("cc", "  ", "is empty"),
+    ],
+)
+def test_a_static_email_recipient_must_be_exactly_one_address(
+    field: str, value: str, fragment: str
+) -> None:
+    """A ``to`` or ``cc`` entry without template markup is checked when the rules load."""
+    action = {"type": "email", "to": ["ok@example.com"], "subject": "s", "text": "t"}
+    action[field] = ["Team <team@example.com>", value]
+    messages = _problems(
+        RuleSource("r.json", json.dumps({"rules": [{"name": "r", "actions": [action]}]}))
+    )
+    assert len(messages) == 1
+    assert messages[0].startswith(f"r.json:1: rule 'r': actions[0].{field}[1]: {fragment}")
+
+
+def test_templated_email_recipients_are_left_to_the_send() -> None:
+    """A recipient with template markup is rendered from the event, so it is checked then."""
+    action = {"type": "email", "to": ["{{ data.runTags.owner }}"], "cc": ["{% if x %}a{% endif %}"],
+              "subject": "s", "text": "t"}  # fmt: skip
+    loaded = load_table(
+        [RuleSource("r.json", json.dumps({"rules": [{"name": "r", "actions": [action]}]}))]
+    )
+    assert len(loaded.table) == 1
