@@ -22,17 +22,17 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import msgspec
 import structlog
 
 from rules import Action, Decision, DecodeError, Event, Rule, RuleTable, decode_body
 
-from .actions import Executors, action_type
+from .actions import Executors, Findable, action_type
 from .deadletters import DeadLetter, DeadLetterStore
 from .errors import ActionError, ConsumerError, PermanentActionError, StorageTimeoutError
-from .ledger import Ledger
+from .ledger import Claim, Ledger
 from .retrying import RetryPolicy, attempts_of
 
 DEAD_LETTER_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -82,6 +82,8 @@ class HandlerMetrics(Protocol):
     def failed(self, partition: str, reason: str) -> None: ...
     def matched(self, rule: str) -> None: ...
     def action(self, type: str, outcome: str) -> None: ...
+    def uncertain(self, type: str) -> None: ...
+    def done_marked(self, seconds: float) -> None: ...
     def retry(self, type: str) -> None: ...
     def dead_lettered(self, reason: str) -> None: ...
 
@@ -275,26 +277,93 @@ class Handler:
         """Carry out one decision; returns what happened and whether it was dead-lettered.
 
         With a ledger, the decision is reserved first: one done before (a redelivery) is
-        skipped, one reserved elsewhere is waited for. Success marks it done; failure
-        releases it, so a replay of the dead letter may run it again.
+        skipped, one reserved elsewhere is waited for, and one taken over from a holder that
+        may have done it is resolved first (``_uncertain``). Success marks it done at once;
+        failure releases it, so a replay of the dead letter may run it again.
         """
         kind = action_type(decision)
         where = f"{decision.rule.name}:{kind}#{decision.index}"
         reserved = False
-        if self.ledger is not None:
-            reserved, done_before = await self._reserve(decision)
-            if done_before is not None:
-                self.metrics.action(kind, "skipped")
-                return f"{where} skipped, done before: {done_before}", False
         outcome: tuple[str, bool] | None = None
+        if self.ledger is not None:
+            claim = await self._reserve(decision)
+            if claim is not None and claim.state == "done":
+                self.metrics.action(kind, "skipped")
+                return f"{where} skipped, done before: {claim.detail or 'done'}", False
+            reserved = claim is not None
+            if claim is not None and claim.earlier is not None:
+                outcome = await self._uncertain(received, decision, kind, where, claim.earlier)
         try:
-            outcome = await self._run(received, decision, kind, where)
+            if outcome is None:
+                outcome = await self._run(received, decision, kind, where)
         finally:
             if reserved:
                 # Also on cancellation at shutdown: the next worker may run it at once,
                 # instead of waiting for the reservation's lease to end.
+                started = self.monotonic()
                 await asyncio.shield(self._settle(decision, outcome))
+                if outcome is not None and not outcome[1]:
+                    self.metrics.done_marked(self.monotonic() - started)
         return outcome
+
+    async def _uncertain(
+        self, received: Received, decision: Decision, kind: str, where: str, earlier: float
+    ) -> tuple[str, bool] | None:
+        """Resolve an action whose earlier holder may have done it: the outcome to record
+        instead of running it, or ``None`` to run it.
+
+        A sink that can be asked (``Findable``) is asked, and what it has is not done again.
+        Otherwise the action's ``on_uncertain`` decides: ``repeat`` (the default) runs it
+        again with the same identity, ``skip`` records it done, ``deadletter`` parks it.
+        Each is logged (``action.uncertain``, with the decision key) and counted.
+        """
+        self.metrics.uncertain(kind)
+        executor = self.executors.get(kind)
+        findable = executor is not None and getattr(executor, "can_find", None) is not None
+        resolution = getattr(decision.action, "on_uncertain", "repeat")
+        found: str | None = None
+        if findable and cast(Findable, executor).can_find(decision.action):
+            asker = cast(Findable, executor)
+            try:
+                found, _ = await self.retry.call(
+                    lambda: asker.find(decision, earlier),
+                    on_retry=lambda attempt, error, wait: self._retrying(
+                        kind, attempt, error, wait
+                    ),
+                )
+            except ActionError as exc:
+                self._log_uncertain(received, decision, kind, earlier, "unknown: " + str(exc))
+                error = f"outcome uncertain, and the sink could not say: {exc}"
+                return await self._failed(received, decision, kind, where, error, exc)
+            resolution = "found" if found is not None else "not found: running it"
+        self._log_uncertain(received, decision, kind, earlier, resolution)
+        if found is not None:
+            self.metrics.action(kind, "skipped")
+            return f"{where} skipped, done by an earlier holder: {found}", False
+        if resolution == "skip":
+            self.metrics.action(kind, "skipped")
+            return f"{where} skipped, outcome uncertain (on_uncertain = skip)", False
+        if resolution == "deadletter":
+            error = (
+                "outcome uncertain: an earlier holder may have done it (on_uncertain = deadletter)"
+            )
+            return await self._failed(received, decision, kind, where, error, None)
+        return None
+
+    def _log_uncertain(
+        self, received: Received, decision: Decision, kind: str, earlier: float, resolution: str
+    ) -> None:
+        self.log.warning(
+            "action.uncertain",
+            decision=decision.key,
+            event_id=decision.event.id,
+            rule=decision.rule.name,
+            action=f"{kind}#{decision.index}",
+            partition=received.partition,
+            sequence_number=received.sequence_number,
+            reserved_at=datetime.fromtimestamp(earlier, UTC).isoformat(),
+            resolution=resolution,
+        )
 
     async def _run(
         self, received: Received, decision: Decision, kind: str, where: str
@@ -317,9 +386,9 @@ class Handler:
         self.metrics.action(kind, "ok")
         return f"{where} ok: {detail}", False
 
-    async def _reserve(self, decision: Decision) -> tuple[bool, str | None]:
-        """Reserve the decision in the ledger: (reserved, the recorded detail if it was done
-        before).
+    async def _reserve(self, decision: Decision) -> Claim | None:
+        """Reserve the decision in the ledger: the ledger's ``reserved`` or ``done`` answer, or
+        ``None`` when it runs unreserved.
 
         Waits while another worker (or task) holds it, until that one finishes or its lease
         ends. When the ledger's store cannot be reached (tried twice, or once when it did not
@@ -330,7 +399,7 @@ class Handler:
         """
         assert self.ledger is not None
         if self.monotonic() < self._ledger_down_until or not self.ledger_up():
-            return False, None
+            return None
         failures = 0
         while True:
             try:
@@ -345,11 +414,9 @@ class Handler:
                 self.log.warning(
                     "ledger.unavailable", error=str(exc), acting_unreserved_s=LEDGER_OUTAGE_S
                 )
-                return False, None
-            if claim.state == "reserved":
-                return True, None
-            if claim.state == "done":
-                return False, claim.detail or "done"
+                return None
+            if claim.state != "busy":
+                return claim
             self.log.info("ledger.busy", decision=decision.key, retry_in_s=claim.retry_after_s)
             await self.sleep(min(max(claim.retry_after_s, 0.05), LEDGER_BUSY_POLL_S))
 
@@ -373,11 +440,12 @@ class Handler:
         kind: str,
         where: str,
         error: str,
-        exc: BaseException,
+        exc: BaseException | None,
     ) -> tuple[str, bool]:
         self.metrics.action(kind, "dead_lettered")
+        attempts = 0 if exc is None else attempts_of(exc)
         await self._park(
-            received, reason="action", error=error, decision=decision, attempts=attempts_of(exc)
+            received, reason="action", error=error, decision=decision, attempts=attempts
         )
         return f"{where} dead-lettered: {error}", True
 

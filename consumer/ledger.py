@@ -20,6 +20,9 @@ An entry is in one of two states, and ``until`` says when it stops counting::
 * ``mark_done`` and ``release`` act only on a reservation that is still this owner's: after
   a lease ended and another owner took over, a late finisher does not clobber it.
 * ``purge`` deletes entries whose time is up (done ones past expiry, reservations past lease).
+* A reservation taken over from another (its lease ended, or it is this owner's orphan) says
+  so: ``Claim.earlier`` is when that one was made. Its holder may have carried the action out
+  without living to mark it done, so its outcome is uncertain; the handler resolves that.
 
 Stores: ``MemoryLedger`` (one process; tests), ``SqliteLedger`` (one machine, one SQLite file)
 and ``BlobLedger`` (replicas sharing a blob container). Storage failures raise ``LedgerError``
@@ -39,6 +42,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self, TypeVar
@@ -76,6 +80,10 @@ class Claim:
     """For ``done``: the detail recorded by ``mark_done`` (e.g. a run id)."""
     retry_after_s: float = 0.0
     """For ``busy``: seconds until the other reservation's lease ends."""
+    earlier: float | None = None
+    """For ``reserved``: when the reservation this one took over was made (seconds since the
+    epoch), if it took one over. Its holder crashed, or timed out, after it may have acted:
+    the action's outcome is *uncertain*."""
 
 
 class Ledger(Protocol):
@@ -175,6 +183,12 @@ class _Settings:
         self.holds: Counter[str] = Counter()
         """Calls of this process that hold, or are taking, each key."""
 
+    def taken_over(self, entry: Entry | None) -> Claim:
+        """The answer when our reservation replaced ``entry`` (or filled an empty key)."""
+        if entry is None or entry.state != "reserved":
+            return Claim("reserved")
+        return Claim("reserved", earlier=entry.until - self.lease_s)
+
     def answer(self, entry: Entry, now: float) -> Claim | None:
         """What ``entry`` answers our ``reserve`` at ``now``; ``None`` if we may take it: its
         time is up, or it is our own reservation that no call of ours holds (an orphan)."""
@@ -241,7 +255,7 @@ class MemoryLedger:
             ahead = None if entry is None else self._settings.answer(entry, now)
             if ahead is None:
                 self.table[key] = self._settings.reservation(key, now)
-            outcome.append(ahead or Claim("reserved"))
+            outcome.append(ahead or self._settings.taken_over(entry))
         return outcome[0]
 
     async def mark_done(self, key: str, detail: str) -> None:
@@ -302,10 +316,14 @@ class SqliteLedger:
         self._settings = _Settings(owner, lease_s, expire_after_s, clock)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        # A thread of its own: a done mark must not queue behind other work on the loop's
+        # shared pool (dead-letter files, .eml files), or the window in which a crash leaves
+        # an action's outcome uncertain grows with that work.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
 
     async def __aenter__(self) -> Self:
         try:
-            conn = await asyncio.to_thread(connect, self.path, _SCHEMA)
+            conn = await self._in_thread(connect, self.path, _SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(f"ledger {self.path}: cannot open: {exc}") from exc
         with self._lock:
@@ -313,7 +331,11 @@ class SqliteLedger:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self._close)
+        await self._in_thread(self._close)
+        self._thread.shutdown(wait=False)
+
+    async def _in_thread(self, work: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
 
     def _close(self) -> None:
         with self._lock:
@@ -333,7 +355,9 @@ class SqliteLedger:
                 except sqlite3.Error as exc:
                     raise LedgerError(f"ledger {self.path}: cannot {operation}: {exc}") from exc
 
-        return await asyncio.to_thread(locked)
+        if self._conn is None:  # closed (its thread is gone too)
+            raise LedgerError(f"ledger {self.path}: cannot {operation}: not open")
+        return await self._in_thread(locked)
 
     async def reserve(self, key: str) -> Claim:
         async with self._settings.holding(key) as outcome:
@@ -347,6 +371,9 @@ class SqliteLedger:
 
         def reserve(conn: sqlite3.Connection) -> Claim:
             with transaction(conn):
+                before = conn.execute(
+                    "SELECT state, owner, until FROM ledger WHERE key = ?", (key,)
+                ).fetchone()
                 taken = conn.execute(
                     "INSERT INTO ledger (key, state, owner, until) VALUES (?, 'reserved', ?, ?)"
                     " ON CONFLICT (key) DO UPDATE SET state = 'reserved', owner = excluded.owner,"
@@ -355,7 +382,8 @@ class SqliteLedger:
                     (key, mine.owner, mine.until, now, orphans),
                 ).rowcount
                 if taken == 1:
-                    return Claim("reserved")
+                    replaced = None if before is None else Entry(key, *before)
+                    return self._settings.taken_over(replaced)
                 state, owner, until, detail = conn.execute(
                     "SELECT state, owner, until, detail FROM ledger WHERE key = ?", (key,)
                 ).fetchone()
@@ -502,7 +530,7 @@ class BlobLedger:
                 mine = self._settings.reservation(key, now)
                 with contextlib.suppress(ResourceExistsError):
                     await self._upload(name, mine, overwrite=False)
-                    return Claim("reserved")
+                    return Claim("reserved")  # a new entry: nobody held it before
                 found = await self._read(name)
                 if found is None:
                     continue  # released or purged since: try to create it again
@@ -511,7 +539,7 @@ class BlobLedger:
                 if ahead is not None:
                     return ahead
                 if await self._replace(name, mine, etag):
-                    return Claim("reserved")
+                    return self._settings.taken_over(entry)
                 # Another replica changed it first; look again at what it wrote.
         except AzureError as exc:
             raise self._error(f"reserve {key!r}", exc) from exc

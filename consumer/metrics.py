@@ -18,15 +18,18 @@ from collections.abc import Callable, Iterable
 from threading import Lock
 from typing import Literal
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from rules.actions import ACTION_TYPES
 
 FailureReason = Literal["decode", "action"]
 ActionOutcome = Literal["ok", "dead_lettered", "skipped", "dry_run"]
 ReloadOutcome = Literal["ok", "rejected"]
 FAILURE_REASONS: tuple[FailureReason, ...] = ("decode", "action")
 RELOAD_OUTCOMES: tuple[ReloadOutcome, ...] = ("ok", "rejected")
+DONE_MARK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 HTTP_CLIENTS = ("webhook", "azure")
 """The actions' HTTP clients (``consumer.http``): webhooks, and Azure Resource Manager."""
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -149,6 +152,12 @@ class Metrics:
             "(recognised, not started twice).",
             "partition",
         )
+        self._uncertain = counts.define(
+            "counter",
+            "actions_uncertain",
+            "Actions taken over from a holder that may have done them, by type.",
+            "type",
+        )
         self._retries = counts.define(
             "counter", "action_retries", "Action attempts retried.", "type"
         )
@@ -189,6 +198,22 @@ class Metrics:
         for outcome in RELOAD_OUTCOMES:
             self._reloads[(outcome,)] = 0
         self._rules_loaded[()] = 0
+        for kind in ACTION_TYPES:
+            if kind != "log":  # log actions run inline, without the ledger
+                self._uncertain[(kind,)] = 0
+        self._done_max = counts.define(
+            "gauge",
+            "done_mark_max_seconds",
+            "The longest time from an action's confirmed effect to its durable done mark.",
+        )
+        self._done_max[()] = 0
+        self._done_window = Histogram(
+            "mlevents_done_mark_seconds",
+            "Time from an action's confirmed effect to its durable done mark in the ledger "
+            "(the window in which a crash leaves the outcome uncertain).",
+            buckets=DONE_MARK_BUCKETS,
+            registry=self.registry,
+        )
         for client in HTTP_CLIENTS:
             self._pool_queued[(client,)] = 0
             self._pool_waits[(client,)] = 0
@@ -219,6 +244,16 @@ class Metrics:
     def redelivered(self, partition: str) -> None:
         key = (partition,)
         self._redelivered[key] = self._redelivered.get(key, 0) + 1
+
+    def uncertain(self, type: str) -> None:
+        key = (type,)
+        self._uncertain[key] = self._uncertain.get(key, 0) + 1
+
+    def done_marked(self, seconds: float) -> None:
+        """A done mark was durable ``seconds`` after its action's effect was confirmed."""
+        self._done_window.observe(seconds)
+        if seconds > self._done_max[()]:
+            self._done_max[()] = seconds
 
     def retry(self, type: str) -> None:
         key = (type,)

@@ -28,6 +28,13 @@ HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 """An HTTP header name (RFC 9110's token)."""
 
 
+OnUncertain = Literal["repeat", "skip", "deadletter"]
+"""What to do with an action whose outcome is uncertain, for a sink that cannot be asked: a
+worker took its reservation over after the lease ended, so the earlier holder may have done
+it. ``repeat`` runs it again (the same identity: ``webhook-id``, ``Message-ID``), ``skip``
+records it done without running it, ``deadletter`` parks it for a person to decide."""
+
+
 class _Action(
     msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"
 ):
@@ -54,6 +61,8 @@ class EmailAction(_Action, tag="email", frozen=True):
     a day: each event of the window waits for its email."""
     max_per_hour: Annotated[int, msgspec.Meta(ge=1, le=3600)] | None = None
     """Per-recipient rate limit, 1 to 3,600 (one a second)."""
+    on_uncertain: OnUncertain = "repeat"
+    """See ``OnUncertain``: an email cannot be asked whether it was sent."""
 
     def __post_init__(self) -> None:
         if not self.to:
@@ -75,6 +84,9 @@ class WebhookAction(_Action, tag="webhook", frozen=True):
     """For one request, up to 300 s: a slow endpoint holds its partition's checkpoint."""
     secret_env: str | None = None
     """Name of the environment variable holding the Standard Webhooks signing secret."""
+    on_uncertain: OnUncertain = "repeat"
+    """See ``OnUncertain``: a receiver cannot be asked whether it got the request (a repeat
+    carries the same ``webhook-id``, for the receiver to drop)."""
     template_escapes: ClassVar[Mapping[str, Escape]] = {"url": "url", "body": "json"}
     """The URL's values are percent-encoded and the body's escaped as JSON; the URL must begin
     with its scheme and host written out."""
@@ -97,6 +109,12 @@ class AdfPipelineRunAction(_Action, tag="adf_pipeline_run", frozen=True):
     factory: str
     pipeline: str
     parameters: dict[str, Any] = {}
+    key_parameter: str | None = None
+    """A pipeline parameter that each run gets the decision key in (the pipeline must declare
+    it). With it, a run whose outcome is uncertain is looked up among the pipeline's runs
+    instead of started again; without it, ``on_uncertain`` decides."""
+    on_uncertain: OnUncertain = "repeat"
+    """See ``OnUncertain``; used only without ``key_parameter``."""
 
 
 class AmlJobAction(_Action, tag="aml_job", frozen=True):

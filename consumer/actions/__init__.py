@@ -6,6 +6,11 @@ saying whether trying again could help. Retries, idempotency and dead letters ar
 handler's job, so executors stay small. ``Executors`` maps an action ``type`` to its executor.
 An executor that needs no I/O may also offer ``run_inline(decision) -> str``; the handler then
 runs it synchronously, without a task.
+
+An executor whose sink can be asked whether an action already happened (an Azure ML job by
+its name, a deployment by its spec, a pipeline run by a parameter) is ``Findable``: when a
+worker takes over an action whose earlier holder may have done it, the handler asks before it
+acts again.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from rules import Decision
+from rules import Action, Decision
 
 
 class Executor(Protocol):
@@ -21,6 +26,21 @@ class Executor(Protocol):
 
     async def __call__(self, decision: Decision) -> str:
         """Do the action once; return a detail for the log; raise ``ActionError`` on failure."""
+        ...
+
+
+class Findable(Protocol):
+    """An executor that can look its effects up in the sink."""
+
+    def can_find(self, action: Action) -> bool:
+        """Whether this action's effect can be looked up (a pipeline run needs a parameter
+        that carries the decision key)."""
+        ...
+
+    async def find(self, decision: Decision, since: float) -> str | None:
+        """A detail of the effect of ``decision`` if it happened (at or after ``since``,
+        seconds since the epoch), else ``None``; raise ``ActionError`` when the sink cannot
+        say."""
         ...
 
 
@@ -33,4 +53,4 @@ def action_type(decision: Decision) -> str:
     return str(tag)
 
 
-__all__ = ["Executor", "Executors", "action_type"]
+__all__ = ["Executor", "Executors", "Findable", "action_type"]

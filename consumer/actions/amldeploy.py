@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rules import AmlDeployAction, Decision
+from rules import Action, AmlDeployAction, Decision
 from rules.templates import context
 
 from ..errors import PermanentActionError
@@ -34,11 +34,42 @@ class AmlDeployExecutor:
         self._api_version = api_version
         self._poll_interval_s = poll_interval_s
 
-    async def __call__(self, decision: Decision) -> str:
+    def can_find(self, action: Action) -> bool:
+        return True
+
+    async def find(self, decision: Decision, since: float) -> str | None:
+        """The deployment, if it exists with this decision's model (and its traffic share,
+        when the action sets one): what an earlier holder's PUT would have left."""
         action = decision.action
         assert isinstance(action, AmlDeployAction)
-        names = context(decision.event)
-        fields = render_fields(
+        fields = self._fields(action, context(decision.event))
+        workspace = (fields["subscription_id"], fields["resource_group"], fields["workspace"])
+        model_path = workspace_path(
+            *workspace, "models", fields["model_name"], "versions", fields["model_version"]
+        )
+        endpoint_path = workspace_path(*workspace, "onlineEndpoints", fields["endpoint"])
+        deployment_path = workspace_path(
+            *workspace, "onlineEndpoints", fields["endpoint"], "deployments", fields["deployment"]
+        )
+        deployment = await self._arm.request(
+            "GET", deployment_path, api_version=self._api_version, allow=(404,)
+        )
+        properties = _properties(deployment.body) if deployment.status != 404 else {}
+        if str(properties.get("model", "")).lower() != model_path.lower():
+            return None
+        state = properties.get("provisioningState") or "state unknown"
+        where = f"{fields['endpoint']}/{fields['deployment']}"
+        if action.traffic_percent is not None:
+            endpoint = await self._arm.request(
+                "GET", endpoint_path, api_version=self._api_version, allow=(404,)
+            )
+            traffic = _properties(endpoint.body).get("traffic") or {}
+            if traffic.get(fields["deployment"]) != action.traffic_percent:
+                return None
+        return f"deployment {where} found with the model ({state})"
+
+    def _fields(self, action: AmlDeployAction, names: dict[str, Any]) -> dict[str, str]:
+        return render_fields(
             "aml_deploy", names, subscription_id=action.subscription_id,
             resource_group=action.resource_group, workspace=action.workspace,
             endpoint=action.endpoint, deployment=action.deployment,
@@ -46,6 +77,11 @@ class AmlDeployExecutor:
             **_optional(instance_type=action.instance_type, environment_id=action.environment_id,
                         code_id=action.code_id, scoring_script=action.scoring_script),
         )  # fmt: skip
+
+    async def __call__(self, decision: Decision) -> str:
+        action = decision.action
+        assert isinstance(action, AmlDeployAction)
+        fields = self._fields(action, context(decision.event))
         deadline = self._arm.clock() + action.timeout_s
         workspace = (fields["subscription_id"], fields["resource_group"], fields["workspace"])
         model_path = workspace_path(
@@ -152,6 +188,11 @@ def split_traffic(traffic: dict[str, int], deployment: str, percent: int) -> dic
 def _optional(**fields: str | None) -> dict[str, str]:
     """The optional template fields that the action sets."""
     return {name: text for name, text in fields.items() if text is not None}
+
+
+def _properties(body: Any) -> dict[str, Any]:
+    properties = body.get("properties") if isinstance(body, dict) else None
+    return properties if isinstance(properties, dict) else {}
 
 
 def _tags(model: Any) -> dict[str, Any]:

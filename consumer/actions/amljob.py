@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from rules import AmlJobAction, Decision
+from rules import Action, AmlJobAction, Decision
 from rules.templates import TemplateError, check, context, render
 
 from ..errors import PermanentActionError
@@ -105,6 +105,30 @@ class AmlJobExecutor:
         if _DUPLICATE.search(response.error()[1]):
             return f"job {name} already submitted"
         raise self._arm.error_for("PUT", resource, response)
+
+    def can_find(self, action: Action) -> bool:
+        return True
+
+    async def find(self, decision: Decision, since: float) -> str | None:
+        """The job named after the decision key, if it exists (whenever it was made)."""
+        action = decision.action
+        assert isinstance(action, AmlJobAction)
+        where = render_fields(
+            "aml_job", context(decision.event), subscription_id=action.subscription_id,
+            resource_group=action.resource_group, workspace=action.workspace,
+        )  # fmt: skip
+        name = job_name(decision.key)
+        resource = workspace_path(
+            where["subscription_id"], where["resource_group"], where["workspace"], "jobs", name
+        )
+        found = await self._arm.request(
+            "GET", resource, api_version=self._api_version, allow=(404,)
+        )
+        if found.status == 404:
+            return None
+        properties = found.body.get("properties") if isinstance(found.body, dict) else None
+        status = properties.get("status") if isinstance(properties, dict) else None
+        return f"job {name} found ({status or 'status unknown'})"
 
     def _spec(self, path: Path) -> dict[str, Any]:
         """The parsed spec, read again only when the file changed."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -298,3 +300,111 @@ async def test_a_cancelled_action_releases_its_reservation(tmp_path: Path) -> No
         with pytest.raises(asyncio.CancelledError):
             await task
     assert (await ledger.reserve("ev-1/hook/1")).state == "reserved"
+
+
+class Sink(Executor):
+    """An executor whose sink can be asked (``Findable``): ``has`` holds what it has done."""
+
+    def __init__(self, has: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.has = dict(has or {})
+        self.asked: list[tuple[str, float]] = []
+
+    def can_find(self, action: object) -> bool:
+        return True
+
+    async def find(self, decision: Decision, since: float) -> str | None:
+        self.asked.append((decision.key, since))
+        return self.has.get(decision.key)
+
+
+async def _taken_over(
+    tmp_path: Path, hook: Executor, *, on_uncertain: str | None = None
+) -> tuple[Handler, DirectoryDeadLetterStore, MemoryLedger]:
+    """A handler whose webhook decision was reserved by a worker that died: its lease ended."""
+    clock = Clock()
+    shared: dict[str, Entry] = {}
+    await _ledger(clock, owner="crashed", table=shared).reserve("ev-1/hook/1")
+    clock.now += 61
+    ledger = _ledger(clock, table=shared)
+    action: dict[str, object] = {"type": "webhook", "url": "http://x"}
+    if on_uncertain is not None:
+        action["on_uncertain"] = on_uncertain
+    table = make_table({"name": "hook", "actions": [{"type": "log"}, action]})
+    store = DirectoryDeadLetterStore(tmp_path)
+    handler = Handler(
+        rules=lambda: table, executors={"log": Executor(), "webhook": hook},
+        dead_letters=store, metrics=Metrics(clock=lambda: 0.0),
+        retry=RetryPolicy(sleep=_no_sleep), log=structlog.get_logger("test"),
+        ledger=ledger, sleep=clock.sleep, monotonic=clock,
+    )  # fmt: skip
+    return handler, store, ledger
+
+
+def _uncertain_lines(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
+    return [line for line in logs if line["event"] == "action.uncertain"]
+
+
+def _count(handler: Handler, series: str) -> str:
+    metrics = handler.metrics
+    assert isinstance(metrics, Metrics)
+    lines = metrics.render().decode().splitlines()
+    return next(line for line in lines if line.startswith(series))
+
+
+@pytest.mark.parametrize(
+    ("on_uncertain", "runs", "parked"),
+    [(None, 1, 0), ("repeat", 1, 0), ("skip", 0, 0), ("deadletter", 0, 1)],
+)
+async def test_an_action_taken_over_after_its_lease_is_uncertain_and_follows_on_uncertain(
+    tmp_path: Path, on_uncertain: str | None, runs: int, parked: int
+) -> None:
+    """The earlier holder may have sent it: the takeover is logged with the key and counted,
+    and a sink that cannot be asked repeats it (the default), skips it, or parks it."""
+    hook = Executor()
+    handler, store, ledger = await _taken_over(tmp_path, hook, on_uncertain=on_uncertain)
+    with structlog.testing.capture_logs() as logs:
+        async with store:
+            assert await handler.handle(_received(BODY)) == parked
+            letters = await store.list()
+    (line,) = _uncertain_lines(logs)
+    assert line["decision"] == "ev-1/hook/1" and line["action"] == "webhook#1"
+    assert line["resolution"] == (on_uncertain or "repeat")
+    assert len(hook.done) == runs
+    assert [letter.error for letter in letters] == (
+        ["outcome uncertain: an earlier holder may have done it (on_uncertain = deadletter)"]
+        if parked
+        else []
+    )
+    assert _count(handler, 'mlevents_actions_uncertain_total{type="webhook"}').endswith(" 1.0")
+    done = await ledger.reserve("ev-1/hook/1")
+    assert done.state == ("reserved" if parked else "done")  # a parked one is released
+
+
+@pytest.mark.parametrize("has_it", [True, False])
+async def test_an_uncertain_action_a_sink_can_be_asked_about_is_looked_up_first(
+    tmp_path: Path, has_it: bool
+) -> None:
+    """The sink is asked since the earlier reservation: what it has is recorded done, not
+    repeated; what it lacks is run."""
+    sink = Sink({"ev-1/hook/1": "run 7"} if has_it else {})
+    handler, store, ledger = await _taken_over(tmp_path, sink)
+    with structlog.testing.capture_logs() as logs:
+        async with store:
+            assert await handler.handle(_received(BODY)) == 0
+    assert sink.asked == [("ev-1/hook/1", 1000.0)]  # when the crashed worker reserved it
+    assert sink.done == ([] if has_it else ["ev-1/hook/1"])
+    (line,) = _uncertain_lines(logs)
+    assert line["resolution"] == ("found" if has_it else "not found: running it")
+    claim = await ledger.reserve("ev-1/hook/1")
+    assert claim.state == "done"
+    assert (claim.detail or "").endswith("by an earlier holder: run 7" if has_it else " ok: ok")
+
+
+async def test_a_fresh_reservation_is_not_uncertain(tmp_path: Path) -> None:
+    handler, store, _ = await _taken_over(tmp_path, Executor())
+    with structlog.testing.capture_logs() as logs:
+        async with store:
+            await handler.handle(_received(json.dumps([event_json(id="ev-2")]).encode()))
+    assert _uncertain_lines(logs) == []
+    assert _count(handler, 'mlevents_actions_uncertain_total{type="webhook"}').endswith(" 0.0")

@@ -39,10 +39,14 @@ EXPIRE = 3600.0
 KEY = "3f6c1a2e-0000-4000-8000-000000000001/notify-on-failure/0"
 
 
+START = 1_700_000_000.0
+"""When the fake clock starts: the time of a test's first reservation."""
+
+
 class FakeClock:
     """A clock that moves only when told to."""
 
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
+    def __init__(self, now: float = START) -> None:
         self.now = now
 
     def __call__(self) -> float:
@@ -139,7 +143,7 @@ async def test_an_orphaned_reservation_of_this_owner_is_taken_again_at_once(
     assert (await holder.reserve(KEY)).state == "reserved"
     assert (await holder.reserve(KEY)).state == "busy"  # its own call still holds it
     assert (await other.reserve(KEY)).state == "busy"
-    assert await orphaned.reserve(KEY) == Claim("reserved")
+    assert await orphaned.reserve(KEY) == Claim("reserved", earlier=START)
     assert (await orphaned.reserve(KEY)).state == "busy"  # now held by that call
     await orphaned.mark_done(KEY, "ran once")
     assert await other.reserve(KEY) == Claim("done", "ran once")
@@ -167,13 +171,14 @@ async def test_racing_reserves_from_two_owners_reserve_exactly_once(
 async def test_a_lapsed_lease_lets_another_owner_take_over(
     open_ledger: Open, clock: FakeClock
 ) -> None:
-    """Busy until the lease ends; at its end another owner reserves, and holds it."""
+    """Busy until the lease ends; at its end another owner reserves, and holds it, told when
+    the reservation it took over was made (that holder may have acted: uncertain)."""
     a, b = await open_ledger("a"), await open_ledger("b")
     assert (await a.reserve(KEY)).state == "reserved"
     clock.advance(LEASE - 0.5)
     assert (await b.reserve(KEY)).retry_after_s == pytest.approx(0.5)
     clock.advance(0.5)
-    assert await b.reserve(KEY) == Claim("reserved")
+    assert await b.reserve(KEY) == Claim("reserved", earlier=START)
     assert (await a.reserve(KEY)).retry_after_s == pytest.approx(LEASE)
 
 
@@ -205,7 +210,7 @@ async def test_a_late_owner_does_not_clobber_the_one_that_took_over(
     a, b = await open_ledger("a"), await open_ledger("b")
     await a.reserve(KEY)
     clock.advance(LEASE + 1)
-    assert await b.reserve(KEY) == Claim("reserved")
+    assert await b.reserve(KEY) == Claim("reserved", earlier=START)
     await a.release(KEY)
     with caplog.at_level(logging.WARNING, logger="consumer.ledger"):
         await a.mark_done(KEY, "late")
@@ -384,7 +389,7 @@ async def test_blob_takeovers_racing_after_both_read_let_one_win(
 
             monkeypatch.setattr(ledger, "_read", read_then_wait)
         claims = sorted(await asyncio.gather(a.reserve(KEY), b.reserve(KEY)), key=str)
-    assert claims == [Claim("busy", retry_after_s=LEASE), Claim("reserved")]
+    assert claims == [Claim("busy", retry_after_s=LEASE), Claim("reserved", earlier=START)]
 
 
 async def test_blob_mark_done_racing_a_takeover_leaves_the_new_owner(
@@ -403,7 +408,7 @@ async def test_blob_mark_done_racing_a_takeover_leaves_the_new_owner(
 
         async def read_then_b_takes_over(name: str) -> object:
             found = await read(name)
-            assert await b.reserve(KEY) == Claim("reserved")
+            assert await b.reserve(KEY) == Claim("reserved", earlier=START)
             return found
 
         monkeypatch.setattr(a, "_read", read_then_b_takes_over)
