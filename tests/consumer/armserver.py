@@ -37,11 +37,15 @@ WS = (
 ROUTES = {
     "createRun": ("POST", "/subscriptions/{sub}/resourceGroups/{rg}/providers/"
                   "Microsoft.DataFactory/factories/{factory}/pipelines/{pipeline}/createRun"),
+    "queryPipelineRuns": ("POST", "/subscriptions/{sub}/resourceGroups/{rg}/providers/"
+                          "Microsoft.DataFactory/factories/{factory}/queryPipelineRuns"),
     "job": ("PUT", WS + "/jobs/{name}"),
+    "job.get": ("GET", WS + "/jobs/{name}"),
     "model": ("GET", WS + "/models/{name}/versions/{version}"),
     "endpoint.get": ("GET", WS + "/onlineEndpoints/{endpoint}"),
     "endpoint.put": ("PUT", WS + "/onlineEndpoints/{endpoint}"),
     "deployment": ("PUT", WS + "/onlineEndpoints/{endpoint}/deployments/{deployment}"),
+    "deployment.get": ("GET", WS + "/onlineEndpoints/{endpoint}/deployments/{deployment}"),
     "operation": ("GET", "/subscriptions/{sub}/providers/Microsoft.MachineLearningServices"
                   "/locations/{location}/mfeOperationsStatus/{operation}"),
 }  # fmt: skip
@@ -138,9 +142,11 @@ class ArmServer:
     async def __aenter__(self) -> ArmServer:
         app = web.Application(middlewares=[self._gate])
         handlers: dict[str, Callable[[web.Request], Awaitable[web.Response]]] = {
-            "createRun": self._create_run, "job": self._put_job, "model": self._get_model,
+            "createRun": self._create_run, "queryPipelineRuns": self._query_runs,
+            "job": self._put_job, "job.get": self._get_job, "model": self._get_model,
             "endpoint.get": self._get_endpoint, "endpoint.put": self._put_endpoint,
-            "deployment": self._put_deployment, "operation": self._get_operation,
+            "deployment": self._put_deployment, "deployment.get": self._get_deployment,
+            "operation": self._get_operation,
         }  # fmt: skip
         for name, (method, path) in ROUTES.items():
             app.router.add_route(method, path, handlers[name], name=name)
@@ -189,6 +195,47 @@ class ArmServer:
         run_id = str(uuid.uuid4())
         self.runs.append((request.match_info["pipeline"], run_id, await request.json()))
         return web.json_response({"runId": run_id})
+
+    async def _query_runs(self, request: web.Request) -> web.Response:
+        """Pipeline Runs - Query By Factory: the runs of the filtered pipeline, two a page
+        (so paging is exercised), parameters as strings as Data Factory gives them."""
+        query = await request.json()
+        wanted = {
+            value
+            for rule in query.get("filters", [])
+            if rule.get("operand") == "PipelineName" and rule.get("operator") == "Equals"
+            for value in rule.get("values", [])
+        }
+        runs = [
+            {"runId": run_id, "pipelineName": pipeline, "status": "Succeeded",
+             "parameters": {k: v if isinstance(v, str) else json.dumps(v)
+                            for k, v in (parameters or {}).items()}}
+            for pipeline, run_id, parameters in self.runs
+            if not wanted or pipeline in wanted
+        ]  # fmt: skip
+        start = int(query.get("continuationToken") or 0)
+        body: dict[str, Any] = {"value": runs[start : start + 2]}
+        if start + 2 < len(runs):
+            body["continuationToken"] = str(start + 2)
+        return web.json_response(body)
+
+    async def _get_job(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in self.jobs:
+            return _error(404, "UserError", f"Job {name} not found.")
+        body = self.jobs[name]
+        result = {"id": request.path, "name": name, **body}
+        result["properties"] = {**body.get("properties", {}), "status": "Running"}
+        return web.json_response(result)
+
+    async def _get_deployment(self, request: web.Request) -> web.Response:
+        key = f"{request.match_info['endpoint']}/{request.match_info['deployment']}"
+        if key not in self.deployments:
+            return _error(404, "UserError", f"Deployment {key} not found.")
+        body = self.deployments[key]
+        result = {"id": request.path, "name": request.match_info["deployment"], **body}
+        result["properties"] = {**body["properties"], "provisioningState": "Succeeded"}
+        return web.json_response(result)
 
     async def _put_job(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

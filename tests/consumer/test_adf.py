@@ -175,3 +175,34 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
     assert 25 < (retry_after_s({"Retry-After": later}) or 0) <= 30
     assert retry_after_s({"Retry-After": "soon"}) is None
     assert retry_after_s({}) is None
+
+
+async def test_with_a_key_parameter_a_run_carries_the_key_and_can_be_found(
+    server: ArmServer, session: aiohttp.ClientSession
+) -> None:
+    """Each run gets the decision key in ``key_parameter``; an uncertain run is found among
+    the pipeline's runs (over pages) by that parameter, since the earlier reservation."""
+    arm = ArmClient(session, FakeCredential(), base_url=server.base_url)
+    executor = AdfExecutor(arm, now=lambda: 1_800_000_000.0)
+    ours = decision(DRIFT, {**ACTION, "key_parameter": "mleventsKey"})
+    for other in range(3):  # runs of the same pipeline for other events
+        server.runs.append(
+            ("retrain-credit-risk", f"other-{other}", {"mleventsKey": f"other/{other}"})
+        )
+    assert executor.can_find(ours.action)
+    assert await executor.find(ours, 1_799_999_000.0) is None
+    detail = await executor(ours)
+    assert server.runs[-1][2]["mleventsKey"] == ours.key
+    found = await executor.find(ours, 1_799_999_000.0)
+    assert found == f"{detail} found (Succeeded)"
+    query = server.calls("queryPipelineRuns")[-1].body
+    assert query["lastUpdatedAfter"] == "2027-01-15T07:38:20.000000Z"  # since, less 5 minutes
+    assert query["filters"] == [
+        {"operand": "PipelineName", "operator": "Equals", "values": ["retrain-credit-risk"]}
+    ]
+    assert len(server.calls("queryPipelineRuns")) > 2  # it read more than one page
+
+
+def test_without_a_key_parameter_a_run_cannot_be_found() -> None:
+    executor = AdfExecutor(ArmClient.__new__(ArmClient))
+    assert not executor.can_find(decision(DRIFT, ACTION).action)

@@ -279,3 +279,24 @@ async def test_a_redelivery_re_puts_the_deployment_and_leaves_traffic_alone(
     assert len(puts) == 2 and puts[0].body == puts[1].body
     assert list(server.deployments) == ["credit-risk/v8"]
     assert len(server.calls("endpoint.put")) == 1
+
+
+async def test_an_uncertain_deployment_is_found_when_it_has_the_model(
+    server: ArmServer, arm: tuple[ArmClient, FakeTime]
+) -> None:
+    """A deployment counts as done when it exists with this decision's model (and traffic
+    share, when the action sets one); one with another model, or none, does not."""
+    executor = AmlDeployExecutor(arm[0], poll_interval_s=2.0)
+    chosen = decision(REGISTERED, {**ACTION, "traffic_percent": 10})
+    assert executor.can_find(chosen.action)
+    assert await executor.find(chosen, 0.0) is None
+    server.deployments["credit-risk/v8"] = {
+        "properties": {"model": WS + "/models/other/versions/1"}
+    }
+    assert await executor.find(chosen, 0.0) is None
+    await executor(chosen)
+    assert await executor.find(chosen, 0.0) == (
+        "deployment credit-risk/v8 found with the model (Succeeded)"
+    )
+    server.endpoints["credit-risk"]["v8"] = 0  # traffic taken away since
+    assert await executor.find(chosen, 0.0) is None

@@ -267,3 +267,17 @@ async def test_specs_are_read_once_per_file_version(
     await executor(_decision(rules_dir, experiment_name="c"))
     assert len(loads) == 2
     assert server.requests[-1].body["properties"]["computeId"] == "gpu-cluster"
+
+
+async def test_an_uncertain_job_is_found_by_its_name(
+    server: ArmServer, arm: ArmClient, rules_dir: Path
+) -> None:
+    """The job's name comes from the decision key, so a GET by that name says whether an
+    earlier holder submitted it."""
+    chosen, executor = _decision(rules_dir), AmlJobExecutor(arm)
+    assert executor.can_find(chosen.action)
+    assert await executor.find(chosen, 0.0) is None
+    await executor(chosen)
+    name = job_name(chosen.key)
+    assert await executor.find(chosen, 0.0) == f"job {name} found (Running)"
+    assert [call.path for call in server.calls("job.get")] == [JOBS + name] * 2
