@@ -9,6 +9,7 @@ only never makes one, and closes it with the exit stack it was given.
 The SDK clients keep their tokens in their own pipelines; the Resource Manager actions ask
 through ``CachedTokens``, which keeps one token per scope until shortly before it expires
 (azure-identity's CLI credential caches nothing and runs ``az`` on every call).
+``is_permanent`` says which failures to get a token will not pass by themselves.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import structlog
 from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.core.credentials_async import AsyncSupportsTokenInfo, AsyncTokenCredential
+from azure.core.exceptions import ClientAuthenticationError
 
 from .config import AzureConfig, Config
 from .errors import ConfigError
@@ -88,6 +90,46 @@ class LazyCredential:
             self._stack.push_async_callback(made.close)
             self._credential = made
         return self._credential
+
+
+PERMANENT_SIGNS = (
+    "Azure CLI not found on path",
+    "Please run 'az login'",
+    "AADSTS",
+    "No managed identity endpoint found",
+    "been assigned to this resource",
+    "Environment variables are not fully configured",
+)
+"""azure-identity's words for failures that last until someone acts: no ``az``, nobody
+logged in to it, Microsoft Entra ID refusing the client (``AADSTS`` codes: unknown or
+disabled client, missing consent, expired secret), no managed identity here or none assigned,
+the environment credential's variables missing."""
+TRANSIENT_SIGNS = (
+    "Timed out waiting for Azure CLI",
+    "no response from the IMDS endpoint",
+    "temporarily_unavailable",
+)
+"""Its words for failures that pass: ``az`` too slow, IMDS silent, Entra ID busy. They win
+over ``PERMANENT_SIGNS`` in one message (a chain of credentials reports each one's failure)."""
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Whether a failure to get a token will last until someone changes something.
+
+    Only a ``ClientAuthenticationError`` (``CredentialUnavailableError`` included) whose
+    message says so (``PERMANENT_SIGNS``, and none of ``TRANSIENT_SIGNS``) is permanent.
+    Everything else is worth another try: timeouts, ``ProcessLookupError`` (``az`` ending
+    just as azure-identity's timeout kills it), the token endpoint unreachable
+    (``ServiceRequestError``), an authentication error that does not say why, and any
+    exception nobody expected. A wrong guess costs retries within the policy's time bound
+    before the action is dead-lettered; the other way, one hiccup dead-letters an action.
+    """
+    if not isinstance(error, ClientAuthenticationError):
+        return False
+    text = str(error.message or error)
+    if any(sign in text for sign in TRANSIENT_SIGNS):
+        return False
+    return any(sign in text for sign in PERMANENT_SIGNS)
 
 
 REFRESH_BEFORE_S = 300.0

@@ -13,11 +13,13 @@ import pytest
 from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.identity import aio as identity
 
+from consumer.actions.azure import ArmClient
 from consumer.config import AzureConfig, Config, load_config
 from consumer.credentials import CachedTokens, LazyCredential, azure_credential
-from consumer.errors import ConfigError
+from consumer.errors import ConfigError, PermanentActionError, TransientActionError
 
 from .armserver import TOKEN, FakeCredential
+from .peers import action_session
 
 WORKLOAD_VARIABLES = ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_FEDERATED_TOKEN_FILE")
 
@@ -272,3 +274,31 @@ async def test_a_burst_through_the_cli_credential_starts_az_once(az: Path) -> No
         tokens = await asyncio.gather(*(cache.get_token(SCOPE) for _ in range(20)))
     assert {token.token for token in tokens} == {TOKEN}
     assert _runs(az) == 1
+
+
+async def _arm_request(credential: identity.AzureCliCredential) -> None:
+    """One ARM request (it fails for want of a token before anything is sent)."""
+    async with action_session("azure") as session:
+        arm = ArmClient(session, CachedTokens(credential), base_url="http://127.0.0.1:9")
+        await arm.request("GET", "/subscriptions", api_version="2022-12-01")
+
+
+async def test_a_cli_nobody_is_logged_in_to_is_permanent(
+    az: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Please run 'az login'`` will not pass by itself: no retries."""
+    monkeypatch.setenv("MLEVENTS_TEST_AZ_FAIL", "login")
+    async with identity.AzureCliCredential() as cli:
+        with pytest.raises(PermanentActionError, match="Please run 'az login'"):
+            await _arm_request(cli)
+    assert _runs(az) == 1
+
+
+async def test_a_cli_that_cannot_reach_entra_id_is_transient(
+    az: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``az`` failing for a reason azure-identity does not know: worth another try."""
+    monkeypatch.setenv("MLEVENTS_TEST_AZ_FAIL", "network")
+    async with identity.AzureCliCredential() as cli:
+        with pytest.raises(TransientActionError, match=r"ClientAuthenticationError: .*Max retries"):
+            await _arm_request(cli)
