@@ -43,7 +43,7 @@ from .actions.log import LogExecutor
 from .actions.webhook import WebhookExecutor
 from .blobs import container_client, describe_error, open_container
 from .config import Config, EmailConfig, EventHubConfig, StoreConfig
-from .credentials import Credential, LazyCredential
+from .credentials import CachedTokens, Credential, LazyCredential
 from .deadletters import DeadLetterError, DeadLetterStore, open_dead_letter_store
 from .errors import ConfigError, ConsumerError, LedgerError, StoreError
 from .handler import Handler
@@ -208,7 +208,10 @@ async def open_actions(
         ledger = GuardedLedger(ledger, Guard(LEDGER, config.ledger.store.timeout_s, dependencies))
         await _watch(stack, dependencies, LEDGER, ledger.check)
     arm = ArmClient(
-        azure, credential(), base_url=config.azure.management_url, scope=config.azure.scope
+        azure,
+        CachedTokens(credential()),
+        base_url=config.azure.management_url,
+        scope=config.azure.scope,
     )
     ml_version = config.azure.ml_api_version
     by_type: dict[str, Executor] = {

@@ -5,8 +5,9 @@ few ARM calls, so the actions speak REST over the worker's aiohttp session inste
 pulling in three management SDKs (azure-ai-ml has no async client at all). What they share
 lives here: a bearer token from azure-identity on every request; one attempt per call, its
 failure classified for the retry policy (connection errors, timeouts, 408, 429 and 5xx are
-transient and pass ``Retry-After`` on; other statuses and credential failures are
-permanent); and following a long-running operation to its end. Messages name the method,
+transient and pass ``Retry-After`` on; other statuses are permanent, and so is a
+credential that cannot get a token until someone acts, while its other failures are
+transient); and following a long-running operation to its end. Messages name the method,
 the resource path, the status and ARM's error code and message, never the token.
 """
 
@@ -25,10 +26,10 @@ from urllib.parse import quote, urljoin, urlsplit
 import aiohttp
 import msgspec
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.exceptions import AzureError, ClientAuthenticationError
 
 from rules.templates import TemplateError, render
 
+from ..credentials import is_permanent
 from ..errors import ActionError, PermanentActionError, TransientActionError
 from ..http import answer_within
 
@@ -117,7 +118,8 @@ class ArmClient:
 
         Raises:
             TransientActionError: connection error, timeout, 408, 429 or 5xx.
-            PermanentActionError: any other status, or no token to be had.
+            PermanentActionError: any other status, or no token to be had until someone
+                acts (``consumer.credentials.is_permanent``).
         """
         url = f"{self._base}{path}?api-version={quote(api_version, safe='')}"
         return await self._send(method, url, path, json, allow)
@@ -225,22 +227,30 @@ class ArmClient:
         raise self.error_for(method, where, response)
 
     async def _token(self) -> str:
+        """The bearer token, within ``timeout_s``.
+
+        Raises:
+            PermanentActionError: the credential cannot get one until someone acts.
+            TransientActionError: any other failure, of whatever type: the retry policy
+                tries again within its bounds instead of the action crashing.
+        """
         try:
             async with asyncio.timeout(self._timeout_s):
                 token = await self._credential.get_token(self.scope)
-        except ClientAuthenticationError as exc:
-            raise PermanentActionError(
-                f"no Azure AD token for {self.scope}: {_short(str(exc.message))}"
-            ) from exc
-        except TimeoutError as exc:
-            raise TransientActionError(
-                f"no Azure AD token for {self.scope} within {self._timeout_s:g}s"
-            ) from exc
-        except AzureError as exc:  # a token endpoint that could not be reached
-            raise TransientActionError(
-                f"no Azure AD token for {self.scope}: {type(exc).__name__}: {_short(str(exc))}"
-            ) from exc
+        except Exception as exc:
+            raise self._token_error(exc) from exc
         return str(token.token)
+
+    def _token_error(self, error: Exception) -> ActionError:
+        """The classified error for a failure to get a token (``is_permanent``)."""
+        reason = _short(str(getattr(error, "message", None) or error))
+        if is_permanent(error):
+            return PermanentActionError(f"no Azure AD token for {self.scope}: {reason}")
+        if isinstance(error, TimeoutError):
+            reason = reason or f"none within {self._timeout_s:g}s"
+        else:
+            reason = ": ".join(part for part in (type(error).__name__, reason) if part)
+        return TransientActionError(f"no Azure AD token for {self.scope}: {reason}")
 
     def _poll_target(
         self, started: ArmResponse, path: str, api_version: str

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 from azure.core.credentials import AccessToken
-from azure.core.exceptions import ClientAuthenticationError
+from azure.identity import CredentialUnavailableError
 
 from rules import Decision, RuleSource, decode_body, load_table, plan
 
@@ -29,6 +29,11 @@ from ..emulator.peers import free_port
 from .peers import Gate
 
 TOKEN = "test-arm-token"
+NO_IDENTITY = (
+    "ManagedIdentityCredential authentication unavailable. "
+    "No identity has been assigned to this resource."
+)
+"""azure-identity's answer where no managed identity is assigned (a permanent failure)."""
 SAMPLES = Path(__file__).resolve().parents[2] / "consumer" / "examples" / "events"
 WS = (
     "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices"
@@ -339,17 +344,24 @@ def _error(
 
 class FakeCredential:
     """An async token credential that hands out one fixed token and records the scopes
-    asked for (Azure AD cannot run here). ``fail`` raises as a refused credential does."""
+    asked for (Azure AD cannot run here). ``errors`` are raised first, one per call;
+    ``fail`` then raises as a credential without a managed identity does."""
 
-    def __init__(self, token: str = TOKEN, *, fail: bool = False) -> None:
+    def __init__(
+        self, token: str = TOKEN, *, fail: bool = False, errors: tuple[Exception, ...] = ()
+    ) -> None:
         self.token = token
         self.fail = fail
+        self.errors = list(errors)
         self.scopes: list[tuple[str, ...]] = []
 
     async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         self.scopes.append(scopes)
+        await asyncio.sleep(0)  # a real credential awaits I/O: concurrent callers overlap
+        if self.errors:
+            raise self.errors.pop(0)
         if self.fail:
-            raise ClientAuthenticationError(message="ManagedIdentityCredential: no identity")
+            raise CredentialUnavailableError(message=NO_IDENTITY)
         return AccessToken(self.token, int(time.time()) + 3600)
 
     async def close(self) -> None:

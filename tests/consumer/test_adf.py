@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import structlog
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.identity import CredentialUnavailableError
 
 from consumer.actions.adf import AdfExecutor
 from consumer.actions.azure import ArmClient, retry_after_s
+from consumer.credentials import CachedTokens
+from consumer.deadletters import DirectoryDeadLetterStore
 from consumer.errors import PermanentActionError, TransientActionError
+from consumer.handler import Handler, Received
+from consumer.metrics import Metrics
+from consumer.retrying import RetryPolicy
 
 from ..emulator.peers import free_port
-from .armserver import TOKEN, ArmServer, FakeCredential, Fault, decision
+from ..factories import make_table
+from .armserver import NO_IDENTITY, SAMPLES, TOKEN, ArmServer, FakeCredential, Fault, decision
 from .peers import action_session
+from .test_metrics import value
 
 SUB = "6f1c2a3b-0d4e-4f5a-9b8c-7d6e5f4a3b2c"
 CREATE_RUN = (
@@ -134,9 +150,111 @@ async def test_no_credential_is_permanent_and_sends_nothing(
 ) -> None:
     """A credential that cannot get a token (no managed identity) fails before any request."""
     arm = ArmClient(session, FakeCredential(fail=True), base_url=server.base_url)
-    with pytest.raises(PermanentActionError, match=r"no Azure AD token for .*no identity"):
+    with pytest.raises(PermanentActionError, match=r"no Azure AD token for .*No identity has"):
         await _run(arm)
     assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (ProcessLookupError(), "ProcessLookupError"),
+        (TimeoutError(), r"none within 60s"),
+        (CredentialUnavailableError("Timed out waiting for Azure CLI"), "Timed out waiting"),
+        (CredentialUnavailableError(
+            "ManagedIdentityCredential authentication unavailable, no response from the IMDS "
+            "endpoint."), "no response from the IMDS endpoint"),
+        (ServiceRequestError("Connection reset by peer"), "ServiceRequestError: Connection"),
+        (ServiceResponseError("read timed out"), "ServiceResponseError: read timed out"),
+        (ClientAuthenticationError("Failed to invoke Azure CLI"), "Failed to invoke"),
+        (ClientAuthenticationError("Microsoft Entra ID error '(temporarily_unavailable) "
+                                   "AADSTS50196: The server is busy.'"), "temporarily_unavailable"),
+        (ClientAuthenticationError(
+            "DefaultAzureCredential failed to retrieve a token from the included credentials.\n"
+            "Attempted credentials:\n\tManagedIdentityCredential: ManagedIdentityCredential "
+            "authentication unavailable, no response from the IMDS endpoint.\n"
+            "\tAzureCliCredential: Azure CLI not found on path"), "DefaultAzureCredential"),
+        (RuntimeError("unexpected"), "RuntimeError: unexpected"),
+    ],
+)  # fmt: skip
+async def test_a_token_that_may_come_later_is_transient(
+    server: ArmServer, session: aiohttp.ClientSession, error: Exception, expected: str
+) -> None:
+    """A slow or killed ``az``, a silent IMDS, an unreachable or busy Entra ID, a chain whose
+    failures include one of those, and any exception nobody expected: retried, not crashed."""
+    arm = ArmClient(session, FakeCredential(errors=(error,)), base_url=server.base_url)
+    with pytest.raises(TransientActionError, match=f"no Azure AD token for .*{expected}"):
+        await _run(arm)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Azure CLI not found on path",
+        "Please run 'az login' to set up an account",
+        "Microsoft Entra ID error '(invalid_client) AADSTS7000215: Invalid client secret "
+        "provided.'",
+        "Microsoft Entra ID error '(invalid_grant) AADSTS65001: The user or administrator has "
+        "not consented to use the application.'",
+        "No managed identity endpoint found. \nThe Target Azure platform could not be "
+        "determined from environment variables.",
+        NO_IDENTITY,
+        "EnvironmentCredential authentication unavailable. Environment variables are not fully "
+        "configured.",
+    ],
+)
+async def test_a_token_that_needs_someone_to_act_is_permanent(
+    server: ArmServer, session: aiohttp.ClientSession, message: str
+) -> None:
+    """No CLI, nobody logged in, Entra ID refusing the client, no identity: dead-lettered at
+    once, naming the reason."""
+    error = CredentialUnavailableError(message)
+    arm = ArmClient(session, FakeCredential(errors=(error,)), base_url=server.base_url)
+    with pytest.raises(PermanentActionError) as caught:
+        await _run(arm)
+    assert str(caught.value).startswith("no Azure AD token for ")
+    assert message.split("\n")[0].strip() in str(caught.value)
+
+
+async def test_a_burst_of_requests_fetches_one_token(
+    server: ArmServer, session: aiohttp.ClientSession
+) -> None:
+    """Fifty actions at once through the token cache: one token from the credential."""
+    credential = FakeCredential()
+    arm = ArmClient(session, CachedTokens(credential), base_url=server.base_url)
+    await asyncio.gather(*(_run(arm) for _ in range(50)))
+    assert len(server.runs) == 50
+    assert len(credential.scopes) == 1
+
+
+async def test_a_killed_az_process_is_retried_and_not_dead_lettered(
+    server: ArmServer, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """``ProcessLookupError`` (``az`` exiting as azure-identity's timeout kills it) fails the
+    first attempt as transient; the second gets a token, and the run starts. Nothing is
+    dead-lettered and the action counts as ok."""
+    credential = FakeCredential(errors=(ProcessLookupError(),))
+    arm = ArmClient(session, CachedTokens(credential), base_url=server.base_url)
+    table = make_table({"name": "retrain", "actions": [ACTION]})
+    metrics = Metrics(clock=lambda: 0.0)
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    async with DirectoryDeadLetterStore(tmp_path) as store:
+        handler = Handler(
+            rules=lambda: table, executors={"adf_pipeline_run": AdfExecutor(arm)},
+            dead_letters=store, metrics=metrics, retry=RetryPolicy(sleep=no_sleep),
+            log=structlog.get_logger("test"),
+        )  # fmt: skip
+        body = (SAMPLES / DRIFT).read_bytes()
+        parked = await handler.handle(Received(partition="0", body=body, sequence_number=1,
+                                               offset="1"))  # fmt: skip
+        assert (parked, await store.count()) == (0, 0)
+    assert len(credential.scopes) == 2
+    assert len(server.runs) == 1
+    assert value(metrics, "mlevents_actions_total", type="adf_pipeline_run", outcome="ok") == 1
 
 
 async def test_connection_refused_is_transient(session: aiohttp.ClientSession) -> None:
