@@ -5,6 +5,14 @@ dot-separated path into the payload, to any depth. Key names match case-insensit
 (Azure ML payloads use PascalCase in the docs and camelCase in real events). A JSON
 ``null`` reads as missing. ``EventView`` caches what one event resolves, so a rule table
 that asks a hundred rules about ``data.runStatus`` walks the payload once.
+
+When an object holds several properties whose names fold to the same name (run tags
+``Stage`` and ``stage``, say), one rule picks the property, at each step of the path: the
+property spelled exactly as the key's segment, if there is one; otherwise the first, in the
+document's order, whose name folds to it. So ``data.runTags.Stage`` and
+``data.runTags.stage`` may read different properties, and each key reads the same one in
+matching, in ``explain`` and in templates, whatever the order of the rules. Values are
+cached per key as written, not per folded key.
 """
 
 from __future__ import annotations
@@ -50,14 +58,15 @@ class Key:
     segments: tuple[str, ...] = field(repr=False)
     folded: tuple[str, ...] = field(repr=False)
     cache_key: str = field(repr=False)
-    """The folded dotted path: what an ``EventView`` caches this key's value under."""
+    """What an ``EventView`` caches this key's value under: the path as written, since keys
+    that differ only in case may read different properties (see the module docstring)."""
 
     @classmethod
     def parse(cls, text: str) -> Key:
         """Split ``text`` on dots; the caller has checked that no segment is empty."""
         segments = tuple(text.split("."))
         folded = tuple(fold(s) for s in segments)
-        return cls(text, segments, folded, ".".join(folded))
+        return cls(text, segments, folded, text)
 
     def resolve(self, event: Event) -> Any:
         """The key's value in ``event``, or ``MISSING``."""

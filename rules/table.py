@@ -133,7 +133,9 @@ def _build_bucket(rules: Sequence[Rule], positions: Iterable[int]) -> _Bucket:
         if guard is None:
             unguarded.append(position)
             continue
-        _, by_value = groups.setdefault((guard.key.folded, guard.arrays), (guard.key, {}))
+        # Grouped by the key as written: keys that differ only in case may read different
+        # properties of one event (``rules.keys``).
+        _, by_value = groups.setdefault((guard.key.segments, guard.arrays), (guard.key, {}))
         for value in {fold(v) for v in guard.operand}:
             by_value.setdefault(value, []).append(position)
     guards = tuple(

@@ -8,11 +8,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rules import EventView, plan
+from rules.explain import explain_filter
 
 from ..factories import RUN_STATUS_CHANGED, make_event, make_table
 
 TYPES = [RUN_STATUS_CHANGED, "Microsoft.MachineLearningServices.RunCompleted", "Other.Type"]
-KEYS = ["data.runStatus", "data.experimentName", "data.runTags.team", "subject"]
+KEYS = [
+    "data.runStatus",
+    "data.experimentName",
+    "data.runTags.team",
+    "subject",
+    # Run tags may hold both spellings: these read different properties of one event.
+    "data.runTags.Stage",
+    "data.runTags.stage",
+    "data.RunTags.STAGE",
+]
 WORDS = ["Failed", "failed", "Completed", "exp", "risk", "ops", ""]
 
 advanced = st.fixed_dictionaries(
@@ -36,10 +46,13 @@ values = st.one_of(scalars, st.lists(scalars, max_size=3))
 
 @st.composite
 def events(draw: st.DrawFn) -> Any:
+    tags = {"team": draw(values)}
+    for spelling in draw(st.lists(st.sampled_from(["Stage", "stage", "STAGE"]), unique=True)):
+        tags[spelling] = draw(values)
     data = {
         "runStatus": draw(values),
         "experimentName": draw(values),
-        "runTags": {"team": draw(values)},
+        "runTags": tags,
     }
     return make_event(eventType=draw(st.sampled_from(TYPES)), data=data)
 
@@ -53,6 +66,56 @@ def test_indexed_match_equals_trying_every_rule(specs: list[Any], evs: list[Any]
         expected = [r.name for r in table.rules if r.filter.matches(event)]
         assert [r.name for r in table.match(event)] == expected
         assert [r.name for r in table.match(EventView(event))] == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(filters, min_size=1, max_size=12),
+    st.lists(events(), min_size=1, max_size=4),
+    st.randoms(use_true_random=False),
+)
+def test_the_matched_set_does_not_depend_on_the_order_of_the_rules(
+    specs: list[Any], evs: list[Any], rnd: Any
+) -> None:
+    """Any permutation of the table matches the same rules (listed in its own order), and
+    ``explain`` says so for every rule and event."""
+    named = [{"name": f"r{i}", "filter": f} for i, f in enumerate(specs)]
+    shuffled = list(named)
+    rnd.shuffle(shuffled)
+    table, permuted = make_table(*named), make_table(*shuffled)
+    for event in evs:
+        matched = {r.name for r in table.match(event)}
+        assert {r.name for r in permuted.match(event)} == matched
+        view = EventView(event)
+        explained = {r.name for r in table.rules if explain_filter(r.filter, view).matched}
+        assert explained == matched
+
+
+def test_keys_differing_only_in_case_read_their_own_spelling_in_any_order() -> None:
+    """An event with both run tags ``Stage`` and ``stage``: a rule keyed on each matches on
+    its own property, in either order of the table, and explain agrees."""
+    event = make_event(data={"runTags": {"Stage": "prod", "stage": "dev"}})
+    upper, lower, other = (
+        _string_in(name, key, value)
+        for name, key, value in [
+            ("upper", "data.runTags.Stage", "prod"),
+            ("lower", "data.runTags.stage", "dev"),
+            ("other", "data.runTags.STAGE", "prod"),
+        ]
+    )
+    for order in ([upper, lower, other], [other, lower, upper]):
+        table = make_table(*order)
+        assert {r.name for r in table.match(event)} == {"upper", "lower", "other"}
+        view = EventView(event)
+        assert all(explain_filter(r.filter, view).matched for r in table.rules)
+    # No exact spelling: the first property in document order that folds to the key.
+    first = make_event(data={"runTags": {"stage": "dev", "Stage": "prod"}})
+    assert [r.name for r in make_table(other).match(first)] == []
+
+
+def _string_in(name: str, key: str, value: str) -> dict[str, Any]:
+    advanced = [{"operatorType": "StringIn", "key": key, "values": [value]}]
+    return {"name": name, "filter": {"advancedFilters": advanced}}
 
 
 def test_matches_come_back_in_table_order() -> None:
