@@ -15,11 +15,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+import time
 import tomllib
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from emulator.cli import add_emulator_parser, add_send_parser
 from rules import DecodeError, Event, RuleTable, RuleTableError, decode_body
@@ -44,6 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _split_rules(args)
         code: int = args.func(args)
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly. Point stdout at /dev/null so the
+        # interpreter's own flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except (ConfigError, CaseFileError, DeadLetterError, StoreError) as exc:
         print(f"mlevents: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -189,38 +198,94 @@ def _load(args: argparse.Namespace, *, default: Sequence[Path] = ()) -> RuleTabl
     return loaded.table
 
 
-def _decoded(paths: Sequence[str]) -> tuple[list[tuple[str, Event]], int]:
-    """Every decoded event with where it came from; bad records go to stderr."""
-    events: list[tuple[str, Event]] = []
-    errors = 0
-    for path in paths:
-        try:
-            for record in read_event_files([path]):
-                try:
-                    events.extend((record.where, e) for e in decode_body(record.body))
-                except DecodeError as exc:
-                    errors += 1
-                    print(f"{record.where}: {exc}", file=sys.stderr)
-        except EventFileError as exc:
-            errors += 1
-            print(str(exc), file=sys.stderr)
-    return events, errors
+class _Events:
+    """The decoded events of files, read one record at a time (so a day of Capture files
+    takes no more memory than one message); bad records go to stderr and are counted."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = paths
+        self.records = 0
+        self.errors = 0
+
+    def __iter__(self) -> Iterator[tuple[str, Event]]:
+        for path in self.paths:
+            try:
+                for record in read_event_files([path]):
+                    self.records += 1
+                    try:
+                        events = decode_body(record.body)
+                    except DecodeError as exc:
+                        self.errors += 1
+                        print(f"{record.where}: {exc}", file=sys.stderr)
+                        continue
+                    for event in events:
+                        yield record.where, event
+            except EventFileError as exc:
+                self.errors += 1
+                print(str(exc), file=sys.stderr)
+
+
+class _Progress:
+    """A line on stderr, when it is a terminal, for runs longer than ``AFTER_S``: records
+    read, their rate and the errors so far, redrawn about once a second."""
+
+    AFTER_S = 2.0
+
+    def __init__(self, events: _Events, clock: Callable[[], float] = time.monotonic) -> None:
+        self._events, self._clock = events, clock
+        self._started = clock()
+        self._next = self._started + self.AFTER_S
+        self._shown = False
+        self._on = sys.stderr.isatty()
+
+    def tick(self) -> None:
+        if not self._on or self._clock() < self._next:
+            return
+        now = self._clock()
+        self._next = now + 1.0
+        records, rate = self._events.records, self._events.records / (now - self._started)
+        sys.stderr.write(f"\r{records:,} records, {rate:,.0f}/s, {self._events.errors} errors")
+        sys.stderr.flush()
+        self._shown = True
+
+    def done(self) -> None:
+        if self._shown:
+            sys.stderr.write("\n")
+
+
+_line_encoder = msgspec.json.Encoder()
+FLUSH_EVERY = 512
+"""Lines buffered before a write (and a look at the clock for the progress line)."""
 
 
 def _match(args: argparse.Namespace) -> int:
     if not args.events:
         raise ConfigError("match needs EVENTS: event files, or - for standard input")
     table = _load(args)
-    events, errors = _decoded(args.events)
+    events = _Events(args.events)
+    progress = _Progress(events)
+    out = sys.stdout.buffer
+    # Standard input may be a live stream (``tail -f``, ``mlevents record``): each line goes
+    # out as its record is read. Files are written in blocks of lines.
+    flush_every = 1 if "-" in args.events else FLUSH_EVERY
+    lines: list[bytes] = []
     for _where, event in events:
         names = [rule.name for rule in table.match(event)]
         if args.format == "jsonl":
             line = {"id": event.id, "type": event.type, "subject": event.subject, "matched": names}
-            print(json.dumps(line))
+            lines.append(_line_encoder.encode(line) + b"\n")
         else:
             matched = ", ".join(names) if names else "(no rule)"
-            print(f"{event.id}  {event.type}  {event.subject}  -> {matched}")
-    return EXIT_FAILED if errors else EXIT_OK
+            lines.append(f"{event.id}  {event.type}  {event.subject}  -> {matched}\n".encode())
+        if len(lines) >= flush_every:
+            out.write(b"".join(lines))
+            out.flush()
+            lines.clear()
+            progress.tick()
+    out.write(b"".join(lines))
+    out.flush()
+    progress.done()
+    return EXIT_FAILED if events.errors else EXIT_OK
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -232,14 +297,14 @@ def _explain(args: argparse.Namespace) -> int:
     except KeyError:
         known = ", ".join(r.name for r in table.rules)
         raise ConfigError(f"no rule named {args.rule!r}; the rules are: {known}") from None
-    events, errors = _decoded([args.event])
+    events = _Events([args.event])
     for where, event in events:
         explanation = rule.filter.explain(event)
         verdict = "MATCHES" if explanation.matched else "DOES NOT MATCH"
         print(f"rule {rule.name!r} {verdict} event {event.id} ({event.type}) from {where}")
         for check in explanation.checks:
             print(f"  {'pass' if check.passed else 'FAIL'}  {check.part}: {check.detail}")
-    return EXIT_FAILED if errors else EXIT_OK
+    return EXIT_FAILED if events.errors else EXIT_OK
 
 
 def _test(args: argparse.Namespace) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -359,3 +361,48 @@ def test_the_worker_runs_on_uvloop_where_it_is_installed() -> None:
 
     assert run_fast(worker()) == 7
     assert seen == [uvloop.Loop]
+
+
+def _mlevents(*args: str, stdin: int | None = subprocess.PIPE) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "consumer", *args],
+        cwd=Path(__file__).resolve().parents[2],
+        stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def test_match_streams_each_record_before_reading_the_next(rules_file: Path) -> None:
+    """From a pipe that stays open, a record's line comes out before the next record is
+    written: nothing waits for the whole input (so memory does not grow with it)."""
+    process = _mlevents("match", "--rules", str(rules_file), "--format", "jsonl", "-")
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        for index in range(3):
+            process.stdin.write((_body(id=f"e{index}") + "\n").encode())
+            process.stdin.flush()
+            line = json.loads(process.stdout.readline())
+            assert line["id"] == f"e{index}"
+        process.stdin.close()
+        assert process.wait(30) == 0
+    finally:
+        process.kill()
+        process.wait()
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def test_match_into_a_reader_that_stops_early_ends_quietly(
+    rules_file: Path, tmp_path: Path
+) -> None:
+    """``mlevents match ... | head -1``: no BrokenPipeError traceback, exit 0."""
+    events = tmp_path / "many.jsonl"
+    events.write_text("".join(_body(id=f"e{i}") + "\n" for i in range(20_000)))
+    process = _mlevents("match", "--rules", str(rules_file), str(events), stdin=None)
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()  # the reader goes away, as head does after its lines
+    assert process.wait(60) == 0
+    assert first.startswith(b"e0  ")
+    assert process.stderr.read() == b""
+    process.stderr.close()
