@@ -10,7 +10,8 @@ An entry is in one of two states, and ``until`` says when it stops counting::
 
     (none) --reserve--> reserved --mark_done--> done --(expire_after_s)--> (none)
                            |  \\--release (after a failure)--> (none)
-                           \\--(lease_s: its owner crashed)--> may be reserved again
+                           \\--(lease_s: its owner crashed)--> lapsed: may be reserved again
+                                                       --(expire_after_s)--> (none)
 
 * A live reservation, even this owner's (another task holds it), makes ``reserve`` answer
   ``busy`` with the time left on its lease. The one exception: a reservation of this owner
@@ -19,7 +20,9 @@ An entry is in one of two states, and ``until`` says when it stops counting::
 * A live done entry makes ``reserve`` answer ``done`` with the detail recorded (a run id).
 * ``mark_done`` and ``release`` act only on a reservation that is still this owner's: after
   a lease ended and another owner took over, a late finisher does not clobber it.
-* ``purge`` deletes entries whose time is up (done ones past expiry, reservations past lease).
+* ``purge`` deletes entries whose time is up: done ones past expiry, and reservations
+  ``expire_after_s`` after they were made (as if done then). A lapsed reservation is kept: it
+  is what tells the next holder that the outcome is uncertain (below).
 * A reservation taken over from another (its lease ended, or it is this owner's orphan) says
   so: ``Claim.earlier`` is when that one was made. Its holder may have carried the action out
   without living to mark it done, so its outcome is uncertain; the handler resolves that.
@@ -189,6 +192,15 @@ class _Settings:
             return Claim("reserved")
         return Claim("reserved", earlier=entry.until - self.lease_s)
 
+    def forget_at(self, state: str, until: float) -> float:
+        """When ``purge`` may delete an entry in ``state`` that counts ``until``: a done one
+        when it expires; a reservation ``expire_after_s`` after it was made. Purged with its
+        lease, a reservation whose holder died would leave no trace, and a redelivery would
+        run the action again without knowing that it may have happened."""
+        if state == "done":
+            return until
+        return until - self.lease_s + self.expire_after_s
+
     def answer(self, entry: Entry, now: float) -> Claim | None:
         """What ``entry`` answers our ``reserve`` at ``now``; ``None`` if we may take it: its
         time is up, or it is our own reservation that no call of ours holds (an orphan)."""
@@ -276,8 +288,10 @@ class MemoryLedger:
         return None
 
     async def purge(self) -> int:
-        now = self._settings.clock()
-        expired = [key for key, entry in self.table.items() if entry.until <= now]
+        now, forget_at = self._settings.clock(), self._settings.forget_at
+        expired = [
+            key for key, entry in self.table.items() if forget_at(entry.state, entry.until) <= now
+        ]
         for key in expired:
             del self.table[key]
         return len(expired)
@@ -425,10 +439,16 @@ class SqliteLedger:
 
     async def purge(self) -> int:
         now = self._settings.clock()
+        # A reservation goes expire_after_s after it was made (``forget_at``): its lease
+        # ends before this.
+        lapsed_before = now - self._settings.expire_after_s + self._settings.lease_s
 
         def delete(conn: sqlite3.Connection) -> int:
             with transaction(conn):
-                return conn.execute("DELETE FROM ledger WHERE until <= ?", (now,)).rowcount
+                return conn.execute(
+                    "DELETE FROM ledger WHERE until <= ? AND (state = 'done' OR until <= ?)",
+                    (now, lapsed_before),
+                ).rowcount
 
         return await self._run("purge", delete)
 
@@ -575,20 +595,22 @@ class BlobLedger:
             raise self._error("check the container", exc) from exc
 
     async def purge(self) -> int:
-        """Delete expired entries: ``until`` is in each blob's metadata, so a listing suffices."""
+        """Delete expired entries: state and ``until`` are in each blob's metadata, so a
+        listing suffices."""
         now = self._settings.clock()
         purged = 0
         try:
             async for blob in self._client.list_blobs(
                 name_starts_with=BLOB_PREFIX, include=["metadata"]
             ):
-                until = _metadata_until(blob.metadata)
-                if until is None:  # not written by us: read the entry itself
+                times = _metadata_times(blob.metadata)
+                if times is None:  # not written by us: read the entry itself
                     found = await self._read(blob.name)
                     if found is None:
                         continue
-                    until = found[0].until
-                if until <= now and await self._delete(blob.name, blob.etag):
+                    times = found[0].state, found[0].until
+                due = self._settings.forget_at(*times) <= now
+                if due and await self._delete(blob.name, blob.etag):
                     purged += 1
         except AzureError as exc:
             raise self._error("purge", exc) from exc
@@ -619,8 +641,8 @@ class BlobLedger:
         return True
 
     async def _upload(self, name: str, entry: Entry, **conditions: Any) -> None:
-        """Write ``entry``; ``until`` goes into the metadata as well, for ``purge``."""
-        metadata = {"until": repr(entry.until)}
+        """Write ``entry``; its state and ``until`` go into the metadata as well, for ``purge``."""
+        metadata = {"state": entry.state, "until": repr(entry.until)}
         await self._client.upload_blob(name, entry.to_json(), metadata=metadata, **conditions)
 
     async def _delete(self, name: str, etag: str) -> bool:
@@ -646,8 +668,9 @@ def blob_name(key: str) -> str:
     return f"{BLOB_PREFIX}{digest}"
 
 
-def _metadata_until(metadata: dict[str, str] | None) -> float | None:
+def _metadata_times(metadata: dict[str, str] | None) -> tuple[str, float] | None:
+    """(state, until) from a blob's metadata; ``None`` when either is missing."""
     try:
-        return float((metadata or {})["until"])
+        return (metadata or {})["state"], float((metadata or {})["until"])
     except (KeyError, ValueError):
         return None

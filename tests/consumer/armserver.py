@@ -105,6 +105,9 @@ class ArmServer:
     """When set, new operations end ``Failed`` with this ``{"code", "message"}``."""
     retry_after: str | None = "1"
     """``Retry-After`` on the answers that start an operation."""
+    poll_retry_after: str | None = None
+    """``Retry-After`` on the answers to polls of a running operation (none by default: the
+    client then waits its own poll interval)."""
     lro_header: str = "Azure-AsyncOperation"
     """Or ``Location`` (then the operation answers 202 while running, 200 at the end)."""
     operation_base: str | None = None
@@ -119,11 +122,13 @@ class ArmServer:
     jobs: dict[str, Any] = field(default_factory=dict)
     runs: list[tuple[str, str, Any]] = field(default_factory=list)
     """(pipeline, run id, parameters) of every pipeline run started."""
+    runs_per_page: int = 2
+    """Runs per page of a pipeline run query (two by default, so paging is exercised)."""
     operations: dict[str, Operation] = field(default_factory=dict)
     deployment_puts: list[tuple[int, Any]] = field(default_factory=list)
     """(201 for a create or 200 for an update, body) of every deployment PUT answered."""
     gate: Gate | None = None
-    """Holds answers while closed (see ``peers.Gate``)."""
+    """Holds requests while closed (see ``peers.Gate``): each is carried out when it opens."""
     port: int = 0
     _faults: dict[str, list[Fault]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
@@ -186,8 +191,17 @@ class ArmServer:
             return _error(401, "InvalidAuthenticationToken", "The access token is invalid.")
         if "api-version" not in request.query:
             return _error(400, "MissingApiVersionParameter", "The api-version is required.")
-        if self.gate is not None and not await self.gate.passage(request.transport):
-            return _error(503, "ServiceUnavailable", "The client went away.")
+        if self.gate is None:
+            return await self._answer(request, handler, fault)
+        return await self.gate.passage(lambda: self._answer(request, handler, fault))
+
+    async def _answer(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+        fault: Fault,
+    ) -> web.StreamResponse:
+        """The request's work and answer, or the fault's."""
         if fault.status is None:
             return await handler(request)
         if fault.lost:
@@ -202,8 +216,8 @@ class ArmServer:
         return web.json_response({"runId": run_id})
 
     async def _query_runs(self, request: web.Request) -> web.Response:
-        """Pipeline Runs - Query By Factory: the runs of the filtered pipeline, two a page
-        (so paging is exercised), parameters as strings as Data Factory gives them."""
+        """Pipeline Runs - Query By Factory: the runs of the filtered pipeline,
+        ``runs_per_page`` a page, parameters as strings as Data Factory gives them."""
         query = await request.json()
         wanted = {
             value
@@ -219,9 +233,10 @@ class ArmServer:
             if not wanted or pipeline in wanted
         ]  # fmt: skip
         start = int(query.get("continuationToken") or 0)
-        body: dict[str, Any] = {"value": runs[start : start + 2]}
-        if start + 2 < len(runs):
-            body["continuationToken"] = str(start + 2)
+        end = start + self.runs_per_page
+        body: dict[str, Any] = {"value": runs[start:end]}
+        if end < len(runs):
+            body["continuationToken"] = str(end)
         return web.json_response(body)
 
     async def _get_job(self, request: web.Request) -> web.Response:
@@ -294,12 +309,15 @@ class ArmServer:
             return _error(404, "NotFound", "No such operation.")
         operation.seen += 1
         running = operation.seen <= operation.polls
+        headers = (
+            {"Retry-After": self.poll_retry_after} if running and self.poll_retry_after else {}
+        )
         if self.lro_header == "Location":
-            return web.json_response({}, status=202 if running else 200)
+            return web.json_response({}, status=202 if running else 200, headers=headers)
         body: dict[str, Any] = {"status": "InProgress" if running else operation.status}
         if not running and operation.error is not None:
             body["error"] = operation.error
-        return web.json_response(body)
+        return web.json_response(body, headers=headers)
 
     def _started(self, request: web.Request, status: int, body: Any) -> web.Response:
         """An answer that starts a long-running operation, with the header to poll."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -17,6 +17,8 @@ from consumer.http import client_session
 from consumer.metrics import Metrics
 
 from ..emulator.peers import free_port
+
+_T = TypeVar("_T")
 
 Behaviour = Callable[[str, int], "tuple[int, float]"]
 """(event id, how many times it was seen) -> (HTTP status to answer, seconds to wait first)."""
@@ -33,15 +35,22 @@ def always_ok(event_id: str, seen: int) -> tuple[int, float]:
 
 
 class Gate:
-    """Lets peers hold their answers: while closed, requests wait; once open again, a peer
-    commits a request only if its client is still connected to hear the answer (a worker
-    killed meanwhile never learns the outcome, so the request must not count)."""
+    """Lets peers hold requests: while closed, a request waits; once open again, every request
+    held is carried out, even one whose client went away meanwhile. A real server (an SMTP
+    server, Data Factory) keeps what it received: a worker killed while waiting for the
+    answer never learns the outcome, but the effect happened all the same."""
 
     def __init__(self) -> None:
         self._open = asyncio.Event()
         self._open.set()
-        self.waiting = 0
-        """Requests that were held."""
+        self._held: set[asyncio.Task[Any]] = set()
+        self.held = 0
+        """Requests held so far, carried out or not."""
+
+    @property
+    def waiting(self) -> int:
+        """Requests held now, not carried out yet."""
+        return len(self._held)
 
     def close(self) -> None:
         self._open.clear()
@@ -49,13 +58,26 @@ class Gate:
     def open(self) -> None:
         self._open.set()
 
-    async def passage(self, transport: asyncio.BaseTransport | None) -> bool:
-        """Wait while closed; whether the request's connection is still there."""
-        if not self._open.is_set():
-            self.waiting += 1
-            await self._open.wait()
-            await asyncio.sleep(0.1)  # let the loop notice connections lost meanwhile
-        return transport is not None and not transport.is_closing()
+    async def passage(self, work: Callable[[], Awaitable[_T]]) -> _T:
+        """Carry out ``work`` (what the request does, and its answer): now if the gate is
+        open, else once it opens. A caller cancelled meanwhile (its connection was lost) does
+        not stop it: the work runs in a task of its own."""
+        if self._open.is_set():
+            return await work()
+        task = asyncio.create_task(self._when_open(work))
+        self._held.add(task)
+        self.held += 1
+        task.add_done_callback(self._done)
+        return await asyncio.shield(task)
+
+    async def _when_open(self, work: Callable[[], Awaitable[_T]]) -> _T:
+        await self._open.wait()
+        return await work()
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._held.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: its caller may be gone
 
 
 @dataclass
@@ -66,11 +88,13 @@ class WebhookReceiver:
     calls: Counter[str] = field(default_factory=Counter)
     """How many POSTs arrived per event id (failed ones included)."""
     acted: Counter[str] = field(default_factory=Counter)
-    """How many POSTs per event id were answered with 2xx."""
+    """How many POSTs per event id were taken with a 2xx answer (the effects), whether or not
+    the client was still there to read it."""
     bodies: list[Any] = field(default_factory=list)
-    """The JSON bodies answered with 2xx, in order."""
+    """The JSON bodies taken with 2xx, in order."""
     port: int = 0
     gate: Gate | None = None
+    """Holds requests while closed (see ``Gate``)."""
     _runner: web.AppRunner | None = None
 
     @property
@@ -98,12 +122,16 @@ class WebhookReceiver:
         status, delay_s = self.behaviour(event_id, self.calls[event_id])
         if delay_s:
             await asyncio.sleep(delay_s)
-        if self.gate is not None and not await self.gate.passage(request.transport):
-            return web.Response(status=503)
-        if 200 <= status < 300:
-            self.acted[event_id] += 1
-            self.bodies.append(body)
-        return web.Response(status=status)
+
+        async def commit() -> web.Response:
+            if 200 <= status < 300:
+                self.acted[event_id] += 1
+                self.bodies.append(body)
+            return web.Response(status=status)
+
+        if self.gate is None:
+            return await commit()
+        return await self.gate.passage(commit)
 
     async def wait_for(self, count: int, timeout_s: float = 60.0) -> None:
         """Wait until ``count`` distinct events were acted on."""

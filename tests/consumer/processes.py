@@ -11,6 +11,8 @@ import signal
 import socket
 import subprocess
 import sys
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,39 @@ class WorkerProcess:
     def claimed(self) -> set[str]:
         """Every partition this process ever claimed."""
         return {str(line["partition"]) for line in self.logged("partition.claimed")}
+
+    def processed(self) -> Counter[str]:
+        """How many ``event.processed`` lines this process wrote per event id: an event's
+        actions were all carried out (or skipped, or dead-lettered) and settled in the ledger
+        before its line."""
+        return Counter(str(line["event_id"]) for line in self.logged("event.processed"))
+
+
+def repeats(workers: Iterable[WorkerProcess]) -> Counter[str]:
+    """Per decision key, how often a worker carried it out again because its outcome was
+    uncertain (``action.uncertain`` with resolution ``repeat``): its earlier holder died
+    after reserving it, so it may have happened already. Only these may duplicate an effect.
+    """
+    return Counter(
+        str(line["decision"])
+        for worker in workers
+        for line in worker.logged("action.uncertain")
+        if line["resolution"] == "repeat"
+    )
+
+
+def unexplained(
+    effects: Counter[str], action: str, workers: Iterable[WorkerProcess]
+) -> dict[str, int]:
+    """The event ids with more effects than one plus the repeats the workers logged for the
+    decision ``<event id>/<action>`` (``action`` is ``<rule>/<action index>``): duplicates
+    that nothing accounts for."""
+    repeated = repeats(workers)
+    return {
+        event_id: count
+        for event_id, count in effects.items()
+        if count > 1 + repeated[f"{event_id}/{action}"]
+    }
 
 
 @dataclass

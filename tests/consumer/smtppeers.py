@@ -86,8 +86,10 @@ class SmtpServer:
     data_answer: str | None = None
     """The reply to DATA instead of 250."""
     received: list[Received] = field(default_factory=list)
+    """Every message accepted, in order, including those whose client went away before
+    hearing the answer (past a closed gate)."""
     gate: Gate | None = None
-    """Holds DATA answers while closed (see ``peers.Gate``)."""
+    """Holds messages while closed (see ``peers.Gate``)."""
     connections: int = 0
     port: int = 0
     _server: asyncio.Server | None = None
@@ -153,20 +155,23 @@ class SmtpServer:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.data_answer is not None:
             return self.data_answer
-        if self.gate is not None and not await self.gate.passage(server.transport):
-            return "451 4.3.0 Try again"
         assert server.transport is not None
-        content = envelope.original_content or b""
-        self.received.append(
-            Received(
-                mail_from=envelope.mail_from or "",
-                rcpt_tos=list(envelope.rcpt_tos),
-                raw=content,
-                tls=server.transport.get_extra_info("ssl_object") is not None,
-                login=session.auth_data if session.authenticated else None,
-            )
+        received = Received(
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=list(envelope.rcpt_tos),
+            raw=envelope.original_content or b"",
+            tls=server.transport.get_extra_info("ssl_object") is not None,
+            login=session.auth_data if session.authenticated else None,
         )
-        return "250 Message accepted for delivery"
+
+        async def accept() -> str:
+            self.received.append(received)
+            return "250 Message accepted for delivery"
+
+        if self.gate is None:
+            return await accept()
+        # aiosmtpd cancels this handler when the client goes away; the gate keeps the message.
+        return await self.gate.passage(accept)
 
     def to(self, address: str) -> list[Received]:
         """The messages whose envelope went to ``address``."""

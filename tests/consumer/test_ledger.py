@@ -259,6 +259,22 @@ async def test_purge_removes_only_expired_entries(open_ledger: Open, clock: Fake
     assert await b.reserve("lapsed") == Claim("reserved")
 
 
+async def test_purge_keeps_a_lapsed_reservation_so_its_outcome_stays_uncertain(
+    open_ledger: Open, clock: FakeClock
+) -> None:
+    """A reservation whose holder died is purged only ``expire_after_s`` after it was made:
+    until then, the next holder still learns that the action may have happened."""
+    a, b = await open_ledger("a"), await open_ledger("b")
+    await a.reserve(KEY)
+    await a.reserve("forgotten")
+    clock.advance(EXPIRE - 1)
+    assert await b.purge() == 0
+    assert await b.reserve(KEY) == Claim("reserved", earlier=START)
+    clock.advance(1)
+    assert await b.purge() == 1
+    assert await b.reserve("forgotten") == Claim("reserved")
+
+
 async def test_any_key_is_its_own_entry(open_ledger: Open) -> None:
     """Slashes, dots, Unicode, case, spaces and long keys: each key is kept apart, exactly."""
     keys = [

@@ -109,6 +109,31 @@ async def test_ten_thousand_events_are_acted_on_once_and_fully_checkpointed(
     assert await stored_checkpoints(tmp_path, emu) == dict.fromkeys(PARTITIONS, 2_499)
 
 
+async def test_events_delivered_twice_are_acted_on_once(
+    tmp_path: Path, emu: Emulator, receiver: WebhookReceiver
+) -> None:
+    """Every event is in the hub twice, one copy right after the other (Event Grid delivers at
+    least once), and the hub is read again from scratch once the checkpoints are gone: the
+    ledger lets each event be posted once, the copies skipped or waiting for the first."""
+    config = make_config(tmp_path, emu, receiver)
+    ids = {p: [f"t{p}-{i}" for i in range(50)] for p in PARTITIONS}
+    twice = {p: [event_body(i) for i in events for _ in range(2)] for p, events in ids.items()}
+    once = Counter(event_id for events in ids.values() for event_id in events)
+    await send_each(emu.connection_string("hub"), twice)
+    copies = 2 * sum(once.values())
+
+    async with running(config) as worker:
+        await until(lambda: worker.handler.handled == copies, 60, "every copy handled")
+    assert receiver.acted == once
+    assert await stored_checkpoints(tmp_path, emu) == dict.fromkeys(PARTITIONS, 99)
+
+    for path in (tmp_path / "state").glob("checkpoints.sqlite3*"):
+        path.unlink()
+    async with running(config) as worker:
+        await until(lambda: worker.handler.handled == copies, 60, "every copy handled again")
+    assert receiver.acted == once
+
+
 async def test_poison_body_and_failed_action_are_dead_lettered_then_replayed(
     tmp_path: Path, emu: Emulator, receiver: WebhookReceiver
 ) -> None:

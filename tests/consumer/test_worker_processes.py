@@ -26,7 +26,17 @@ from emulator import Emulator
 
 from ..emulator.peers import AZURITE_KEY, Azurite, free_port
 from .peers import WebhookReceiver, event_body, webhook_rules, worker_config
-from .processes import PARTITIONS, Processes, WorkerProcess, exit_code, kill, start_azurite, until
+from .processes import (
+    PARTITIONS,
+    Processes,
+    WorkerProcess,
+    exit_code,
+    kill,
+    repeats,
+    start_azurite,
+    unexplained,
+    until,
+)
 
 BLOB_ENV = "CHECKPOINT_STORAGE_CONNECTION_STRING"
 
@@ -132,13 +142,15 @@ async def blob_checkpoint_sequences(
 
 
 @pytest.mark.timeout(150)
-async def test_sigkill_mid_stream_then_restart_acts_on_every_event(
+async def test_sigkill_mid_stream_then_restart_acts_on_every_event_once(
     tmp_path: Path, emu: Emulator, processes: Processes
 ) -> None:
-    """After SIGKILL and a restart on the same state, every event is acted on; only events past
-    the last checkpoint are acted on again."""
+    """After SIGKILL and a restart on the same state, every event is acted on once. Events
+    past the last checkpoint are read again: what the killed worker finished is skipped (the
+    ledger), and only a decision it held unfinished may be repeated, where the restart logged
+    it as uncertain."""
     per_partition = {p: [f"k{p}-{i}" for i in range(1_000)] for p in PARTITIONS}
-    everything = {event_id for ids in per_partition.values() for event_id in ids}
+    everything = Counter(event_id for ids in per_partition.values() for event_id in ids)
     await send_all(emu.connection_string("hub"), per_partition)
     state = tmp_path / "state" / "checkpoints.sqlite3"
     env = {"EVENTHUB_CONNECTION_STRING": emu.connection_string()}
@@ -149,41 +161,52 @@ async def test_sigkill_mid_stream_then_restart_acts_on_every_event(
         await receiver.wait_for(len(everything) // 3, timeout_s=60)
         await kill(first.process)
         before_kill = Counter(receiver.acted)
+        finished_first = first.processed()
         async with SqliteCheckpointStore(state) as store:
             found = await store.list_checkpoints(f"{emu.host}:{emu.port}", "hub", "$Default")
         checkpointed = {str(c["partition_id"]): int(c["sequence_number"]) for c in found}
 
         second = processes.worker(config, "second", env)
-        await receiver.wait_for(len(everything), timeout_s=60)
-        await asyncio.sleep(1)  # anything acted on again late shows up too
-        acted = Counter(receiver.acted)
+        await until(
+            lambda: set(everything) <= set(finished_first + second.processed()),
+            90,
+            "every event processed",
+        )
         os.kill(second.process.pid, signal.SIGTERM)
         assert await exit_code(second.process, 30) == 0
+        acted = Counter(receiver.acted)
 
     assert len(before_kill) < len(everything)  # killed mid-stream
-    assert set(acted) == everything
+    assert everything - acted == Counter()  # nothing lost
+    assert set(acted) <= set(everything)
     # Sequence numbers are the positions the ids were sent at (a fresh hub starts at 0).
     for line in first.logged("event.processed") + second.logged("event.processed"):
         assert line["event_id"] == f"k{line['partition']}-{line['sequence_number']}"
-    # Acted on twice: only what the first process had not checkpointed when it died.
-    again = {event_id for event_id, count in acted.items() if count > 1}
-    for event_id in again:
+    # Acted on twice: only a decision the restart logged repeating, of an event the killed
+    # worker had not finished; so past the checkpoint.
+    assert unexplained(acted, "hook/0", [first, second]) == {}
+    repeated = {key.split("/")[0] for key in repeats([second])}
+    assert not repeated & set(finished_first)
+    for event_id in repeated:
         partition, sequence = event_id[1:].split("-")
         assert int(sequence) > checkpointed.get(partition, -1), event_id
-    assert len(again) < len(before_kill)
-    # The restart resumed from the checkpoints: nothing at or below them was read again.
-    resumed = {line["event_id"] for line in second.logged("event.processed")}
-    for event_id in resumed:
-        partition, sequence = event_id[1:].split("-")
-        assert int(sequence) > checkpointed.get(partition, -1), event_id
+    # The restart resumed from the checkpoints: nothing at or below them was read again; what
+    # it read again that the killed worker had finished, it skipped.
+    for line in second.logged("event.processed"):
+        partition, sequence = line["event_id"][1:].split("-")
+        assert int(sequence) > checkpointed.get(partition, -1), line["event_id"]
+        if line["event_id"] in finished_first:
+            assert all("skipped, done before" in outcome for outcome in line["actions"]), line
 
 
 @pytest.mark.timeout(150)
 async def test_three_replicas_share_partitions_and_the_last_takes_over(
     tmp_path: Path, emu: Emulator, processes: Processes
 ) -> None:
-    """Three replicas on blob checkpoints split the partitions; after SIGTERM of one and SIGKILL
-    of another the third owns all four and every event sent meanwhile is acted on."""
+    """Three replicas on blob checkpoints (and a ledger in the same container) split the
+    partitions; after SIGTERM of one and SIGKILL of another the third owns all four. Every
+    event sent meanwhile is acted on once; again only where a replica logged repeating an
+    uncertain decision that a killed or departed one held."""
     _, _, _, container, env = await blob_storage(tmp_path, emu, processes)
     async with WebhookReceiver() as receiver:
         rules = webhook_rules(tmp_path / "rules.toml", receiver.url)
@@ -193,7 +216,7 @@ async def test_three_replicas_share_partitions_and_the_last_takes_over(
             folder.mkdir()
             config = worker_config(
                 folder, rules, checkpoints=blob_checkpoints(container),
-                load_balancing_interval_s=1, ownership_expiration_s=4,
+                load_balancing_interval_s=1, ownership_expiration_s=4, max_in_flight=16,
             )  # fmt: skip
             workers.append(processes.worker(config, name, env))
         a, b, c = workers
@@ -206,7 +229,13 @@ async def test_three_replicas_share_partitions_and_the_last_takes_over(
                 and sum(map(len, owned)) == len(PARTITIONS)
             )
 
-        async with Flow(emu.connection_string("hub"), "r") as flow:
+        def processed() -> set[str]:
+            return {event_id for worker in workers for event_id in worker.processed()}
+
+        # Every action costs three calls to Azurite (the ledger); a flow within what one
+        # replica can act on, and a small window per partition, keep Azurite answering within
+        # the ledger's deadline on a busy machine. Past it, a worker would act unreserved.
+        async with Flow(emu.connection_string("hub"), "r", every_s=0.5) as flow:
             await until(balanced, 40, "partitions split over three replicas")
             shared = [w.owned() for w in workers]
             await until(lambda: len(receiver.acted) >= 100, 20, "events acted on while shared")
@@ -216,18 +245,22 @@ async def test_three_replicas_share_partitions_and_the_last_takes_over(
             await kill(b.process)
 
             await until(lambda: c.owned() == set(PARTITIONS), 40, "the last replica owning all")
-            await asyncio.sleep(1)  # a little more flow after the takeover
-        sent = flow.sent
-        await receiver.wait_for(len(sent), timeout_s=40)
+            taken_over = len(flow.sent)
+            await until(lambda: len(flow.sent) >= taken_over + 48, 30, "flow after the takeover")
+        sent = Counter(flow.sent)
+        await until(lambda: set(sent) <= processed(), 60, "every event sent processed")
         os.kill(c.process.pid, signal.SIGTERM)
         assert await exit_code(c.process, 30) == 0
+        acted = Counter(receiver.acted)
 
     assert all(0 < len(o) < len(PARTITIONS) for o in shared), shared
     assert a_exit == 0
     assert a.logged("worker.stopped")
     assert a.owned() == set()  # every partition closed (drained, checkpointed) on the way out
-    assert set(receiver.acted) == set(sent)
     assert c.claimed() == set(PARTITIONS)
+    assert sent - acted == Counter()  # nothing lost
+    assert set(acted) <= set(sent)
+    assert unexplained(acted, "hook/0", workers) == {}
 
 
 async def test_a_store_refusing_the_account_key_stops_the_start_with_one_line(
