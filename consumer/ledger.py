@@ -19,7 +19,9 @@ An entry is in one of two states, and ``until`` says when it stops counting::
 * A live done entry makes ``reserve`` answer ``done`` with the detail recorded (a run id).
 * ``mark_done`` and ``release`` act only on a reservation that is still this owner's: after
   a lease ended and another owner took over, a late finisher does not clobber it.
-* ``purge`` deletes entries whose time is up (done ones past expiry, reservations past lease).
+* ``purge`` deletes entries whose time is up: done ones past expiry, and reservations as long
+  after they were made as a done entry would be kept (not when their lease ends: a lapsed
+  reservation is what tells the next holder that the outcome is uncertain).
 * A reservation taken over from another (its lease ended, or it is this owner's orphan) says
   so: ``Claim.earlier`` is when that one was made. Its holder may have carried the action out
   without living to mark it done, so its outcome is uncertain; the handler resolves that.
@@ -215,6 +217,14 @@ class _Settings:
         if self.holds[key] <= 0:
             del self.holds[key]
 
+    def purgeable(self, state: str, until: float, now: float) -> bool:
+        """Whether ``purge`` may delete an entry at ``now``: a done one once it expired; a
+        reservation once it is as old as an expired done entry. One whose lease merely ended
+        must stay: its holder may have acted, and the next reserve says so (``earlier``)."""
+        if state == "reserved":
+            until += self.expire_after_s - self.lease_s
+        return until <= now
+
     def reservation(self, key: str, now: float) -> Entry:
         return Entry(key, "reserved", self.owner, now + self.lease_s)
 
@@ -277,7 +287,11 @@ class MemoryLedger:
 
     async def purge(self) -> int:
         now = self._settings.clock()
-        expired = [key for key, entry in self.table.items() if entry.until <= now]
+        expired = [
+            key
+            for key, entry in self.table.items()
+            if self._settings.purgeable(entry.state, entry.until, now)
+        ]
         for key in expired:
             del self.table[key]
         return len(expired)
@@ -425,10 +439,14 @@ class SqliteLedger:
 
     async def purge(self) -> int:
         now = self._settings.clock()
+        kept_s = self._settings.expire_after_s - self._settings.lease_s
 
         def delete(conn: sqlite3.Connection) -> int:
             with transaction(conn):
-                return conn.execute("DELETE FROM ledger WHERE until <= ?", (now,)).rowcount
+                return conn.execute(
+                    "DELETE FROM ledger WHERE until <= ? AND (state = 'done' OR until <= ?)",
+                    (now, now - kept_s),
+                ).rowcount
 
         return await self._run("purge", delete)
 
@@ -575,20 +593,23 @@ class BlobLedger:
             raise self._error("check the container", exc) from exc
 
     async def purge(self) -> int:
-        """Delete expired entries: ``until`` is in each blob's metadata, so a listing suffices."""
+        """Delete expired entries: ``until`` and the state are in each blob's metadata, so a
+        listing suffices."""
         now = self._settings.clock()
         purged = 0
         try:
             async for blob in self._client.list_blobs(
                 name_starts_with=BLOB_PREFIX, include=["metadata"]
             ):
-                until = _metadata_until(blob.metadata)
-                if until is None:  # not written by us: read the entry itself
+                until, state = _metadata_until(blob.metadata), (blob.metadata or {}).get("state")
+                if until is None or state is None:  # not written so: read the entry itself
                     found = await self._read(blob.name)
                     if found is None:
                         continue
-                    until = found[0].until
-                if until <= now and await self._delete(blob.name, blob.etag):
+                    until, state = found[0].until, found[0].state
+                if self._settings.purgeable(state, until, now) and await self._delete(
+                    blob.name, blob.etag
+                ):
                     purged += 1
         except AzureError as exc:
             raise self._error("purge", exc) from exc
@@ -619,8 +640,9 @@ class BlobLedger:
         return True
 
     async def _upload(self, name: str, entry: Entry, **conditions: Any) -> None:
-        """Write ``entry``; ``until`` goes into the metadata as well, for ``purge``."""
-        metadata = {"until": repr(entry.until)}
+        """Write ``entry``; ``until`` and the state go into the metadata as well, for
+        ``purge``."""
+        metadata = {"until": repr(entry.until), "state": entry.state}
         await self._client.upload_blob(name, entry.to_json(), metadata=metadata, **conditions)
 
     async def _delete(self, name: str, etag: str) -> bool:
