@@ -279,7 +279,8 @@ class Handler:
         With a ledger, the decision is reserved first: one done before (a redelivery) is
         skipped, one reserved elsewhere is waited for, and one taken over from a holder that
         may have done it is resolved first (``_uncertain``). Success marks it done at once;
-        failure releases it, so a replay of the dead letter may run it again.
+        failure releases it, so a replay of the dead letter may run it again; cancellation
+        keeps it until its lease ends.
         """
         kind = action_type(decision)
         where = f"{decision.rule.name}:{kind}#{decision.index}"
@@ -297,12 +298,14 @@ class Handler:
             if outcome is None:
                 outcome = await self._run(received, decision, kind, where)
         finally:
-            if reserved:
-                # Also on cancellation at shutdown: the next worker may run it at once,
-                # instead of waiting for the reservation's lease to end.
+            # Cancelled (a drain deadline, shutdown), the action may have taken effect with
+            # nobody left to hear of it: the reservation stays until its lease ends, and
+            # whoever reserves the decision next takes it over as uncertain. Released, it
+            # would run again as a new decision: a duplicate that no log line explains.
+            if reserved and outcome is not None:
                 started = self.monotonic()
                 await asyncio.shield(self._settle(decision, outcome))
-                if outcome is not None and not outcome[1]:
+                if not outcome[1]:
                     self.metrics.done_marked(self.monotonic() - started)
         return outcome
 
@@ -420,11 +423,11 @@ class Handler:
             self.log.info("ledger.busy", decision=decision.key, retry_in_s=claim.retry_after_s)
             await self.sleep(min(max(claim.retry_after_s, 0.05), LEDGER_BUSY_POLL_S))
 
-    async def _settle(self, decision: Decision, outcome: tuple[str, bool] | None) -> None:
-        """Mark a successful decision done; release a failed or cancelled one."""
+    async def _settle(self, decision: Decision, outcome: tuple[str, bool]) -> None:
+        """Mark a successful decision done; release a failed one."""
         assert self.ledger is not None
         try:
-            if outcome is not None and not outcome[1]:
+            if not outcome[1]:
                 await self.ledger.mark_done(decision.key, outcome[0])
             else:
                 await self.ledger.release(decision.key)

@@ -122,13 +122,16 @@ class ArmServer:
     jobs: dict[str, Any] = field(default_factory=dict)
     runs: list[tuple[str, str, Any]] = field(default_factory=list)
     """(pipeline, run id, parameters) of every pipeline run started."""
-    runs_per_page: int = 2
-    """Runs per page of a pipeline run query (two by default, so paging is exercised)."""
     operations: dict[str, Operation] = field(default_factory=dict)
     deployment_puts: list[tuple[int, Any]] = field(default_factory=list)
     """(201 for a create or 200 for an update, body) of every deployment PUT answered."""
     gate: Gate | None = None
     """Holds requests while closed (see ``peers.Gate``): each is carried out when it opens."""
+    every: Fault | None = None
+    """While set, how to answer each request no queued fault is for (a slow phase, a burst of
+    errors that lasts a while rather than a number of requests)."""
+    page_size: int = 2
+    """Runs per page of queryPipelineRuns: 2 exercises paging; a long run needs more."""
     port: int = 0
     _faults: dict[str, list[Fault]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
@@ -184,7 +187,7 @@ class ArmServer:
             )
         )  # fmt: skip
         queue = self._faults.get(route)
-        fault = queue.pop(0) if queue else Fault()
+        fault = queue.pop(0) if queue else (self.every or Fault())
         if fault.delay_s:
             await asyncio.sleep(fault.delay_s)
         if request.headers.get("Authorization") != f"Bearer {self.token}":
@@ -216,8 +219,8 @@ class ArmServer:
         return web.json_response({"runId": run_id})
 
     async def _query_runs(self, request: web.Request) -> web.Response:
-        """Pipeline Runs - Query By Factory: the runs of the filtered pipeline,
-        ``runs_per_page`` a page, parameters as strings as Data Factory gives them."""
+        """Pipeline Runs - Query By Factory: the runs of the filtered pipeline, ``page_size``
+        a page, parameters as strings as Data Factory gives them."""
         query = await request.json()
         wanted = {
             value
@@ -233,7 +236,7 @@ class ArmServer:
             if not wanted or pipeline in wanted
         ]  # fmt: skip
         start = int(query.get("continuationToken") or 0)
-        end = start + self.runs_per_page
+        end = start + self.page_size
         body: dict[str, Any] = {"value": runs[start:end]}
         if end < len(runs):
             body["continuationToken"] = str(end)

@@ -212,7 +212,7 @@ async def test_events_delivered_twice_act_exactly_once(
     async with (
         SmtpServer(gate=gate) as smtp,
         WebhookReceiver(gate=gate) as hooks,
-        ArmServer(retry_after="0", poll_retry_after="0", runs_per_page=100, gate=gate) as arm,
+        ArmServer(retry_after="0", poll_retry_after="0", page_size=100, gate=gate) as arm,
     ):
         arm.add_endpoint("credit")
         for n in range(EVENTS):

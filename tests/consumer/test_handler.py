@@ -280,10 +280,15 @@ async def test_an_unreachable_ledger_does_not_stop_actions(tmp_path: Path) -> No
     assert {entry.state for entry in ledger.table.values()} == {"done"}
 
 
-async def test_a_cancelled_action_releases_its_reservation(tmp_path: Path) -> None:
-    """Shutdown cancels an action in flight: the next worker may run it without waiting."""
+async def test_a_cancelled_action_keeps_its_reservation_for_an_uncertain_takeover(
+    tmp_path: Path,
+) -> None:
+    """A drain deadline cancels an action in flight, whose request may have reached its sink:
+    the reservation is kept, and the worker that takes it over after its lease knows the
+    outcome is uncertain (released, it would have run it again as new)."""
     clock = Clock()
-    ledger = _ledger(clock)
+    table: dict[str, Entry] = {}
+    ledger = _ledger(clock, table=table)
     started = asyncio.Event()
 
     class Slow(Executor):
@@ -299,7 +304,11 @@ async def test_a_cancelled_action_releases_its_reservation(tmp_path: Path) -> No
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    assert (await ledger.reserve("ev-1/hook/1")).state == "reserved"
+    other = _ledger(clock, owner="other", table=table)
+    assert (await other.reserve("ev-1/hook/1")).state == "busy"
+    clock.now += 61
+    taken = await other.reserve("ev-1/hook/1")
+    assert (taken.state, taken.earlier) == ("reserved", 1000.0)
 
 
 class Sink(Executor):

@@ -241,7 +241,7 @@ async def test_a_lapsed_reservation_still_unclaimed_can_be_marked_done(
 
 
 async def test_purge_removes_only_expired_entries(open_ledger: Open, clock: FakeClock) -> None:
-    """Done entries past expiry and reservations past their lease go; live ones stay."""
+    """Done entries past expiry and reservations as old as that go; live ones stay."""
     a, b = await open_ledger("a"), await open_ledger("b")
     await a.reserve("old-done")
     await a.mark_done("old-done", "old")
@@ -273,6 +273,19 @@ async def test_purge_keeps_a_lapsed_reservation_so_its_outcome_stays_uncertain(
     clock.advance(1)
     assert await b.purge() == 1
     assert await b.reserve("forgotten") == Claim("reserved")
+
+
+async def test_purge_keeps_a_lapsed_reservation_for_an_uncertain_takeover(
+    open_ledger: Open, clock: FakeClock
+) -> None:
+    """A reservation whose holder died stays after its lease: purged, the next reserve would
+    take the key as new instead of as uncertain, and the action would run again unasked."""
+    a, b = await open_ledger("a"), await open_ledger("b")
+    await a.reserve(KEY)
+    clock.advance(LEASE + 1)
+    assert await b.purge() == 0
+    claim = await b.reserve(KEY)
+    assert (claim.state, claim.earlier) == ("reserved", clock.now - LEASE - 1)
 
 
 async def test_any_key_is_its_own_entry(open_ledger: Open) -> None:
