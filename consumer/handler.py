@@ -292,7 +292,12 @@ class Handler:
                 self.metrics.action(kind, "skipped")
                 return f"{where} skipped, done before: {claim.detail or 'done'}", False
             reserved = claim is not None
-            if claim is not None and claim.earlier is not None:
+            if claim is None:  # the ledger is down: it cannot say whether this was done
+                since = _enqueued_at(received, fallback=self.clock().timestamp())
+                outcome = await self._uncertain(
+                    received, decision, kind, where, since, ledger_down=True
+                )
+            elif claim.earlier is not None:
                 outcome = await self._uncertain(received, decision, kind, where, claim.earlier)
         try:
             if outcome is None:
@@ -310,20 +315,33 @@ class Handler:
         return outcome
 
     async def _uncertain(
-        self, received: Received, decision: Decision, kind: str, where: str, earlier: float
+        self,
+        received: Received,
+        decision: Decision,
+        kind: str,
+        where: str,
+        earlier: float,
+        *,
+        ledger_down: bool = False,
     ) -> tuple[str, bool] | None:
         """Resolve an action whose earlier holder may have done it: the outcome to record
         instead of running it, or ``None`` to run it.
 
-        A sink that can be asked (``Findable``) is asked, and what it has is not done again.
-        Otherwise the action's ``on_uncertain`` decides: ``repeat`` (the default) runs it
-        again with the same identity, ``skip`` records it done, ``deadletter`` parks it.
-        Each is logged (``action.uncertain``, with the decision key) and counted.
+        A sink that can be asked (``Findable``) is asked about what happened since
+        ``earlier``, and what it has is not done again. Otherwise the action's
+        ``on_uncertain`` decides: ``repeat`` (the default) runs it again with the same
+        identity, ``skip`` records it done, ``deadletter`` parks it. Each is logged
+        (``action.uncertain``, with the decision key) and counted.
+
+        With ``ledger_down``, the ledger could not be asked at all (a storage outage; the
+        message may be one read again after a crash): a sink that can be asked is asked
+        since the message was enqueued, and any other action runs, logged as a repeat, since
+        skipping or parking every action of an outage would lose them.
         """
         self.metrics.uncertain(kind)
         executor = self.executors.get(kind)
         findable = executor is not None and getattr(executor, "can_find", None) is not None
-        resolution = getattr(decision.action, "on_uncertain", "repeat")
+        resolution = "repeat" if ledger_down else getattr(decision.action, "on_uncertain", "repeat")
         found: str | None = None
         if findable and cast(Findable, executor).can_find(decision.action):
             asker = cast(Findable, executor)
@@ -335,11 +353,12 @@ class Handler:
                     ),
                 )
             except ActionError as exc:
-                self._log_uncertain(received, decision, kind, earlier, "unknown: " + str(exc))
+                unknown = "unknown: " + str(exc)
+                self._log_uncertain(received, decision, kind, earlier, unknown, ledger_down)
                 error = f"outcome uncertain, and the sink could not say: {exc}"
                 return await self._failed(received, decision, kind, where, error, exc)
             resolution = "found" if found is not None else "not found: running it"
-        self._log_uncertain(received, decision, kind, earlier, resolution)
+        self._log_uncertain(received, decision, kind, earlier, resolution, ledger_down)
         if found is not None:
             self.metrics.action(kind, "skipped")
             return f"{where} skipped, done by an earlier holder: {found}", False
@@ -354,10 +373,17 @@ class Handler:
         return None
 
     def _log_uncertain(
-        self, received: Received, decision: Decision, kind: str, earlier: float, resolution: str
+        self,
+        received: Received,
+        decision: Decision,
+        kind: str,
+        earlier: float,
+        resolution: str,
+        ledger_down: bool,
     ) -> None:
         self.log.warning(
             "action.uncertain",
+            cause="ledger unavailable" if ledger_down else "reservation taken over",
             decision=decision.key,
             event_id=decision.event.id,
             rule=decision.rule.name,
@@ -502,3 +528,10 @@ class Handler:
                 # so its partition's checkpoint cannot pass it. Shutdown cancels this wait.
                 self.log.error("deadletter.store_failed", error=str(exc), retry_in_s=wait_s)
                 await self.sleep(wait_s)
+
+
+def _enqueued_at(received: Received, *, fallback: float) -> float:
+    """When the message was enqueued (seconds since the epoch): nothing it caused can have
+    happened before."""
+    enqueued_time, _ = received.metadata()
+    return fallback if enqueued_time is None else enqueued_time.timestamp()

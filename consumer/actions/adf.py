@@ -24,7 +24,7 @@ from .azure import ArmClient, arm_path, render_fields
 
 QUERY_MARGIN_S = 300.0
 """Runs updated this long before the reservation are looked at too (clocks differ)."""
-MAX_PAGES = 20
+MAX_PAGES = 100
 
 
 class AdfExecutor:
