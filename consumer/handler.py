@@ -287,7 +287,7 @@ class Handler:
         reserved = False
         outcome: tuple[str, bool] | None = None
         if self.ledger is not None:
-            claim = await self._reserve(decision)
+            claim = await self._reserve(decision, wait=self._askable(decision, kind))
             if claim is not None and claim.state == "done":
                 self.metrics.action(kind, "skipped")
                 return f"{where} skipped, done before: {claim.detail or 'done'}", False
@@ -339,12 +339,10 @@ class Handler:
         skipping or parking every action of an outage would lose them.
         """
         self.metrics.uncertain(kind)
-        executor = self.executors.get(kind)
-        findable = executor is not None and getattr(executor, "can_find", None) is not None
         resolution = "repeat" if ledger_down else getattr(decision.action, "on_uncertain", "repeat")
         found: str | None = None
-        if findable and cast(Findable, executor).can_find(decision.action):
-            asker = cast(Findable, executor)
+        if self._askable(decision, kind):
+            asker = cast(Findable, self.executors[kind])
             try:
                 found, _ = await self.retry.call(
                     lambda: asker.find(decision, earlier),
@@ -371,6 +369,12 @@ class Handler:
             )
             return await self._failed(received, decision, kind, where, error, None)
         return None
+
+    def _askable(self, decision: Decision, kind: str) -> bool:
+        """Whether the decision's sink can be asked what happened (``Findable``)."""
+        executor = self.executors.get(kind)
+        can_find = getattr(executor, "can_find", None)
+        return can_find is not None and bool(can_find(decision.action))
 
     def _log_uncertain(
         self,
@@ -415,22 +419,26 @@ class Handler:
         self.metrics.action(kind, "ok")
         return f"{where} ok: {detail}", False
 
-    async def _reserve(self, decision: Decision) -> Claim | None:
+    async def _reserve(self, decision: Decision, *, wait: bool = False) -> Claim | None:
         """Reserve the decision in the ledger: the ledger's ``reserved`` or ``done`` answer, or
         ``None`` when it runs unreserved.
 
         Waits while another worker (or task) holds it, until that one finishes or its lease
         ends. When the ledger's store cannot be reached (tried twice, or once when it did not
-        answer within its deadline), the action runs
-        unreserved, and so do the others for ``LEDGER_OUTAGE_S`` before the store is tried
-        again: a storage outage must not stop the worker from acting, and a duplicate is
-        only possible for an event redelivered meanwhile.
+        answer within its deadline), the action runs unreserved, and so do the others for
+        ``LEDGER_OUTAGE_S`` and until the store answers again: a storage outage must not stop
+        alerts. With ``wait`` (a sink that can be asked, which is exactly once), it waits for
+        the ledger instead: two workers reading one partition during an outage could each ask
+        the sink, find nothing, and both act.
         """
         assert self.ledger is not None
-        if self.monotonic() < self._ledger_down_until or not self.ledger_up():
-            return None
         failures = 0
         while True:
+            if self.monotonic() < self._ledger_down_until or not self.ledger_up():
+                if not wait:
+                    return None
+                await self.sleep(LEDGER_BUSY_POLL_S)
+                continue
             try:
                 claim = await self.ledger.reserve(decision.key)
             except ConsumerError as exc:
@@ -443,7 +451,7 @@ class Handler:
                 self.log.warning(
                     "ledger.unavailable", error=str(exc), acting_unreserved_s=LEDGER_OUTAGE_S
                 )
-                return None
+                continue
             if claim.state != "busy":
                 return claim
             self.log.info("ledger.busy", decision=decision.key, retry_in_s=claim.retry_after_s)
