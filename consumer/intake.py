@@ -131,8 +131,11 @@ class Intake:
                     self.log.debug("eventhub.unreachable", error=str(exc))
                 else:
                     self.heard_at = self.monotonic()
-            with contextlib.suppress(TimeoutError):  # a claim reads its lag at once
-                await asyncio.wait_for(self._claimed.wait(), LAG_EVERY_S)
+            # A claim reads its lag at once. asyncio.timeout, not wait_for: Python 3.11's
+            # wait_for swallows a cancellation that arrives as its wait ends.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(LAG_EVERY_S):
+                    await self._claimed.wait()
             self._claimed.clear()
 
     async def _on_partition_initialize(self, context: PartitionContext) -> None:

@@ -156,8 +156,11 @@ class PartitionWorker:
 
     async def _flush_loop(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation
+            # that arrives as its wait ends, and this loop would then outlive ``close``.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_wanted.wait(), self._cadence.every_s)
+                async with asyncio.timeout(self._cadence.every_s):
+                    await self._flush_wanted.wait()
             self._flush_wanted.clear()
             await self.flush()
 
@@ -169,7 +172,8 @@ class PartitionWorker:
                 return False
             self._since_flush = 0
             try:
-                await asyncio.wait_for(self._checkpoint(marker), self._cadence.checkpoint_timeout_s)
+                async with asyncio.timeout(self._cadence.checkpoint_timeout_s):
+                    await self._checkpoint(marker)
             except Exception as exc:  # noqa: BLE001 - storage outages must not stop intake
                 # The next flush retries from the same (or a later) safe point; nothing is lost,
                 # at worst more events are read again after a crash.

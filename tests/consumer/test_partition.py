@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
+import pytest
 import structlog
 
 from consumer.handler import Received
@@ -200,4 +201,22 @@ async def test_a_closed_worker_starts_nothing_not_even_a_submit_waiting_for_a_sl
     assert await waiting is False
     assert await worker.submit(_received(2), 2) is False
     assert work.done == [0]
+    assert checkpoints.written == [0]
+
+
+@pytest.mark.parametrize("ticks", range(8))
+async def test_close_stops_a_flusher_woken_in_the_same_moment(ticks: int) -> None:
+    """Closing just as a flush is wanted, at every step of the flusher's waking up, still
+    stops the flusher: a cancellation it swallowed would keep it looping, and ``close``,
+    which waits for it, would never return."""
+    work, checkpoints = Work(inline={0}), Checkpoints()
+    worker = _worker(work, checkpoints, every_events=1, every_s=3600)
+    await asyncio.sleep(0)  # the flusher is waiting
+    await worker.submit(_received(0), 0)  # finished at once: a flush is wanted
+    for _ in range(ticks):
+        await asyncio.sleep(0)
+    closing = asyncio.create_task(worker.close(1))
+    done, _ = await asyncio.wait({closing}, timeout=5)
+    closing.cancel()
+    assert done, "close is still waiting for the flusher"
     assert checkpoints.written == [0]
