@@ -226,13 +226,19 @@ class _Events:
 
 
 class _Progress:
-    """A line on stderr, when it is a terminal, for runs longer than ``AFTER_S``: records
-    read, their rate and the errors so far, redrawn about once a second."""
+    """A line on stderr, when it is a terminal, for runs longer than ``AFTER_S``: how many
+    records (or cases) are done, their rate and the errors (or failures) so far, redrawn
+    about once a second. ``counts`` gives the two numbers and ``names`` what they count."""
 
     AFTER_S = 2.0
 
-    def __init__(self, events: _Events, clock: Callable[[], float] = time.monotonic) -> None:
-        self._events, self._clock = events, clock
+    def __init__(
+        self,
+        counts: Callable[[], tuple[int, int]],
+        names: tuple[str, str] = ("records", "errors"),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._counts, self._names, self._clock = counts, names, clock
         self._started = clock()
         self._next = self._started + self.AFTER_S
         self._shown = False
@@ -243,8 +249,9 @@ class _Progress:
             return
         now = self._clock()
         self._next = now + 1.0
-        records, rate = self._events.records, self._events.records / (now - self._started)
-        sys.stderr.write(f"\r{records:,} records, {rate:,.0f}/s, {self._events.errors} errors")
+        (done, errors), (what, bad) = self._counts(), self._names
+        rate = done / (now - self._started)
+        sys.stderr.write(f"\r{done:,} {what}, {rate:,.0f}/s, {errors} {bad}")
         sys.stderr.flush()
         self._shown = True
 
@@ -258,34 +265,56 @@ FLUSH_EVERY = 512
 """Lines buffered before a write (and a look at the clock for the progress line)."""
 
 
+class _Output:
+    """Lines for standard output, written in blocks of ``every`` (the progress line is
+    redrawn between blocks). Leaving the ``with`` block writes what is left, also when an
+    error stops the run (so the lines before it are out), unless the reader went away."""
+
+    def __init__(self, progress: _Progress, every: int = FLUSH_EVERY) -> None:
+        self._out = sys.stdout.buffer
+        self._progress, self._every = progress, every
+        self._lines: list[bytes] = []
+
+    def __enter__(self) -> _Output:
+        return self
+
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        if not isinstance(error, BrokenPipeError):
+            self._flush()
+        self._progress.done()
+
+    def line(self, line: bytes) -> None:
+        self._lines.append(line)
+        if len(self._lines) >= self._every:
+            self._flush()
+            self._progress.tick()
+
+    def _flush(self) -> None:
+        self._out.write(b"".join(self._lines))
+        self._out.flush()
+        self._lines.clear()
+
+
 def _match(args: argparse.Namespace) -> int:
     if not args.events:
         raise ConfigError("match needs EVENTS: event files, or - for standard input")
     table = _load(args)
     events = _Events(args.events)
-    progress = _Progress(events)
-    out = sys.stdout.buffer
+    progress = _Progress(lambda: (events.records, events.errors))
     # Standard input may be a live stream (``tail -f``, ``mlevents record``): each line goes
     # out as its record is read. Files are written in blocks of lines.
-    flush_every = 1 if "-" in args.events else FLUSH_EVERY
-    lines: list[bytes] = []
-    for _where, event in events:
-        names = [rule.name for rule in table.match(event)]
-        if args.format == "jsonl":
-            line = {"id": event.id, "type": event.type, "subject": event.subject, "matched": names}
-            lines.append(_line_encoder.encode(line) + b"\n")
-        else:
-            matched = ", ".join(names) if names else "(no rule)"
-            lines.append(f"{event.id}  {event.type}  {event.subject}  -> {matched}\n".encode())
-        if len(lines) >= flush_every:
-            out.write(b"".join(lines))
-            out.flush()
-            lines.clear()
-            progress.tick()
-    out.write(b"".join(lines))
-    out.flush()
-    progress.done()
+    with _Output(progress, every=1 if "-" in args.events else FLUSH_EVERY) as output:
+        for _where, event in events:
+            output.line(_match_line(args.format, event, [r.name for r in table.match(event)]))
     return EXIT_FAILED if events.errors else EXIT_OK
+
+
+def _match_line(fmt: str, event: Event, names: list[str]) -> bytes:
+    if fmt == "jsonl":
+        line = {"id": event.id, "type": event.type, "subject": event.subject, "matched": names}
+        return _line_encoder.encode(line) + b"\n"
+    matched = ", ".join(names) if names else "(no rule)"
+    return f"{event.id}  {event.type}  {event.subject}  -> {matched}\n".encode()
 
 
 def _explain(args: argparse.Namespace) -> int:
