@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -34,7 +35,7 @@ from .errors import CaseFileError, ConfigError, EventFileError, StoreError
 from .eventfiles import read_event_files
 from .record import add_record_parser
 from .rulefiles import load_rule_files
-from .ruletests import junit_xml, read_cases, run_case, uncovered
+from .ruletests import CaseResult, JUnitReport, Tally, iter_cases, run_case
 from .status import add_status_parser
 
 EXAMPLES = Path(__file__).parent / "examples"
@@ -346,22 +347,36 @@ def _test(args: argparse.Namespace) -> int:
         case_paths = [EXAMPLES / "rules.test.toml"]
     if not case_paths:
         raise ConfigError("no rule tests: give CASES files (or rules.tests in config.toml)")
-    results = [run_case(table, case) for path in case_paths for case in read_cases(path)]
-    for result in results:
-        status = "pass" if result.failure is None else "FAIL"
-        detail = "" if result.failure is None else f": {result.failure}"
-        print(f"{status}  {result.case.name}{detail}")
-    missing = uncovered(table, results)
-    if missing:
-        print(f"rules no case matched: {', '.join(missing)}")
-    failed = sum(1 for r in results if r.failure is not None)
-    print(
-        f"{len(results)} cases, {len(results) - failed} passed, {failed} failed; "
-        f"{len(table) - len(missing)}/{len(table)} rules covered"
-    )
-    if args.junit_xml:
-        Path(args.junit_xml).write_text(junit_xml(results, missing), encoding="utf-8")
-    return EXIT_FAILED if failed else EXIT_OK
+    tally = Tally()
+    with contextlib.ExitStack() as stack:
+        report = stack.enter_context(JUnitReport(Path(args.junit_xml))) if args.junit_xml else None
+        progress = _Progress(lambda: (tally.cases, tally.failed), ("cases", "failed"))
+        # Each case is read, run and let go before the next: its line waits at most for a
+        # block of lines, and the report is on disk.
+        with _Output(progress) as output:
+            for path in case_paths:
+                for case in iter_cases(path):
+                    result = run_case(table, case)
+                    tally.add(result)
+                    if report is not None:
+                        report.add(result)
+                    output.line(_case_line(result))
+        missing = tally.uncovered(table)
+        if missing:
+            print(f"rules no case matched: {', '.join(missing)}")
+        print(
+            f"{tally.cases} cases, {tally.cases - tally.failed} passed, {tally.failed} failed; "
+            f"{len(table) - len(missing)}/{len(table)} rules covered"
+        )
+        if report is not None:
+            report.finish(missing)
+    return EXIT_FAILED if tally.failed else EXIT_OK
+
+
+def _case_line(result: CaseResult) -> bytes:
+    if result.failure is None:
+        return f"pass  {result.case.name}\n".encode()
+    return f"FAIL  {result.case.name}: {result.failure}\n".encode()
 
 
 def _run(args: argparse.Namespace) -> int:
