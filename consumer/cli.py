@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -34,7 +35,7 @@ from .errors import CaseFileError, ConfigError, EventFileError, StoreError
 from .eventfiles import read_event_files
 from .record import add_record_parser
 from .rulefiles import load_rule_files
-from .ruletests import junit_xml, read_cases, run_case, uncovered
+from .ruletests import CaseResult, JUnitReport, Tally, iter_cases, run_case
 from .status import add_status_parser
 
 EXAMPLES = Path(__file__).parent / "examples"
@@ -226,13 +227,19 @@ class _Events:
 
 
 class _Progress:
-    """A line on stderr, when it is a terminal, for runs longer than ``AFTER_S``: records
-    read, their rate and the errors so far, redrawn about once a second."""
+    """A line on stderr, when it is a terminal, for runs longer than ``AFTER_S``: how many
+    records (or cases) are done, their rate and the errors (or failures) so far, redrawn
+    about once a second. ``counts`` gives the two numbers and ``names`` what they count."""
 
     AFTER_S = 2.0
 
-    def __init__(self, events: _Events, clock: Callable[[], float] = time.monotonic) -> None:
-        self._events, self._clock = events, clock
+    def __init__(
+        self,
+        counts: Callable[[], tuple[int, int]],
+        names: tuple[str, str] = ("records", "errors"),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._counts, self._names, self._clock = counts, names, clock
         self._started = clock()
         self._next = self._started + self.AFTER_S
         self._shown = False
@@ -243,8 +250,9 @@ class _Progress:
             return
         now = self._clock()
         self._next = now + 1.0
-        records, rate = self._events.records, self._events.records / (now - self._started)
-        sys.stderr.write(f"\r{records:,} records, {rate:,.0f}/s, {self._events.errors} errors")
+        (done, errors), (what, bad) = self._counts(), self._names
+        rate = done / (now - self._started)
+        sys.stderr.write(f"\r{done:,} {what}, {rate:,.0f}/s, {errors} {bad}")
         sys.stderr.flush()
         self._shown = True
 
@@ -258,34 +266,56 @@ FLUSH_EVERY = 512
 """Lines buffered before a write (and a look at the clock for the progress line)."""
 
 
+class _Output:
+    """Lines for standard output, written in blocks of ``every`` (the progress line is
+    redrawn between blocks). Leaving the ``with`` block writes what is left, also when an
+    error stops the run (so the lines before it are out), unless the reader went away."""
+
+    def __init__(self, progress: _Progress, every: int = FLUSH_EVERY) -> None:
+        self._out = sys.stdout.buffer
+        self._progress, self._every = progress, every
+        self._lines: list[bytes] = []
+
+    def __enter__(self) -> _Output:
+        return self
+
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        if not isinstance(error, BrokenPipeError):
+            self._flush()
+        self._progress.done()
+
+    def line(self, line: bytes) -> None:
+        self._lines.append(line)
+        if len(self._lines) >= self._every:
+            self._flush()
+            self._progress.tick()
+
+    def _flush(self) -> None:
+        self._out.write(b"".join(self._lines))
+        self._out.flush()
+        self._lines.clear()
+
+
 def _match(args: argparse.Namespace) -> int:
     if not args.events:
         raise ConfigError("match needs EVENTS: event files, or - for standard input")
     table = _load(args)
     events = _Events(args.events)
-    progress = _Progress(events)
-    out = sys.stdout.buffer
+    progress = _Progress(lambda: (events.records, events.errors))
     # Standard input may be a live stream (``tail -f``, ``mlevents record``): each line goes
     # out as its record is read. Files are written in blocks of lines.
-    flush_every = 1 if "-" in args.events else FLUSH_EVERY
-    lines: list[bytes] = []
-    for _where, event in events:
-        names = [rule.name for rule in table.match(event)]
-        if args.format == "jsonl":
-            line = {"id": event.id, "type": event.type, "subject": event.subject, "matched": names}
-            lines.append(_line_encoder.encode(line) + b"\n")
-        else:
-            matched = ", ".join(names) if names else "(no rule)"
-            lines.append(f"{event.id}  {event.type}  {event.subject}  -> {matched}\n".encode())
-        if len(lines) >= flush_every:
-            out.write(b"".join(lines))
-            out.flush()
-            lines.clear()
-            progress.tick()
-    out.write(b"".join(lines))
-    out.flush()
-    progress.done()
+    with _Output(progress, every=1 if "-" in args.events else FLUSH_EVERY) as output:
+        for _where, event in events:
+            output.line(_match_line(args.format, event, [r.name for r in table.match(event)]))
     return EXIT_FAILED if events.errors else EXIT_OK
+
+
+def _match_line(fmt: str, event: Event, names: list[str]) -> bytes:
+    if fmt == "jsonl":
+        line = {"id": event.id, "type": event.type, "subject": event.subject, "matched": names}
+        return _line_encoder.encode(line) + b"\n"
+    matched = ", ".join(names) if names else "(no rule)"
+    return f"{event.id}  {event.type}  {event.subject}  -> {matched}\n".encode()
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -317,22 +347,36 @@ def _test(args: argparse.Namespace) -> int:
         case_paths = [EXAMPLES / "rules.test.toml"]
     if not case_paths:
         raise ConfigError("no rule tests: give CASES files (or rules.tests in config.toml)")
-    results = [run_case(table, case) for path in case_paths for case in read_cases(path)]
-    for result in results:
-        status = "pass" if result.failure is None else "FAIL"
-        detail = "" if result.failure is None else f": {result.failure}"
-        print(f"{status}  {result.case.name}{detail}")
-    missing = uncovered(table, results)
-    if missing:
-        print(f"rules no case matched: {', '.join(missing)}")
-    failed = sum(1 for r in results if r.failure is not None)
-    print(
-        f"{len(results)} cases, {len(results) - failed} passed, {failed} failed; "
-        f"{len(table) - len(missing)}/{len(table)} rules covered"
-    )
-    if args.junit_xml:
-        Path(args.junit_xml).write_text(junit_xml(results, missing), encoding="utf-8")
-    return EXIT_FAILED if failed else EXIT_OK
+    tally = Tally()
+    with contextlib.ExitStack() as stack:
+        report = stack.enter_context(JUnitReport(Path(args.junit_xml))) if args.junit_xml else None
+        progress = _Progress(lambda: (tally.cases, tally.failed), ("cases", "failed"))
+        # Each case is read, run and let go before the next: its line waits at most for a
+        # block of lines, and the report is on disk.
+        with _Output(progress) as output:
+            for path in case_paths:
+                for case in iter_cases(path):
+                    result = run_case(table, case)
+                    tally.add(result)
+                    if report is not None:
+                        report.add(result)
+                    output.line(_case_line(result))
+        missing = tally.uncovered(table)
+        if missing:
+            print(f"rules no case matched: {', '.join(missing)}")
+        print(
+            f"{tally.cases} cases, {tally.cases - tally.failed} passed, {tally.failed} failed; "
+            f"{len(table) - len(missing)}/{len(table)} rules covered"
+        )
+        if report is not None:
+            report.finish(missing)
+    return EXIT_FAILED if tally.failed else EXIT_OK
+
+
+def _case_line(result: CaseResult) -> bytes:
+    if result.failure is None:
+        return f"pass  {result.case.name}\n".encode()
+    return f"FAIL  {result.case.name}: {result.failure}\n".encode()
 
 
 def _run(args: argparse.Namespace) -> int:

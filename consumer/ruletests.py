@@ -4,23 +4,32 @@ A cases file (TOML or JSON) holds a ``cases`` list. Each case names an event, ei
 path (``event = "events/run-failed.json"``, relative to the cases file) or inline JSON
 (``body = '''[{...}]'''``), and the rules expected to match, in table order
 (``expect = ["email-on-failed-run"]``; ``[]`` means none). ``actions``, when given, pins
-the action types those rules would run, in order. ``run_cases`` also reports coverage:
-the rules that no case matched.
+the action types those rules would run, in order. A ``Tally`` of the results also reports
+coverage: the rules that no case matched.
+
+A run takes memory for its cases file, not for its results: ``iter_cases`` yields one case
+at a time and reads its event file only then, ``Tally`` keeps counts and the names of the
+rules matched, and ``JUnitReport`` writes each case to disk as it comes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import tempfile
 import tomllib
+import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, NamedTuple
 
 from rules import DecodeError, RuleTable, decode_body, plan
 
-from .errors import CaseFileError
+from .errors import CaseFileError, ConfigError
 
 CASE_FIELDS = ("name", "event", "body", "expect", "actions")
 
@@ -45,12 +54,28 @@ class CaseResult:
     failure: str | None
 
 
-def read_cases(path: Path) -> list[Case]:
-    """Parse a cases file.
+def iter_cases(path: Path) -> Iterator[Case]:
+    """The cases of a cases file, one at a time, in order.
+
+    What is streamed: the events. A case's event file is read when the iterator reaches that
+    case, and its body is let go with the case. What is not: the document. TOML cannot be
+    parsed piece by piece and JSON is parsed whole too, so the ``cases`` list (inline
+    ``body`` strings included) is in memory until the last case; a JSON file of many large
+    inline bodies is better written with ``event`` files. Every entry is checked before the
+    first case is yielded, so a malformed file stops the run before any of its cases.
 
     Raises:
-        CaseFileError: naming the file and the case at fault.
+        CaseFileError: naming the file and the case at fault (an event file that cannot be
+            read, when the iterator reaches its case).
     """
+    entries = _entries(path)
+    for index, entry in enumerate(entries):
+        _entry(path, index, entry)
+    for index, entry in enumerate(entries):
+        yield _read(_entry(path, index, entry))
+
+
+def _entries(path: Path) -> list[Any]:
     try:
         text = path.read_text(encoding="utf-8")
         document = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
@@ -63,45 +88,66 @@ def read_cases(path: Path) -> list[Case]:
     entries = document.get("cases") if isinstance(document, dict) else None
     if not isinstance(entries, list):
         raise CaseFileError(f"{path}: needs a top-level 'cases' list")
-    return [_case(path, index, entry) for index, entry in enumerate(entries)]
+    return entries
 
 
-def _case(path: Path, index: int, entry: Any) -> Case:
-    where = f"{path}: cases[{index}]"
+class _Entry(NamedTuple):
+    """A checked entry of a cases file: a case but for its body, which is read last."""
+
+    at: str
+    """``file: cases[i]``, for errors."""
+    name: str
+    where: str
+    source: Path | str
+    """The event file, or the inline body."""
+    expect: tuple[str, ...]
+    actions: tuple[str, ...] | None
+
+
+def _entry(path: Path, index: int, entry: Any) -> _Entry:
+    at = f"{path}: cases[{index}]"
     if not isinstance(entry, dict):
-        raise CaseFileError(f"{where}: must be a table/object")
+        raise CaseFileError(f"{at}: must be a table/object")
     unknown = [k for k in entry if k not in CASE_FIELDS]
     if unknown:
         raise CaseFileError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; expected {', '.join(CASE_FIELDS)}"
+            f"{at}: unknown key(s) {', '.join(unknown)}; expected {', '.join(CASE_FIELDS)}"
         )
     name = entry.get("name", f"cases[{index}]")
     if not isinstance(name, str):
-        raise CaseFileError(f"{where}.name: must be a string")
-    return Case(
+        raise CaseFileError(f"{at}.name: must be a string")
+    return _Entry(
+        at,
         name,
         f"{path}:{name}",
-        _body(path, where, entry),
-        _names(where, entry, "expect", required=True) or (),
-        _names(where, entry, "actions", required=False),
+        _source(path, at, entry),
+        _names(at, entry, "expect", required=True) or (),
+        _names(at, entry, "actions", required=False),
     )
 
 
-def _body(path: Path, where: str, entry: dict[str, Any]) -> bytes:
+def _source(path: Path, at: str, entry: dict[str, Any]) -> Path | str:
     event, body = entry.get("event"), entry.get("body")
     if (event is None) == (body is None):
-        raise CaseFileError(f"{where}: give exactly one of 'event' (a path) or 'body' (JSON)")
+        raise CaseFileError(f"{at}: give exactly one of 'event' (a path) or 'body' (JSON)")
     if isinstance(body, str):
-        return body.encode("utf-8")
+        return body
     if isinstance(event, str):
-        target = path.parent / event
+        return path.parent / event
+    raise CaseFileError(f"{at}: 'event' must be a path and 'body' a JSON string")
+
+
+def _read(entry: _Entry) -> Case:
+    if isinstance(entry.source, str):
+        body = entry.source.encode("utf-8")
+    else:
         try:
-            return target.read_bytes()
+            body = entry.source.read_bytes()
         except OSError as exc:
             raise CaseFileError(
-                f"{where}.event: cannot read {target}: {exc.strerror or exc}"
+                f"{entry.at}.event: cannot read {entry.source}: {exc.strerror or exc}"
             ) from exc
-    raise CaseFileError(f"{where}: 'event' must be a path and 'body' a JSON string")
+    return Case(entry.name, entry.where, body, entry.expect, entry.actions)
 
 
 def _names(
@@ -139,28 +185,102 @@ def run_case(table: RuleTable, case: Case) -> CaseResult:
     return CaseResult(case, matched, None)
 
 
-def uncovered(table: RuleTable, results: Sequence[CaseResult]) -> list[str]:
-    """Names of the rules that no case matched, in table order."""
-    hit = {name for result in results for name in result.matched}
-    return [rule.name for rule in table.rules if rule.name not in hit]
+@dataclass(slots=True)
+class Tally:
+    """What a run of cases adds up to, kept without its results: counts, and the names of
+    the rules that some case matched (no more of them than the table has)."""
 
+    cases: int = 0
+    failed: int = 0
+    matched: set[str] = field(default_factory=set)
 
-def junit_xml(results: Sequence[CaseResult], not_covered: Sequence[str]) -> str:
-    """A JUnit XML report: one testcase per case; uncovered rules as a property."""
-    failures = sum(1 for r in results if r.failure is not None)
-    suite = ET.Element(
-        "testsuite",
-        name="mlevents rules",
-        tests=str(len(results)),
-        failures=str(failures),
-        errors="0",
-        skipped="0",
-    )
-    properties = ET.SubElement(suite, "properties")
-    ET.SubElement(properties, "property", name="uncovered_rules", value=",".join(not_covered))
-    for result in results:
-        case = ET.SubElement(suite, "testcase", classname="rules", name=result.case.name)
+    def add(self, result: CaseResult) -> None:
+        self.cases += 1
         if result.failure is not None:
+            self.failed += 1
+        self.matched.update(result.matched)
+
+    def uncovered(self, table: RuleTable) -> list[str]:
+        """Names of the rules that no case matched, in table order."""
+        return [rule.name for rule in table.rules if rule.name not in self.matched]
+
+
+class JUnitReport:
+    """A JUnit XML report, written as the cases run: one testcase per case; the rules no
+    case matched as a property.
+
+    The suite's counts open the document but are known only at the end, so the testcases
+    go to an unnamed scratch file beside the target first; ``finish`` writes the whole
+    document to a hidden temporary file there and renames it over the target. A run that
+    stops early leaves the target as it was.
+
+    Raises:
+        ConfigError: the report cannot be written (naming the target).
+    """
+
+    def __init__(self, target: Path) -> None:
+        self._target = target
+        self._tests = self._failures = 0
+        with self._writing():
+            # Closed by __exit__. No newline translation here: finish does it once, as a
+            # text file written in one go would have it.
+            self._scratch = tempfile.TemporaryFile(  # noqa: SIM115
+                "w+", encoding="utf-8", newline="", dir=target.parent
+            )
+
+    def __enter__(self) -> JUnitReport:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._scratch.close()
+
+    def add(self, result: CaseResult) -> None:
+        self._tests += 1
+        case = ET.Element("testcase", classname="rules", name=result.case.name)
+        if result.failure is not None:
+            self._failures += 1
             failure = ET.SubElement(case, "failure", message=result.failure)
             failure.text = f"{result.case.where}: {result.failure}"
-    return ET.tostring(suite, encoding="unicode", xml_declaration=True)
+        with self._writing():
+            self._scratch.write(ET.tostring(case, encoding="unicode"))
+
+    def finish(self, not_covered: Sequence[str]) -> None:
+        """Write the report to its target."""
+        suite = ET.Element(
+            "testsuite",
+            name="mlevents rules",
+            tests=str(self._tests),
+            failures=str(self._failures),
+            errors="0",
+            skipped="0",
+        )
+        properties = ET.SubElement(suite, "properties")
+        ET.SubElement(properties, "property", name="uncovered_rules", value=",".join(not_covered))
+        end = "</testsuite>"
+        start = ET.tostring(suite, encoding="unicode", xml_declaration=True).removesuffix(end)
+        temporary = self._target.with_name(f".{self._target.name}.{uuid.uuid4().hex[:8]}.tmp")
+        with self._writing():
+            try:
+                with temporary.open("x", encoding="utf-8") as out:
+                    out.write(start)
+                    self._scratch.seek(0)
+                    shutil.copyfileobj(self._scratch, out)
+                    out.write(end)
+                temporary.replace(self._target)
+            except BaseException:
+                temporary.unlink(missing_ok=True)
+                raise
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise ConfigError(
+                f"{self._target}: cannot write the JUnit report: {exc.strerror or exc}"
+            ) from exc

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import subprocess
 import sys
+import tracemalloc
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import fastavro
 import pytest
 import uvloop
 
-from consumer.cli import EXAMPLES, main, run_fast
+from consumer.cli import EXAMPLES, _Progress, main, run_fast
 
 from ..factories import event_json
 
@@ -239,6 +242,195 @@ def test_bad_case_file_is_a_usage_error(
     assert f"{cases}: cases[0]: give exactly one of 'event'" in capsys.readouterr().err
 
 
+def _cases_file(path: Path, cases: Sequence[Mapping[str, object]]) -> Path:
+    path.write_text(json.dumps({"cases": list(cases)}))
+    return path
+
+
+def test_test_prints_each_case_before_reading_the_next(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Cases run as they are read: when the third case's event file cannot be read, the
+    first two results are out already and the error names the file and the case (exit 2)."""
+    (tmp_path / "failed.json").write_text(_body())
+    cases = _cases_file(
+        tmp_path / "cases.json",
+        [
+            {"name": "first", "event": "failed.json", "expect": ["failed", "everything"]},
+            {"name": "second", "event": "failed.json", "expect": []},
+            {"name": "third", "event": "missing.json", "expect": []},
+            {"name": "fourth", "event": "failed.json", "expect": []},
+        ],
+    )
+    assert main(["test", "--rules", str(rules_file), str(cases)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        "pass  first",
+        "FAIL  second: expected [], matched ['failed', 'everything']",
+    ]
+    assert captured.err == (
+        f"mlevents: {cases}: cases[2].event: cannot read {tmp_path / 'missing.json'}: "
+        "No such file or directory\n"
+    )
+
+
+def test_a_malformed_case_stops_its_file_before_any_of_its_cases_runs(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Entries are checked when their file is opened (no event file read), so a typo in the
+    last case is found before the first runs."""
+    ok = {"name": "ok", "body": _body(), "expect": ["failed", "everything"]}
+    cases = _cases_file(tmp_path / "cases.json", [ok, ok, {"name": "typo", "expec": []}])
+    assert main(["test", "--rules", str(rules_file), str(cases)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"{cases}: cases[2]: unknown key(s) expec; expected name" in captured.err
+
+
+def test_test_over_twenty_thousand_generated_cases(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A line per case in file order, then coverage and the counts, over a large file of
+    cases that share their event files."""
+    (tmp_path / "completed.json").write_text(_body(data={"runStatus": "Completed"}))
+    more = tmp_path / "more.toml"
+    more.write_text('[[rules]]\nname = "never"\n[rules.filter]\nincludedEventTypes = ["No"]\n')
+    generated: list[dict[str, object]] = [
+        {"name": f"case {n}", "event": "completed.json", "expect": ["everything"]}
+        for n in range(20_000)
+    ]
+    generated[7] = {"name": "case 7", "event": "completed.json", "expect": []}
+    generated[19_999] = {"name": "case 19999", "body": "not json", "expect": []}
+    cases = _cases_file(tmp_path / "cases.json", generated)
+    assert main(["test", "--rules", str(rules_file), str(more), str(cases)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 20_002
+    assert lines[:9] == [
+        *(f"pass  case {n}" for n in range(7)),
+        "FAIL  case 7: expected [], matched ['everything']",
+        "pass  case 8",
+    ]
+    assert lines[19_999].startswith("FAIL  case 19999: event does not decode: body is not JSON")
+    assert lines[-2:] == [
+        "rules no case matched: failed, never",
+        "20000 cases, 19998 passed, 2 failed; 1/3 rules covered",
+    ]
+
+
+def test_test_junit_xml_is_the_same_document(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The report written as cases run is, to the byte, the document of one written at the
+    end; it replaces an older one and leaves no other file beside it."""
+    more = tmp_path / "more.toml"
+    more.write_text('[[rules]]\nname = "never"\n[rules.filter]\nincludedEventTypes = ["No"]\n')
+    cases = _cases_file(
+        tmp_path / "cases.json",
+        [
+            {"name": "good", "body": _body(), "expect": ["failed", "everything"]},
+            {"name": 'bad <&"> ü', "body": _body(), "expect": ["everything"]},
+            {"name": "does not decode", "body": "[{", "expect": []},
+        ],
+    )
+    report = tmp_path / "junit.xml"
+    report.write_text("an older report")
+    rules = ["--rules", str(rules_file), str(more)]
+    assert main(["test", *rules, str(cases), "--junit-xml", str(report)]) == 1
+    assert report.read_bytes().decode() == (
+        "<?xml version='1.0' encoding='utf-8'?>\n"
+        '<testsuite name="mlevents rules" tests="3" failures="2" errors="0" skipped="0">'
+        '<properties><property name="uncovered_rules" value="never" /></properties>'
+        '<testcase classname="rules" name="good" />'
+        '<testcase classname="rules" name="bad &lt;&amp;&quot;&gt; ü">'
+        "<failure message=\"expected ['everything'], matched ['failed', 'everything']\">"
+        f"{cases}:bad &lt;&amp;\"&gt; ü: expected ['everything'], matched ['failed', 'everything']"
+        "</failure></testcase>"
+        '<testcase classname="rules" name="does not decode">'
+        '<failure message="event does not decode: body is not JSON: Input data was truncated">'
+        f"{cases}:does not decode: event does not decode: body is not JSON: "
+        "Input data was truncated</failure></testcase></testsuite>"
+    )
+    empty = _cases_file(tmp_path / "empty.json", [])
+    assert main(["test", *rules, str(empty), "--junit-xml", str(report)]) == 0
+    assert report.read_text() == (
+        "<?xml version='1.0' encoding='utf-8'?>\n"
+        '<testsuite name="mlevents rules" tests="0" failures="0" errors="0" skipped="0">'
+        '<properties><property name="uncovered_rules" value="failed,everything,never" />'
+        "</properties></testsuite>"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "cases.json",
+        "empty.json",
+        "junit.xml",
+        "more.toml",
+        "rules.toml",
+    ]
+    capsys.readouterr()
+
+
+def test_test_junit_xml_that_cannot_be_written_stops_before_any_case(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A report path in a folder that does not exist is a usage error found at the start."""
+    cases = _cases_file(tmp_path / "cases.json", [{"body": _body(), "expect": []}])
+    report = tmp_path / "missing" / "junit.xml"
+    code = main(["test", "--rules", str(rules_file), str(cases), "--junit-xml", str(report)])
+    assert code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"mlevents: {report}: cannot write the JUnit report: No such file or directory\n"
+    )
+
+
+def test_test_memory_does_not_grow_with_the_cases(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """2,000 cases of a 50 kB event (200 MB read in all, with the JUnit report) peak at
+    a few megabytes: each body is let go once its case has run, and so is its result."""
+    padding = "x" * 50_000
+    (tmp_path / "big.json").write_text(_body(data={"runStatus": "Failed", "padding": padding}))
+    cases = _cases_file(
+        tmp_path / "cases.json",
+        [
+            {"name": f"c{n}", "event": "big.json", "expect": ["failed", "everything"]}
+            for n in range(2_000)
+        ],
+    )
+    report = tmp_path / "junit.xml"
+    tracemalloc.start()
+    try:
+        code = main(["test", "--rules", str(rules_file), str(cases), "--junit-xml", str(report)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert code == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "2000 cases, 2000 passed, 0 failed; 2/2 rules covered"
+    )
+    assert peak < 10_000_000
+
+
+def test_test_shows_progress_in_cases_and_failures(
+    rules_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a terminal the progress line of a long run counts cases and failed ones."""
+    cases = _cases_file(
+        tmp_path / "cases.json",
+        [{"name": "wrong", "body": _body(), "expect": []}]
+        + [{"body": _body(), "expect": ["failed", "everything"]}] * 1_000,
+    )
+    monkeypatch.setattr(_Progress, "AFTER_S", 0.0)
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(["test", "--rules", str(rules_file), str(cases)]) == 1
+    assert re.fullmatch(r"\r512 cases, [\d,]+/s, 1 failed\n", terminal.getvalue())
+    assert capsys.readouterr().out.splitlines()[-1].startswith("1001 cases, 1000 passed")
+
+
 def test_lint_prints_warnings_and_fails_on_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -404,5 +596,56 @@ def test_match_into_a_reader_that_stops_early_ends_quietly(
     process.stdout.close()  # the reader goes away, as head does after its lines
     assert process.wait(60) == 0
     assert first.startswith(b"e0  ")
+    assert process.stderr.read() == b""
+    process.stderr.close()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_line_after_two_seconds_on_a_terminal_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing for the first two seconds or when stderr is not a terminal; then the count,
+    its rate and the errors under the names the command gives, redrawn at most once a
+    second, and a newline at the end."""
+    now, counts = [100.0], [0, 0]
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    quiet = _Progress(lambda: (counts[0], counts[1]), clock=lambda: now[0])
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    cases = _Progress(lambda: (counts[0], counts[1]), ("cases", "failed"), clock=lambda: now[0])
+    records = _Progress(lambda: (counts[0], counts[1]), clock=lambda: now[0])
+    counts[:], now[0] = [1_000, 0], 101.9
+    for progress in (quiet, cases, records):
+        progress.tick()
+    assert terminal.getvalue() == ""
+    counts[:], now[0] = [2_000, 3], 102.0
+    cases.tick()
+    assert terminal.getvalue() == "\r2,000 cases, 1,000/s, 3 failed"
+    now[0] = 102.9
+    cases.tick()
+    records.tick()
+    quiet.tick()
+    assert terminal.getvalue() == "\r2,000 cases, 1,000/s, 3 failed\r2,000 records, 690/s, 3 errors"
+    for progress in (quiet, cases, records):
+        progress.done()
+    assert terminal.getvalue().endswith("errors\n\n")
+
+
+def test_test_into_a_reader_that_stops_early_ends_quietly(rules_file: Path, tmp_path: Path) -> None:
+    """``mlevents test ... | head -1``: no BrokenPipeError traceback, exit 0."""
+    cases = _cases_file(
+        tmp_path / "cases.json",
+        [{"name": f"c{n}", "body": _body(), "expect": []} for n in range(20_000)],
+    )
+    process = _mlevents("test", "--rules", str(rules_file), str(cases), stdin=None)
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()
+    assert process.wait(60) == 0
+    assert first == b"FAIL  c0: expected [], matched ['failed', 'everything']\n"
     assert process.stderr.read() == b""
     process.stderr.close()
