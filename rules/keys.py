@@ -95,8 +95,9 @@ def _walk(node: Any, segments: tuple[str, ...], folded: tuple[str, ...]) -> Any:
 def _lookup(node: dict[str, Any], name: str, folded_name: str) -> Any:
     value = node.get(name, MISSING)
     if value is MISSING:
+        size = len(folded_name)  # folding maps each character to one: lengths must agree
         for candidate, candidate_value in node.items():
-            if fold(candidate) == folded_name:
+            if len(candidate) == size and fold(candidate) == folded_name:
                 value = candidate_value
                 break
     return MISSING if value is None else value
