@@ -2,6 +2,11 @@
 the same file: each in its own process, timed by wall clock (interpreter start included),
 with the peak RSS the kernel reports for that process (``ru_maxrss`` from ``wait4``).
 
+Linux counts in a process's ``ru_maxrss`` the peak of the memory it replaced at ``exec``:
+for a child started straight from this process, that is this process's own peak (hundreds
+of MB after ``decode_match`` ran here). So each run is started, timed and reaped by a small
+launcher process, and its ``ru_maxrss`` is its own.
+
 The file is JSON Lines in a temporary directory, one Event Hubs body a line: the bodies of the
 ``thresholds`` shape of ``bench.decode_match`` in turn, each with its own id. The rules are
 that shape's 100-rule table, written as a JSON rules file. The two runs:
@@ -44,6 +49,18 @@ with open(sys.argv[1], "rb") as lines:
     for line in lines:
         json.loads(line)
 """
+LAUNCHER = """\
+import json, os, subprocess, sys, time
+with open(sys.argv[1], "wb") as out:
+    start = time.perf_counter()
+    child = subprocess.Popen(sys.argv[2:], stdout=out)
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - start
+child.returncode = os.waitstatus_to_exitcode(status)
+print(json.dumps({"seconds": seconds, "maxrss_kb": usage.ru_maxrss, "code": child.returncode}))
+"""
+"""``python -c LAUNCHER STDOUT ARGV...``: runs ``ARGV`` with its standard output to the file
+``STDOUT``, and prints its wall time, peak RSS and exit code as JSON."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +68,7 @@ class Run:
     """One process run to its end."""
 
     seconds: float
-    """Wall clock, from before the process starts to after it is reaped."""
+    """Wall clock, from just before the process starts to after it is reaped."""
     peak_rss_mb: float
     exit_code: int
     stdout: bytes
@@ -59,21 +76,19 @@ class Run:
 
 
 def run(argv: Sequence[str], folder: Path, *, keep_stdout: bool = False) -> Run:
-    """Run ``argv`` from the project root until it exits. Its standard output goes to
-    /dev/null unless ``keep_stdout``; standard error to a file, so neither can block it."""
+    """Run ``argv`` from the project root, through the launcher, until it exits. Its standard
+    output goes to /dev/null unless ``keep_stdout``; standard error to a file."""
     out_path, err_path = folder / "stdout", folder / "stderr"
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        start = time.perf_counter()
-        process = subprocess.Popen(
-            argv, cwd=ROOT, stdout=out if keep_stdout else subprocess.DEVNULL, stderr=err
-        )
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    with err_path.open("wb") as err:
+        launched = subprocess.run(
+            [sys.executable, "-c", LAUNCHER, str(out_path) if keep_stdout else os.devnull, *argv],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=err, check=True,
+        )  # fmt: skip
+    report = json.loads(launched.stdout)
     return Run(
-        seconds,
-        usage.ru_maxrss / 1024,  # kilobytes on Linux
-        process.returncode,
+        report["seconds"],
+        report["maxrss_kb"] / 1024,  # kilobytes on Linux
+        report["code"],
         out_path.read_bytes() if keep_stdout else b"",
         err_path.read_text(encoding="utf-8", errors="replace"),
     )
