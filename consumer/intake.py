@@ -36,7 +36,8 @@ from .partition import PartitionWorker
 BATCH_SIZE = 100
 """Most events per callback. Shorter callbacks let the SDK's receive loop, which shares the
 event loop, read and grant credit again sooner: draining 100,000 events, 100 gave a median
-0.89-0.91 of the bare consumer's rate, 300 (the prefetch) 0.85-0.87, 50 and 1,000 0.87."""
+0.89-0.91 of the rate of a bare consumer receiving event by event (``bench.worker_throughput``'s
+baseline then, on the standard event loop), 300 (the prefetch) 0.85-0.87, 50 and 1,000 0.87."""
 MAX_WAIT_S = 1.0
 """How often an idle partition calls back (the SDK's tick; nothing waits on it here)."""
 LAG_EVERY_S = 15.0
