@@ -36,13 +36,15 @@ from .partition import PartitionWorker
 BATCH_SIZE = 100
 """Most events per callback. Shorter callbacks let the SDK's receive loop, which shares the
 event loop, read and grant credit again sooner: draining 100,000 events, 100 gave a median
-0.89-0.91 of the bare consumer's rate, 300 (the prefetch) 0.85-0.87, 50 and 1,000 0.87."""
+0.89-0.91 of the rate of a bare consumer receiving event by event (``bench.worker_throughput``'s
+baseline then, on the standard event loop), 300 (the prefetch) 0.85-0.87, 50 and 1,000 0.87."""
 MAX_WAIT_S = 1.0
 """How often an idle partition calls back (the SDK's tick; nothing waits on it here)."""
 LAG_EVERY_S = 15.0
-"""How often the last enqueued sequence numbers are read for the lag metric (and at once
-when a partition is claimed). Each read opens a management connection in the SDK, so it is
-not free: at 5 s it cost the worker ~3% of its throughput with four partitions."""
+"""How often the last enqueued sequence numbers are read for the lag metric (and a claimed
+partition's at once, unless its claim read them). Each read opens a management connection
+in the SDK (~30 ms of CPU on the emulator), so it is not free: at 5 s it cost the worker ~3%
+of its throughput with four partitions."""
 MANAGEMENT_TIMEOUT_S = 10.0
 """Deadline of one management call (partition or hub properties), retries included: the
 SDK's own retries back off for longer than readiness may wait to hear of an outage."""
@@ -78,6 +80,8 @@ class Intake:
     ``MAX_WAIT_S`` while their links are up) or a successful management call."""
     _workers: dict[str, PartitionWorker] = field(default_factory=dict, init=False)
     _claimed: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _unread: set[str] = field(default_factory=set, init=False)
+    """Claimed partitions whose last enqueued sequence number is not known yet."""
 
     @property
     def partitions(self) -> dict[str, PartitionWorker]:
@@ -106,42 +110,62 @@ class Intake:
         )
 
     async def track_lag(self) -> None:
-        """Read each owned partition's last enqueued sequence number every ``LAG_EVERY_S``.
+        """Read each owned partition's last enqueued sequence number every ``LAG_EVERY_S``,
+        and a newly claimed partition's at once unless its claim read them already.
 
         One management call per partition every few seconds costs less than asking the
         service to annotate every event (``track_last_enqueued_event_properties``): measured
         on the emulator with a batch consumer, the annotations cost 2-6 us of CPU per event
-        on top of the SDK's ~44 us, while these reads cost the worker about 1%.
+        on top of the SDK's ~44 us, while these reads cost the worker about 1%. A claim reads
+        only what it lacks: when claims arrive one after another, reading every owned
+        partition again for each would open a management connection per owned partition
+        per claim.
         """
+        loop = asyncio.get_running_loop()
+        every_at = loop.time()
         while True:
-            for partition in list(self._workers):
-                try:
-                    async with asyncio.timeout(MANAGEMENT_TIMEOUT_S):
-                        info = await self.client.get_partition_properties(partition)
-                except Exception as exc:  # noqa: BLE001 - a metric must never stop intake
-                    self.log.debug("partition.lag_unknown", partition=partition, error=str(exc))
-                    continue
-                self.heard_at = self.monotonic()
-                self.metrics.last_enqueued(partition, info["last_enqueued_sequence_number"])
-            if not self._workers:  # nothing owned calls back: ask the hub whether it is there
-                try:
-                    async with asyncio.timeout(MANAGEMENT_TIMEOUT_S):
-                        await self.client.get_eventhub_properties()
-                except Exception as exc:  # noqa: BLE001 - readiness reports it
-                    self.log.debug("eventhub.unreachable", error=str(exc))
-                else:
-                    self.heard_at = self.monotonic()
-            # A claim reads its lag at once. asyncio.timeout, not wait_for: Python 3.11's
-            # wait_for swallows a cancellation that arrives as its wait ends.
+            if loop.time() >= every_at:
+                every_at = loop.time() + LAG_EVERY_S
+                due = list(self._workers)
+                if not due:  # nothing owned calls back: ask the hub whether it is there
+                    await self._ask_hub()
+            else:
+                due = sorted(self._unread)
+            self._unread.clear()
+            for partition in due:
+                if partition in self._workers:  # not closed meanwhile
+                    await self._read_lag(partition)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation
+            # that arrives as its wait ends.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(LAG_EVERY_S):
+                async with asyncio.timeout_at(every_at):
                     await self._claimed.wait()
             self._claimed.clear()
 
+    async def _read_lag(self, partition: str) -> None:
+        try:
+            async with asyncio.timeout(MANAGEMENT_TIMEOUT_S):
+                info = await self.client.get_partition_properties(partition)
+        except Exception as exc:  # noqa: BLE001 - a metric must never stop intake
+            self.log.debug("partition.lag_unknown", partition=partition, error=str(exc))
+            return
+        self.heard_at = self.monotonic()
+        self.metrics.last_enqueued(partition, info["last_enqueued_sequence_number"])
+
+    async def _ask_hub(self) -> None:
+        try:
+            async with asyncio.timeout(MANAGEMENT_TIMEOUT_S):
+                await self.client.get_eventhub_properties()
+        except Exception as exc:  # noqa: BLE001 - readiness reports it
+            self.log.debug("eventhub.unreachable", error=str(exc))
+        else:
+            self.heard_at = self.monotonic()
+
     async def _on_partition_initialize(self, context: PartitionContext) -> None:
         partition = context.partition_id
+        enqueued: int | None = None
         try:
-            sequence = await self._checkpoint_at_claim(context)
+            sequence, enqueued = await self._checkpoint_at_claim(context)
             if sequence is not None:  # the lag metric is known before the first checkpoint
                 self.metrics.checkpoint_found(partition, sequence)
         except Exception as exc:  # noqa: BLE001 - the checkpoint is for KEDA's sake only
@@ -150,6 +174,10 @@ class Intake:
                 partition=partition,
                 error=f"{type(exc).__name__}: {exc}",
             )
+        if enqueued is None:
+            self._unread.add(partition)  # track_lag reads it at once
+        else:
+            self.metrics.last_enqueued(partition, enqueued)
         self._workers[partition] = self.make_worker(partition, context)
         self._claimed.set()
         self.log.info("partition.claimed", partition=partition)
@@ -189,23 +217,28 @@ class Intake:
             "eventhub.error", partition=partition, error=f"{type(error).__name__}: {error}"
         )
 
-    async def _checkpoint_at_claim(self, context: PartitionContext) -> int | None:
+    async def _checkpoint_at_claim(
+        self, context: PartitionContext
+    ) -> tuple[int | None, int | None]:
         """The partition's checkpointed sequence number; when it has none, one is written at
-        the starting position (unless ``initial_checkpoints`` is off)."""
+        the starting position (unless ``initial_checkpoints`` is off). Second, its last
+        enqueued sequence number when the partition's properties were read for that."""
         namespace = context.fully_qualified_namespace
         hub, group = context.eventhub_name, context.consumer_group
         existing = await self.checkpoint_store.list_checkpoints(namespace, hub, group)
         for checkpoint in existing:
             if checkpoint.get("partition_id") == context.partition_id:
                 found = checkpoint.get("sequence_number")
-                return found if isinstance(found, int) else None
+                return (found if isinstance(found, int) else None), None
         position = self.config.starting_position
         if not self.initial_checkpoints:
-            return None
+            return None, None
         if isinstance(position, datetime):
-            return None  # no sequence number is known for a time until an event arrives
+            return None, None  # no sequence number is known for a time until an event arrives
         async with asyncio.timeout(MANAGEMENT_TIMEOUT_S):
             info = await self.client.get_partition_properties(context.partition_id)
+        self.heard_at = self.monotonic()
+        enqueued: int = info["last_enqueued_sequence_number"]
         if position == "latest" and not info["is_empty"]:
             offset, sequence = (
                 str(info["last_enqueued_offset"]),
@@ -221,7 +254,7 @@ class Intake:
         self.log.info(
             "partition.initial_checkpoint", partition=context.partition_id, sequence_number=sequence
         )
-        return int(sequence)
+        return int(sequence), enqueued
 
 
 def _sdk_position(position: str | datetime) -> str | datetime:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, cast
 
 import structlog
+from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient, PartitionContext
 from structlog.testing import capture_logs
 
 from consumer.config import EventHubConfig, load_config
+from consumer.intake import Intake
+from consumer.partition import PartitionWorker
 from consumer.sqlitestore import SqliteCheckpointStore
 from consumer.wiring import build, warn_if_not_lower_case
 from emulator import Emulator, HubSpec
@@ -71,6 +76,96 @@ async def test_lag_is_reported_from_the_checkpoint_found_at_claim(tmp_path: Path
                 await task
     assert 'mlevents_partition_lag{partition="0"} 5.0' in text
     assert "mlevents_checkpoint_age_seconds{" not in text
+
+
+class ClaimingHub:
+    """A consumer client that claims partitions one after another, each with its last
+    enqueued sequence number, and records the management calls made."""
+
+    def __init__(self, last_enqueued: dict[str, int]) -> None:
+        self.last_enqueued = last_enqueued
+        self.reads: list[str] = []
+        self.claimed = asyncio.Event()
+
+    async def receive_batch(
+        self, *, on_partition_initialize: Callable[[PartitionContext], Awaitable[None]], **_: Any
+    ) -> None:
+        for partition in self.last_enqueued:
+            await on_partition_initialize(PartitionContext("ns", "hub", "$Default", partition))
+            await asyncio.sleep(0.01)  # the lag reader runs between claims
+        self.claimed.set()
+        await asyncio.Event().wait()  # receives until cancelled
+
+    async def get_partition_properties(self, partition: str) -> dict[str, Any]:
+        self.reads.append(partition)
+        await asyncio.sleep(0)
+        last = self.last_enqueued[partition]
+        return {
+            "beginning_sequence_number": 0, "last_enqueued_sequence_number": last,
+            "last_enqueued_offset": str(last * 100), "is_empty": False,
+        }  # fmt: skip
+
+    async def get_eventhub_properties(self) -> dict[str, Any]:
+        return {}
+
+
+class Checkpointed:
+    """A checkpoint store holding checkpoints for some partitions."""
+
+    def __init__(self, sequences: dict[str, int]) -> None:
+        self.sequences = sequences
+
+    async def list_checkpoints(self, *_: str) -> list[dict[str, Any]]:
+        return [{"partition_id": p, "sequence_number": s} for p, s in self.sequences.items()]
+
+    async def update_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.sequences[checkpoint["partition_id"]] = checkpoint["sequence_number"]
+
+
+class LagMetrics:
+    def __init__(self) -> None:
+        self.enqueued: dict[str, int] = {}
+
+    def last_enqueued(self, partition: str, sequence_number: int) -> None:
+        self.enqueued[partition] = sequence_number
+
+    def checkpoint_found(self, partition: str, sequence_number: int) -> None:
+        pass
+
+    def forget_partition(self, partition: str) -> None:
+        pass
+
+
+async def test_claims_read_each_partition_once_not_every_owned_one_per_claim() -> None:
+    """Four partitions claimed one after another (one of them with a checkpoint) cost four
+    property reads: the initial checkpoint's read gives the lag metric its last enqueued
+    sequence number, and only the partition that needed no initial checkpoint is read for
+    the lag."""
+    hub = ClaimingHub({"0": 10, "1": 11, "2": 12, "3": 13})
+    metrics = LagMetrics()
+    intake = Intake(
+        client=cast(EventHubConsumerClient, hub),
+        config=EventHubConfig(name="hub", starting_position="earliest"),
+        checkpoint_store=cast(CheckpointStore, Checkpointed({"2": 5})),
+        make_worker=lambda partition, context: cast(PartitionWorker, object()),
+        metrics=metrics,
+        drain_deadline_s=1.0,
+        log=structlog.get_logger("test"),
+    )
+    receiving = asyncio.create_task(intake.run())
+    try:
+        await asyncio.wait_for(hub.claimed.wait(), 5)
+        for _ in range(100):
+            if len(metrics.enqueued) == 4:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        receiving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiving
+    assert metrics.enqueued == {"0": 10, "1": 11, "2": 12, "3": 13}
+    assert sorted(hub.reads) == ["0", "1", "2", "3"]
+    assert intake.heard_at is not None
 
 
 def test_upper_case_namespace_or_hub_is_warned_about() -> None:
