@@ -11,11 +11,9 @@ rules have problems. This module takes text, not paths: reading files is the she
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import tomllib
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -151,9 +149,9 @@ def _parse_document(
         problems.append(Problem("needs a top-level 'rules' list", key="rules", file=source.name))
         return []
     named = []
-    seen: Counter[str] = Counter()
+    lines = _NameLines(source.text)
     for index, entry in enumerate(entries):
-        found = _parse_rule(entry, index, source, problems, warnings, seen)
+        found = _parse_rule(entry, index, source, problems, warnings, lines)
         if found is not None:
             named.append(found)
     return named
@@ -187,10 +185,10 @@ def _parse_rule(
     source: RuleSource,
     problems: list[Problem],
     warnings: list[Problem],
-    seen: Counter[str],
+    lines: _NameLines,
 ) -> _Named | None:
     """The entry's name and line, and its rule when it is valid (else its problems are
-    added); ``seen`` counts the names met so far in the document."""
+    added); ``lines`` gives the line of each name in document order."""
     if not isinstance(entry, dict):
         problems.append(Problem("must be a table/object", key=f"rules[{index}]", file=source.name))
         return None
@@ -200,8 +198,7 @@ def _parse_rule(
             Problem("needs a non-empty string 'name'", key=f"rules[{index}].name", file=source.name)
         )
         return None
-    line = _line_of(source, name, seen[name])
-    seen[name] += 1
+    line = lines.line(name)
 
     def problem(message: str, key: str = "") -> Problem:
         return Problem(message, key=key, rule=name, file=source.name, line=line)
@@ -251,16 +248,38 @@ def _parse_actions(
     return tuple(actions)
 
 
-def _line_of(source: RuleSource, name: str, occurrence: int = 0) -> int | None:
-    """The line where the rule's ``name`` is written (TOML ``name = "x"``, JSON ``"name": "x"``);
-    ``occurrence`` counts the rules of that name before it, so a duplicate gets its own line."""
-    quoted = re.escape(json.dumps(name))
-    pattern = rf'(?m)(?:^|[{{,\s])"?name"?\s*[=:]\s*(?:{quoted}|{re.escape(repr(name))})'
-    found = next(itertools.islice(re.finditer(pattern, source.text), occurrence, None), None)
-    return (
-        None
-        if found is None
-        else source.text.count("\n", 0, found.start())
-        + 1
-        + (1 if source.text[found.start()] == "\n" else 0)
-    )
+_NAME = re.compile(r"""(?m)(?:^|[{,\s])"?name"?\s*[=:]\s*("(?:[^"\\\n]|\\.)*"|'[^'\n]*')""")
+"""``name = "x"`` (TOML), ``name = 'x'`` (a TOML literal) or ``"name": "x"`` (JSON)."""
+
+
+class _NameLines:
+    """The lines where each name is written in one document, found in one pass over it;
+    ``line`` hands them out in order, so a duplicate gets its own line."""
+
+    def __init__(self, text: str) -> None:
+        self._lines: dict[str, list[int]] = {}
+        line, counted = 1, 0
+        for found in _NAME.finditer(text):
+            start = found.start()
+            line += text.count("\n", counted, start)
+            counted = start
+            name = _unquote(found.group(1))
+            if name is not None:
+                at = line + (1 if text[start] == "\n" else 0)
+                self._lines.setdefault(name, []).append(at)
+        for lines in self._lines.values():
+            lines.reverse()
+
+    def line(self, name: str) -> int | None:
+        lines = self._lines.get(name)
+        return lines.pop() if lines else None
+
+
+def _unquote(literal: str) -> str | None:
+    if literal.startswith("'"):
+        return literal[1:-1]
+    try:
+        value = json.loads(literal)
+    except ValueError:
+        return None  # an escape JSON does not know (TOML's \U...): no line for it
+    return value if isinstance(value, str) else None

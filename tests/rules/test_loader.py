@@ -281,6 +281,26 @@ def test_a_duplicate_name_in_one_file_is_reported_at_the_duplicate() -> None:
     ]
 
 
+def test_lines_of_names_in_any_quoting() -> None:
+    """Literal and basic TOML strings, escapes and non-ASCII names each get their line."""
+    text = "\n".join(
+        [
+            "[[rules]]",
+            "name = 'literal'",
+            "[[rules]]",
+            'name = "caf\u00e9 \\"quoted\\""',
+            "[[rules]]",
+            'name = "Zürich"',
+        ]
+    )
+    rules = load_table([RuleSource("r.toml", text)]).table.rules
+    assert [(r.name, r.line) for r in rules] == [
+        ("literal", 2),
+        ('café "quoted"', 4),
+        ("Zürich", 6),
+    ]
+
+
 @pytest.mark.parametrize(
     ("field", "value", "fragment"),
     [
