@@ -17,6 +17,7 @@ cached per key as written, not per folded key.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -50,6 +51,10 @@ CLOUDEVENTS_NOT_FILTERABLE: Final = frozenset(
 type, specversion, extension attributes and ``data.`` paths (like ``eventTime`` in Event Grid)."""
 
 
+Reader = Callable[[Event], Any]
+"""Reads a key's value from an event of one schema."""
+
+
 @dataclass(frozen=True, slots=True)
 class Key:
     """A parsed advanced-filter key."""
@@ -60,47 +65,62 @@ class Key:
     cache_key: str = field(repr=False)
     """What an ``EventView`` caches this key's value under: the path as written, since keys
     that differ only in case may read different properties (see the module docstring)."""
+    read_eventgrid: Reader = field(repr=False, compare=False)
+    read_cloudevents: Reader = field(repr=False, compare=False)
 
     @classmethod
     def parse(cls, text: str) -> Key:
         """Split ``text`` on dots; the caller has checked that no segment is empty."""
         segments = tuple(text.split("."))
         folded = tuple(fold(s) for s in segments)
-        return cls(text, segments, folded, text)
+        return cls(
+            text, segments, folded, text, _eventgrid_reader(segments, folded),
+            _cloudevents_reader(segments, folded),
+        )  # fmt: skip
 
     def resolve(self, event: Event) -> Any:
         """The key's value in ``event``, or ``MISSING``."""
-        head = self.folded[0]
         if event.schema == "eventgrid":
-            if head == "DATA":
-                return _walk(event.data, self.segments[1:], self.folded[1:])
-            if len(self.folded) == 1 and head in EVENTGRID_TOP_LEVEL:
-                return _lookup(event.raw, EVENTGRID_TOP_LEVEL[head], head)
-            return MISSING
-        if head in CLOUDEVENTS_NOT_FILTERABLE and len(self.folded) == 1:
-            return MISSING
-        return _walk(event.raw, self.segments, self.folded)
+            return self.read_eventgrid(event)
+        return self.read_cloudevents(event)
 
 
-def _walk(node: Any, segments: tuple[str, ...], folded: tuple[str, ...]) -> Any:
-    for name, folded_name in zip(segments, folded, strict=True):
+def _eventgrid_reader(segments: tuple[str, ...], folded: tuple[str, ...]) -> Reader:
+    head = folded[0]
+    if head == "DATA":
+        path = tuple(zip(segments[1:], folded[1:], strict=True))
+        return lambda event: _walk(event.data, path)
+    if len(folded) == 1 and head in EVENTGRID_TOP_LEVEL:
+        path = ((EVENTGRID_TOP_LEVEL[head], head),)
+        return lambda event: _walk(event.raw, path)
+    return lambda event: MISSING
+
+
+def _cloudevents_reader(segments: tuple[str, ...], folded: tuple[str, ...]) -> Reader:
+    if folded[0] in CLOUDEVENTS_NOT_FILTERABLE and len(folded) == 1:
+        return lambda event: MISSING
+    path = tuple(zip(segments, folded, strict=True))
+    return lambda event: _walk(event.raw, path)
+
+
+def _walk(node: Any, path: tuple[tuple[str, str], ...]) -> Any:
+    """Follow ``path`` (names as written, folded) from ``node``; JSON null is missing."""
+    for name, folded_name in path:
         if not isinstance(node, dict):
             return MISSING
-        node = _lookup(node, name, folded_name)
-        if node is MISSING:
+        value = node.get(name, MISSING)
+        if value is MISSING:
+            size = len(folded_name)  # folding maps each character to one: lengths must agree
+            for candidate, candidate_value in node.items():
+                if len(candidate) == size and fold(candidate) == folded_name:
+                    value = candidate_value
+                    break
+            else:
+                return MISSING
+        if value is None:
             return MISSING
+        node = value
     return MISSING if node is None else node
-
-
-def _lookup(node: dict[str, Any], name: str, folded_name: str) -> Any:
-    value = node.get(name, MISSING)
-    if value is MISSING:
-        size = len(folded_name)  # folding maps each character to one: lengths must agree
-        for candidate, candidate_value in node.items():
-            if len(candidate) == size and fold(candidate) == folded_name:
-                value = candidate_value
-                break
-    return MISSING if value is None else value
 
 
 _UNSET: Final = object()
