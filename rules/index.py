@@ -43,6 +43,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import ahocorasick
@@ -56,6 +57,10 @@ if TYPE_CHECKING:
 Passes = Callable[[EventView], bool]
 Postings = tuple[int, ...]
 """Rule positions in table order."""
+
+FEW_NEEDLES = 8
+"""Up to this many substrings on one key are searched one by one (``in`` is quicker than
+starting the automaton); more go into one Aho-Corasick automaton."""
 
 _WEIGHT = {
     "equal": 1,
@@ -129,10 +134,17 @@ class Plan:
 
     def matching(self, view: EventView) -> list[int]:
         """The positions of the rules that match, in table order."""
+        found: list[Postings] = [self.scanned] if self.scanned else []
+        for index in self.indexes:
+            index.find(view, found)
+        if not found:
+            return []
+        # One index's postings are sorted and distinct; several may share positions.
+        candidates = found[0] if len(found) == 1 else dict.fromkeys(chain.from_iterable(found))
         checks = self.checks
         verdicts: dict[int, bool] = {}
         matched = []
-        for position in self.candidates(view):
+        for position in candidates:
             for number, passes in checks[position]:
                 verdict = verdicts.get(number)
                 if verdict is None:
@@ -141,6 +153,8 @@ class Plan:
                     break
             else:
                 matched.append(position)
+        if len(found) > 1:
+            matched.sort()
         return matched
 
 
@@ -245,10 +259,12 @@ class _Strings:
         "_contains",
         "_empty",
         "_equal",
+        "_few_needles",
         "_prefix_lengths",
         "_prefixes",
         "_suffix_lengths",
         "_suffixes",
+        "find",
     )
 
     def __init__(self) -> None:
@@ -259,6 +275,7 @@ class _Strings:
         self._prefix_lengths: tuple[int, ...] = ()
         self._suffix_lengths: tuple[int, ...] = ()
         self._automaton: Any = None
+        self._few_needles: tuple[tuple[str, Postings], ...] = ()
         self._empty: Postings = ()
 
     def file(self, family: str, text: str, position: int) -> None:
@@ -278,14 +295,21 @@ class _Strings:
         self._suffix_lengths = tuple(sorted({len(s) for s in self._suffixes}))
         needles = {text: _postings(p) for text, p in self._contains.items()}
         self._empty = needles.pop("", ())  # the empty string is in every string
-        if needles:
+        if 0 < len(needles) <= FEW_NEEDLES:
+            self._few_needles = tuple(needles.items())
+        elif needles:
             automaton = ahocorasick.Automaton()
             for needle, positions in needles.items():
                 automaton.add_word(needle, positions)
             automaton.make_automaton()
             self._automaton = automaton
+        searched = self._automaton or self._few_needles or self._empty
+        if not (self._prefixes or self._suffixes or searched):
+            self.find = _equal_only(self._equal)  # the common case, without the empty probes
+        else:
+            self.find = self._find
 
-    def find(self, text: str, found: list[Postings]) -> None:
+    def _find(self, text: str, found: list[Postings]) -> None:
         """Append the postings of every entry that ``text`` (folded) satisfies."""
         hit = self._equal.get(text)
         if hit is not None:
@@ -303,6 +327,9 @@ class _Strings:
             hit = self._suffixes.get(text[size - length :])
             if hit is not None:
                 found.append(hit)
+        for needle, positions in self._few_needles:
+            if needle in text:
+                found.append(positions)
         if self._automaton is not None:
             found.extend(positions for _end, positions in self._automaton.iter(text))
         if self._empty:
@@ -405,7 +432,7 @@ class _KeyIndex:
             return
         if self._present:
             found.append(self._present)
-        if isinstance(value, str):
+        if value.__class__ is str:  # the common case first
             if self._strings is not None:
                 self._strings.find(view.folded_string(self._key, value), found)
         elif isinstance(value, list):
@@ -446,6 +473,17 @@ class _SubjectIndex:
     def find(self, view: EventView, found: list[Postings]) -> None:
         subject = (view.event.subject or "") if self._case_sensitive else view.folded_subject
         self._strings.find(subject, found)
+
+
+def _equal_only(equal: dict[str, Postings]) -> Callable[[str, list[Postings]], None]:
+    get = equal.get
+
+    def find(text: str, found: list[Postings]) -> None:
+        hit = get(text)
+        if hit is not None:
+            found.append(hit)
+
+    return find
 
 
 def _postings(positions: Iterable[int]) -> Postings:

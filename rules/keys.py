@@ -112,7 +112,13 @@ def _walk(node: Any, path: tuple[tuple[str, str], ...]) -> Any:
         if value is MISSING:
             size = len(folded_name)  # folding maps each character to one: lengths must agree
             for candidate, candidate_value in node.items():
-                if len(candidate) == size and fold(candidate) == folded_name:
+                if (
+                    len(candidate) == size
+                    and (
+                        candidate.upper() if candidate.isascii() else fold(candidate)  # fold()
+                    )
+                    == folded_name
+                ):
                     value = candidate_value
                     break
             else:
