@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 import tomllib
@@ -166,14 +167,27 @@ def _split_rules(args: argparse.Namespace) -> None:
         setattr(args, positional, [*moved, *current])
 
 
+_TOML_TABLE = re.compile(r"(?m)^\s*(?:\[\[\s*(\w+)\s*\]\]|(\w+)\s*=\s*\[)")
+"""The first top-level array of a TOML document: ``[[rules]]`` or ``rules = [``."""
+
+
 def _is_rules_file(path: str) -> bool:
+    """Whether ``path`` holds a rules document. Event files (JSON Lines, Capture) never do,
+    and are not read here: they may be a day of traffic."""
+    lowered = path.lower()
+    if path == "-" or lowered.endswith((".jsonl", ".avro")):
+        return False
     try:
         text = Path(path).read_text(encoding="utf-8")
-        document = json.loads(text) if path.lower().endswith(".json") else tomllib.loads(text)
+        if not lowered.endswith(".json"):
+            first = _TOML_TABLE.search(text)  # a cases file need not be parsed twice
+            if first is not None and "rules" not in first.groups():
+                return False
+        document = json.loads(text) if lowered.endswith(".json") else tomllib.loads(text)
     except (OSError, UnicodeDecodeError):
         return True  # reported as an unreadable rules file, where it was written
     except ValueError:
-        return not path.lower().endswith((".json", ".jsonl"))
+        return not lowered.endswith(".json")
     return isinstance(document, dict) and "rules" in document
 
 

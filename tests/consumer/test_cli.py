@@ -543,6 +543,30 @@ def test_several_rule_files_then_events_without_a_separator(
     assert json.loads(capsys.readouterr().out)["matched"] == ["failed", "everything", "json-rule"]
 
 
+def test_event_files_after_the_rules_are_not_read_to_tell_them_apart(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A JSON Lines file after ``--rules`` is events by its name: a bad line in it is one bad
+    record, not an unreadable rules file (it used to be read whole, and parsed, first)."""
+    events = tmp_path / "day.jsonl"
+    events.write_bytes(b"\xff\xfe not UTF-8\n" + _body().encode() + b"\n")
+    code = main(["match", "--rules", str(rules_file), str(events), "--format", "jsonl"])
+    captured = capsys.readouterr()
+    assert code == 1  # one bad record
+    assert json.loads(captured.out)["matched"] == ["failed", "everything"]
+    assert f"{events}:1: body is not UTF-8" in captured.err
+
+
+def test_a_toml_cases_file_after_the_rules_is_told_apart_by_its_first_table(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cases = tmp_path / "cases.toml"
+    body = json.dumps(_body())  # a TOML basic string is a JSON string
+    cases.write_text(f"[[cases]]\nname = 'c'\nbody = {body}\nexpect = ['failed', 'everything']\n")
+    assert main(["test", "--rules", str(rules_file), str(cases)]) == 0
+    assert "1 cases, 1 passed, 0 failed" in capsys.readouterr().out
+
+
 def test_the_worker_runs_on_uvloop_where_it_is_installed() -> None:
     """``run`` and ``dev`` go through ``run_fast``: uvloop's loop, the coroutine's exit code."""
     seen: list[type[asyncio.AbstractEventLoop]] = []
