@@ -114,6 +114,10 @@ def _children(node: Any) -> list[Any]:
 
 
 def _event(obj: object, index: int | None) -> Event:
+    if isinstance(obj, dict) and "specversion" not in obj:
+        event = _eventgrid_fast(obj)
+        if event is not None:
+            return event
     where = "event" if index is None else f"event [{index}]"
     if not isinstance(obj, dict):
         raise DecodeError(f"{where} is a JSON {_json_type(obj)}, not an object")
@@ -122,22 +126,38 @@ def _event(obj: object, index: int | None) -> Event:
     return _eventgrid_event(obj, where)
 
 
-def _eventgrid_event(obj: dict[str, Any], where: str) -> Event:
+def _eventgrid_fast(obj: dict[str, Any]) -> Event | None:
+    """The event, when every envelope field is what Event Grid writes; else ``None``, and
+    ``_eventgrid_event`` says what is wrong."""
     event_id, event_type, subject = obj.get("id"), obj.get("eventType"), obj.get("subject")
-    if not (
-        isinstance(event_id, str)
-        and isinstance(event_type, str)
-        and isinstance(subject, str)
+    topic, time = obj.get("topic"), obj.get("eventTime")
+    if (
+        event_id.__class__ is str
+        and event_type.__class__ is str
+        and subject.__class__ is str
         and event_id
         and event_type
+        and (topic is None or topic.__class__ is str)
+        and (time is None or time.__class__ is str)
     ):
-        event_id = _required(obj, "id", where)
-        event_type = _required(obj, "eventType", where, hint=" (Event Grid schema)")
-        subject = _required(obj, "subject", where)
+        return Event(
+            id=event_id,
+            type=event_type,
+            subject=subject,
+            source=topic,
+            time=time,
+            schema="eventgrid",
+            data=obj.get("data"),
+            raw=obj,
+        )
+    return None
+
+
+def _eventgrid_event(obj: dict[str, Any], where: str) -> Event:
     return Event(
-        id=event_id,
-        type=event_type,
-        subject=subject,
+        id=_required(obj, "id", where),
+        type=_required(obj, "eventType", where, hint=" (Event Grid schema)"),
+        subject=_required(obj, "subject", where),
         source=_optional(obj, "topic", where),
         time=_optional(obj, "eventTime", where),
         schema="eventgrid",
