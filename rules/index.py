@@ -394,7 +394,7 @@ class _Numbers:
 class _KeyIndex:
     """The anchors on one advanced-filter key (as written, with one array flag)."""
 
-    __slots__ = ("_arrays", "_bools", "_key", "_numbers", "_present", "_strings")
+    __slots__ = ("_arrays", "_bools", "_key", "_numbers", "_present", "_strings", "find")
 
     def __init__(self, key: Key, *, arrays: bool) -> None:
         self._key = key
@@ -403,6 +403,8 @@ class _KeyIndex:
         self._numbers: _Numbers | None = None
         self._bools: dict[bool, Any] = defaultdict(list)
         self._present: Any = []
+        self.find: Callable[[EventView, list[Postings]], None] = self._find
+        """Append the postings the event's value at this key satisfies."""
 
     def file(self, family: str, entries: tuple[Any, ...], position: int) -> None:
         if family == "present":
@@ -424,8 +426,13 @@ class _KeyIndex:
         for part in (self._strings, self._numbers):
             if part is not None:
                 part.finish()
+        strings = self._strings
+        if strings is None or self._arrays or self._numbers or self._bools or self._present:
+            self.find = self._find
+        else:  # only strings, the common case: the one type of value that can find anything
+            self.find = _strings_only(self._key, strings)
 
-    def find(self, view: EventView, found: list[Postings]) -> None:
+    def _find(self, view: EventView, found: list[Postings]) -> None:
         """Append the postings the event's value at this key satisfies."""
         value = view.value(self._key)
         if value is MISSING:
@@ -473,6 +480,17 @@ class _SubjectIndex:
     def find(self, view: EventView, found: list[Postings]) -> None:
         subject = (view.event.subject or "") if self._case_sensitive else view.folded_subject
         self._strings.find(subject, found)
+
+
+def _strings_only(key: Key, strings: _Strings) -> Callable[[EventView, list[Postings]], None]:
+    probe = strings.find
+
+    def find(view: EventView, found: list[Postings]) -> None:
+        value = view.value(key)
+        if isinstance(value, str):
+            probe(view.folded_string(key, value), found)
+
+    return find
 
 
 def _equal_only(equal: dict[str, Postings]) -> Callable[[str, list[Postings]], None]:
