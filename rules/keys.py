@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 from .events import Event
@@ -88,23 +89,26 @@ class Key:
 def _eventgrid_reader(segments: tuple[str, ...], folded: tuple[str, ...]) -> Reader:
     head = folded[0]
     if head == "DATA":
-        path = tuple(zip(segments[1:], folded[1:], strict=True))
-        return lambda event: _walk(event.data, path)
+        return partial(_walk, "data", tuple(zip(segments[1:], folded[1:], strict=True)))
     if len(folded) == 1 and head in EVENTGRID_TOP_LEVEL:
-        path = ((EVENTGRID_TOP_LEVEL[head], head),)
-        return lambda event: _walk(event.raw, path)
-    return lambda event: MISSING
+        return partial(_walk, "raw", ((EVENTGRID_TOP_LEVEL[head], head),))
+    return _missing
 
 
 def _cloudevents_reader(segments: tuple[str, ...], folded: tuple[str, ...]) -> Reader:
     if folded[0] in CLOUDEVENTS_NOT_FILTERABLE and len(folded) == 1:
-        return lambda event: MISSING
-    path = tuple(zip(segments, folded, strict=True))
-    return lambda event: _walk(event.raw, path)
+        return _missing
+    return partial(_walk, "raw", tuple(zip(segments, folded, strict=True)))
 
 
-def _walk(node: Any, path: tuple[tuple[str, str], ...]) -> Any:
-    """Follow ``path`` (names as written, folded) from ``node``; JSON null is missing."""
+def _missing(event: Event) -> Any:
+    return MISSING
+
+
+def _walk(root: str, path: tuple[tuple[str, str], ...], event: Event) -> Any:
+    """Follow ``path`` (names as written, folded) from the event's ``data`` or ``raw``
+    object; JSON null is missing."""
+    node = event.data if root == "data" else event.raw
     for name, folded_name in path:
         if not isinstance(node, dict):
             return MISSING
@@ -135,14 +139,22 @@ _UNSET: Final = object()
 class EventView:
     """One event plus the values and folded strings already resolved from it."""
 
-    __slots__ = ("_folded", "_subject", "_values", "event", "folded_type")
+    __slots__ = ("_eventgrid", "_folded", "_subject", "_type", "_values", "event")
 
     def __init__(self, event: Event) -> None:
         self.event = event
-        self.folded_type = fold(event.type)
+        self._eventgrid = event.schema == "eventgrid"
+        self._type: str | None = None
         self._subject: str | None = None
         self._values: dict[str, Any] = {}
         self._folded: dict[str, str] = {}
+
+    @property
+    def folded_type(self) -> str:
+        """The event type folded for case-insensitive comparison."""
+        if self._type is None:
+            self._type = fold(self.event.type)
+        return self._type
 
     @property
     def folded_subject(self) -> str:
@@ -156,12 +168,14 @@ class EventView:
         """The value of ``key`` (``MISSING`` when absent or null), resolved once."""
         value = self._values.get(key.cache_key, _UNSET)
         if value is _UNSET:
-            value = self._values[key.cache_key] = key.resolve(self.event)
+            read = key.read_eventgrid if self._eventgrid else key.read_cloudevents
+            value = self._values[key.cache_key] = read(self.event)
         return value
 
     def folded_string(self, key: Key, value: str) -> str:
         """``fold(value)`` for the scalar string ``value`` of ``key``, computed once."""
         folded = self._folded.get(key.cache_key)
         if folded is None:
-            folded = self._folded[key.cache_key] = fold(value)
+            folded = value.upper() if value.isascii() else fold(value)  # fold(), inlined
+            self._folded[key.cache_key] = folded
         return folded

@@ -20,6 +20,9 @@ from .filters import Filter
 from .index import Plan, compile_plan
 from .keys import EventView
 
+MAX_SPELLINGS = 1024
+"""Event type spellings whose plan is remembered; more means someone sends junk types."""
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:
@@ -41,6 +44,8 @@ class RuleTable:
     _plans: dict[str, Plan] = field(init=False, repr=False)
     _other_types: Plan = field(init=False, repr=False)
     """The plan of the event types no rule names: the rules that name none."""
+    _by_spelling: dict[str, Plan] = field(init=False, repr=False)
+    """Plans by event type as spelled in events, so that a known type is not folded again."""
 
     def __post_init__(self) -> None:
         typed: dict[str, list[int]] = defaultdict(list)
@@ -51,6 +56,7 @@ class RuleTable:
             for event_type in rule.filter.event_types or ():
                 typed[event_type].append(position)
         self._other_types = self._compile(untyped)
+        self._by_spelling = {}
         self._plans = {
             event_type: self._compile(sorted((*untyped, *positions)))
             for event_type, positions in typed.items()
@@ -72,6 +78,10 @@ class RuleTable:
     def match(self, event: Event | EventView) -> tuple[Rule, ...]:
         """The rules whose filters pass for ``event``, in table order."""
         view = event if isinstance(event, EventView) else EventView(event)
-        plan = self._plans.get(view.folded_type, self._other_types)
+        plan = self._by_spelling.get(view.event.type)
+        if plan is None:
+            plan = self._plans.get(view.folded_type, self._other_types)
+            if len(self._by_spelling) < MAX_SPELLINGS:
+                self._by_spelling[view.event.type] = plan
         rules = self.rules
         return tuple([rules[position] for position in plan.matching(view)])
