@@ -83,6 +83,9 @@ def make_test(op: Operator, operand: Any) -> Test:
         return members.__contains__
     if name == "NumberInRange":
         ranges = tuple(operand)
+        if len(ranges) == 1:
+            ((low, high),) = ranges
+            return lambda v: low <= v <= high
         return lambda v: any(low <= v <= high for low, high in ranges)
     if name in _COMPARISONS:
         return _COMPARISONS[name](operand)
@@ -99,7 +102,10 @@ def make_test(op: Operator, operand: Any) -> Test:
         return lambda v: v.endswith(suffixes)
     if name == "StringContains":
         parts = tuple(operand)
-        return lambda v: any(part in v for part in parts)
+        if len(parts) == 1:
+            (part,) = parts
+            return lambda v: part in v
+        return lambda v: any(map(v.__contains__, parts))
     raise AssertionError(f"no test for {op.name}")  # pragma: no cover - OPERATORS is closed
 
 
