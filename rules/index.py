@@ -122,22 +122,20 @@ class Plan:
     checks: dict[int, tuple[tuple[int, Passes], ...]]
     """Per rule position: the conditions left to check (numbered), in filter order."""
 
-    def candidates(self, view: EventView) -> Sequence[int]:
+    def candidates(self, view: EventView) -> list[int]:
         """The positions worth checking, in table order."""
-        found: list[Postings] = []
-        for index in self.indexes:
-            index.find(view, found)
-        if not found:
-            return self.scanned
-        if len(found) == 1 and not self.scanned:
-            return found[0]
-        return sorted(set(self.scanned).union(*found))
+        return sorted(set(chain.from_iterable(self._found(view))))
 
-    def matching(self, view: EventView) -> list[int]:
-        """The positions of the rules that match, in table order."""
+    def _found(self, view: EventView) -> list[Postings]:
+        """The scanned rules and the postings the event's values find in the indexes."""
         found: list[Postings] = [self.scanned] if self.scanned else []
         for index in self.indexes:
             index.find(view, found)
+        return found
+
+    def matching(self, view: EventView) -> list[int]:
+        """The positions of the rules that match, in table order."""
+        found = self._found(view)
         if not found:
             return []
         # One index's postings are sorted and distinct; several may share positions.
