@@ -45,8 +45,9 @@ Rest = Coroutine[Any, Any, int]
 """What is left of an event after ``start``: resolves to the number of dead letters."""
 
 
-Details = Callable[[], "tuple[datetime | None, Mapping[str, object]]"]
-"""Reads a message's enqueued time and application properties when they are needed."""
+Details = Callable[[Any], "tuple[datetime | None, Mapping[str, object]]"]
+"""Reads a message's enqueued time and application properties from its ``source`` when they
+are needed."""
 
 
 class Received(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,13 +65,16 @@ class Received(msgspec.Struct, frozen=True, kw_only=True):
     properties: Mapping[str, object] | None = None
     """Application properties (none when ``None``)."""
     details: Details | None = None
-    """When given, the source of ``enqueued_time`` and ``properties``, read only for a dead
+    """When given, reads ``enqueued_time`` and ``properties`` from ``source``, only for a dead
     letter: most messages never need them, and reading them costs per message."""
+    source: Any = None
+    """What ``details`` reads (the SDK's message): a function and its argument rather than a
+    closure, which would be made per message."""
 
     def metadata(self) -> tuple[datetime | None, Mapping[str, object]]:
         """The enqueued time and application properties, from ``details`` if given."""
         if self.details is not None:
-            return self.details()
+            return self.details(self.source)
         return self.enqueued_time, {} if self.properties is None else self.properties
 
 
