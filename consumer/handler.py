@@ -92,19 +92,21 @@ class HandlerMetrics(Protocol):
     def dead_lettered(self, reason: str) -> None: ...
 
 
-Inline = tuple[Decision, str, str]
-"""An action carried out inline: (decision, action type, detail); worded only if the event's
-log line is written (see ``_worded``)."""
+Inline = tuple[Rule, int, str, str]
+"""An action carried out inline: (rule, action position, action type, detail); worded only if
+the event's log line is written (see ``_worded``)."""
 Outcome = str | Inline
-Step = tuple[int, Action, str, "Callable[[Decision], str] | None"]
-"""One action of a rule as the handler runs it: (position, action, type, inline runner)."""
+Step = tuple[int, Action, str, "Callable[[Decision], str] | None", Inline | None]
+"""One action of a rule as the handler runs it: (position, action, type, inline runner, and
+the outcome when the executor says running it inline does nothing, as a log action below the
+log level: then no decision is made nor the runner called)."""
 
 
 def _worded(outcome: Outcome) -> str:
     if isinstance(outcome, str):
         return outcome
-    decision, kind, detail = outcome
-    return f"{decision.rule.name}:{kind}#{decision.index} ok: {detail}"
+    rule, index, kind, detail = outcome
+    return f"{rule.name}:{kind}#{index} ok: {detail}"
 
 
 @dataclass(slots=True)
@@ -198,14 +200,18 @@ class Handler:
             steps = all_steps.get(id(rule))
             if steps is None:
                 steps = all_steps[id(rule)] = self._rule_steps(rule)
-            for index, action, kind, run_inline in steps:
+            for index, action, kind, run_inline, inert in steps:
                 if only is not None and (rule.name, index) != only:
                     continue
-                decision = Decision(event, rule, index, action)
                 if self.dry_run:
                     metrics.action(kind, "dry_run")
                     outcomes.append(f"{rule.name}:{kind}#{index} would run")
                     continue
+                if inert is not None:
+                    metrics.action(kind, "ok")
+                    outcomes.append(inert)
+                    continue
+                decision = Decision(event, rule, index, action)
                 if run_inline is not None:
                     try:
                         detail = run_inline(decision)
@@ -213,19 +219,23 @@ class Handler:
                         work.pending.append(decision)
                         continue
                     metrics.action(kind, "ok")
-                    outcomes.append((decision, kind, detail))
+                    outcomes.append((rule, index, kind, detail))
                 else:
                     work.pending.append(decision)
         return work
 
     def _rule_steps(self, rule: Rule) -> tuple[Step, ...]:
-        """The rule's actions with their types and inline runners (None: needs I/O)."""
-        steps = []
+        """The rule's actions with their types, inline runners (None: needs I/O) and, for an
+        action its executor says does nothing inline (``inert_detail``), its outcome."""
+        steps: list[Step] = []
         for index, action in enumerate(rule.actions):
             kind = str(action.__struct_config__.tag)
-            steps.append(
-                (index, action, kind, getattr(self.executors.get(kind), "run_inline", None))
-            )
+            executor = self.executors.get(kind)
+            run_inline = getattr(executor, "run_inline", None)
+            inert_detail = getattr(executor, "inert_detail", None)
+            detail = None if run_inline is None or inert_detail is None else inert_detail(action)
+            inert: Inline | None = None if detail is None else (rule, index, kind, detail)
+            steps.append((index, action, kind, run_inline, inert))
         return tuple(steps)
 
     async def _rest(self, received: Received, works: Sequence[_EventWork]) -> int:
