@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import io
 import sys
 import tempfile
@@ -50,6 +51,7 @@ from consumer.metrics import Metrics
 from consumer.partition import Cadence, PartitionWorker
 from consumer.sqlitestore import SqliteCheckpointStore
 from consumer.storage import Dependencies, Guard, GuardedCheckpointStore
+from consumer.wiring import GC_THRESHOLD
 from emulator import Emulator, HubSpec
 from rules import RuleSource, RuleTable, decode_body, load_table
 
@@ -256,6 +258,9 @@ async def _run() -> int:
     table = _table()
     batches, sdk_s = await receive()
     events = sum(len(events) for _, events in batches)
+    # As ``mlevents run`` sets the collector up once started (the events held here too).
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     cpu = await measure(batches, table)
     us = {name: seconds / events * 1e6 for name, seconds in cpu.items()}
     rows = [
