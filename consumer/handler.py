@@ -19,6 +19,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -85,7 +86,7 @@ class HandlerMetrics(Protocol):
     def decoded(self, partition: str) -> None: ...
     def failed(self, partition: str, reason: str) -> None: ...
     def matched(self, rule: str) -> None: ...
-    def action(self, type: str, outcome: str) -> None: ...
+    def action(self, type: str, outcome: str, count: int = 1) -> None: ...
     def uncertain(self, type: str) -> None: ...
     def done_marked(self, seconds: float) -> None: ...
     def retry(self, type: str) -> None: ...
@@ -100,6 +101,9 @@ Step = tuple[int, Action, str, "Callable[[Decision], str] | None", Inline | None
 """One action of a rule as the handler runs it: (position, action, type, inline runner, and
 the outcome when the executor says running it inline does nothing, as a log action below the
 log level: then no decision is made nor the runner called)."""
+Plan = tuple[tuple[Step, ...], "tuple[tuple[Inline, ...], tuple[tuple[str, int], ...]] | None"]
+"""A rule's steps, and when every one of them is inert, their outcomes and how many actions of
+each type they are: what an event matching the rule adds, worked out once."""
 
 
 def _worded(outcome: Outcome) -> str:
@@ -143,7 +147,7 @@ class Handler:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     monotonic: Callable[[], float] = time.monotonic
     _ledger_down_until: float = field(default=float("-inf"), init=False)
-    _steps: dict[int, tuple[Step, ...]] = field(default_factory=dict, init=False)
+    _steps: dict[int, Plan] = field(default_factory=dict, init=False)
     """Each rule's actions with their types and inline runners, by ``id(rule)`` of the rules
     of ``_steps_of`` (worked out once per rule, not per event)."""
     _steps_of: RuleTable | None = field(default=None, init=False)
@@ -195,11 +199,18 @@ class Handler:
         """Match one event and run its inline actions now; keep the ones that need I/O."""
         work = _EventWork(event, table.match(event))
         metrics, all_steps, outcomes = self.metrics, self._steps, work.outcomes
+        everything = only is None and not self.dry_run
         for rule in work.matched:
             metrics.matched(rule.name)
-            steps = all_steps.get(id(rule))
-            if steps is None:
-                steps = all_steps[id(rule)] = self._rule_steps(rule)
+            plan = all_steps.get(id(rule))
+            if plan is None:
+                plan = all_steps[id(rule)] = self._rule_steps(rule)
+            steps, inert_all = plan
+            if inert_all is not None and everything:
+                outcomes.extend(inert_all[0])
+                for kind, count in inert_all[1]:
+                    metrics.action(kind, "ok", count)
+                continue
             for index, action, kind, run_inline, inert in steps:
                 if only is not None and (rule.name, index) != only:
                     continue
@@ -224,9 +235,10 @@ class Handler:
                     work.pending.append(decision)
         return work
 
-    def _rule_steps(self, rule: Rule) -> tuple[Step, ...]:
+    def _rule_steps(self, rule: Rule) -> Plan:
         """The rule's actions with their types, inline runners (None: needs I/O) and, for an
-        action its executor says does nothing inline (``inert_detail``), its outcome."""
+        action its executor says does nothing inline (``inert_detail``), its outcome; and what
+        they add together when all of them are inert."""
         steps: list[Step] = []
         for index, action in enumerate(rule.actions):
             kind = str(action.__struct_config__.tag)
@@ -236,7 +248,11 @@ class Handler:
             detail = None if run_inline is None or inert_detail is None else inert_detail(action)
             inert: Inline | None = None if detail is None else (rule, index, kind, detail)
             steps.append((index, action, kind, run_inline, inert))
-        return tuple(steps)
+        inerts = [inert for *_, inert in steps if inert is not None]
+        if len(inerts) < len(steps):
+            return tuple(steps), None
+        kinds = Counter(kind for _, _, kind, _ in inerts)
+        return tuple(steps), (tuple(inerts), tuple(kinds.items()))
 
     async def _rest(self, received: Received, works: Sequence[_EventWork]) -> int:
         """The I/O part of a message: its remaining actions, one after the other."""

@@ -444,9 +444,13 @@ async def test_inert_inline_actions_count_and_are_worded_as_if_they_ran(
     tmp_path: Path, dry_run: bool
 ) -> None:
     """An action its executor calls inert is not run, and reads as run: the same outcome in
-    the event's line and the same count; the others run inline as before."""
-    actions = [{"type": "log", "level": "debug"}, {"type": "log", "level": "warning"}]
-    table = make_table({"name": "quiet", "actions": actions})
+    the event's line and the same count, whether some or all of its rule's actions are inert;
+    the others run inline as before."""
+    debug, warning = {"type": "log", "level": "debug"}, {"type": "log", "level": "warning"}
+    table = make_table(
+        {"name": "quiet", "actions": [debug, warning]},
+        {"name": "silent", "actions": [debug, debug]},
+    )
     log = InertLog()
     handler = Handler(
         rules=lambda: table, executors={"log": log},
@@ -456,20 +460,27 @@ async def test_inert_inline_actions_count_and_are_worded_as_if_they_ran(
     with capture_logs() as logs:
         assert handler.start(_received(BODY)) is None
         assert handler.start(_received(BODY, seq=8), only=("quiet", 0)) is None
+        assert handler.start(_received(BODY, seq=9), only=("silent", 1)) is None
     processed = [line["actions"] for line in logs if line["event"] == "event.processed"]
     if dry_run:
         assert processed == [
-            ["quiet:log#0 would run", "quiet:log#1 would run"], ["quiet:log#0 would run"],
+            ["quiet:log#0 would run", "quiet:log#1 would run",
+             "silent:log#0 would run", "silent:log#1 would run"],
+            ["quiet:log#0 would run"],
+            ["silent:log#1 would run"],
         ]  # fmt: skip
         assert log.runs == []
         assert _count(handler, "mlevents_actions_total") == (
-            'mlevents_actions_total{outcome="dry_run",type="log"} 3.0'
+            'mlevents_actions_total{outcome="dry_run",type="log"} 6.0'
         )
         return
     assert processed == [
-        ["quiet:log#0 ok: debug", "quiet:log#1 ok: warning"], ["quiet:log#0 ok: debug"],
+        ["quiet:log#0 ok: debug", "quiet:log#1 ok: warning",
+         "silent:log#0 ok: debug", "silent:log#1 ok: debug"],
+        ["quiet:log#0 ok: debug"],
+        ["silent:log#1 ok: debug"],
     ]  # fmt: skip
     assert log.runs == ["ev-1/quiet/1"]
     assert _count(handler, "mlevents_actions_total") == (
-        'mlevents_actions_total{outcome="ok",type="log"} 3.0'
+        'mlevents_actions_total{outcome="ok",type="log"} 6.0'
     )
