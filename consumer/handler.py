@@ -19,6 +19,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,8 +46,9 @@ Rest = Coroutine[Any, Any, int]
 """What is left of an event after ``start``: resolves to the number of dead letters."""
 
 
-Details = Callable[[], "tuple[datetime | None, Mapping[str, object]]"]
-"""Reads a message's enqueued time and application properties when they are needed."""
+Details = Callable[[Any], "tuple[datetime | None, Mapping[str, object]]"]
+"""Reads a message's enqueued time and application properties from its ``source`` when they
+are needed."""
 
 
 class Received(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,13 +66,16 @@ class Received(msgspec.Struct, frozen=True, kw_only=True):
     properties: Mapping[str, object] | None = None
     """Application properties (none when ``None``)."""
     details: Details | None = None
-    """When given, the source of ``enqueued_time`` and ``properties``, read only for a dead
+    """When given, reads ``enqueued_time`` and ``properties`` from ``source``, only for a dead
     letter: most messages never need them, and reading them costs per message."""
+    source: Any = None
+    """What ``details`` reads (the SDK's message): a function and its argument rather than a
+    closure, which would be made per message."""
 
     def metadata(self) -> tuple[datetime | None, Mapping[str, object]]:
         """The enqueued time and application properties, from ``details`` if given."""
         if self.details is not None:
-            return self.details()
+            return self.details(self.source)
         return self.enqueued_time, {} if self.properties is None else self.properties
 
 
@@ -81,26 +86,31 @@ class HandlerMetrics(Protocol):
     def decoded(self, partition: str) -> None: ...
     def failed(self, partition: str, reason: str) -> None: ...
     def matched(self, rule: str) -> None: ...
-    def action(self, type: str, outcome: str) -> None: ...
+    def action(self, type: str, outcome: str, count: int = 1) -> None: ...
     def uncertain(self, type: str) -> None: ...
     def done_marked(self, seconds: float) -> None: ...
     def retry(self, type: str) -> None: ...
     def dead_lettered(self, reason: str) -> None: ...
 
 
-Inline = tuple[Decision, str, str]
-"""An action carried out inline: (decision, action type, detail); worded only if the event's
-log line is written (see ``_worded``)."""
+Inline = tuple[Rule, int, str, str]
+"""An action carried out inline: (rule, action position, action type, detail); worded only if
+the event's log line is written (see ``_worded``)."""
 Outcome = str | Inline
-Step = tuple[int, Action, str, "Callable[[Decision], str] | None"]
-"""One action of a rule as the handler runs it: (position, action, type, inline runner)."""
+Step = tuple[int, Action, str, "Callable[[Decision], str] | None", Inline | None]
+"""One action of a rule as the handler runs it: (position, action, type, inline runner, and
+the outcome when the executor says running it inline does nothing, as a log action below the
+log level: then no decision is made nor the runner called)."""
+Plan = tuple[tuple[Step, ...], "tuple[tuple[Inline, ...], tuple[tuple[str, int], ...]] | None"]
+"""A rule's steps, and when every one of them is inert, their outcomes and how many actions of
+each type they are: what an event matching the rule adds, worked out once."""
 
 
 def _worded(outcome: Outcome) -> str:
     if isinstance(outcome, str):
         return outcome
-    decision, kind, detail = outcome
-    return f"{decision.rule.name}:{kind}#{decision.index} ok: {detail}"
+    rule, index, kind, detail = outcome
+    return f"{rule.name}:{kind}#{index} ok: {detail}"
 
 
 @dataclass(slots=True)
@@ -137,7 +147,7 @@ class Handler:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     monotonic: Callable[[], float] = time.monotonic
     _ledger_down_until: float = field(default=float("-inf"), init=False)
-    _steps: dict[int, tuple[Step, ...]] = field(default_factory=dict, init=False)
+    _steps: dict[int, Plan] = field(default_factory=dict, init=False)
     """Each rule's actions with their types and inline runners, by ``id(rule)`` of the rules
     of ``_steps_of`` (worked out once per rule, not per event)."""
     _steps_of: RuleTable | None = field(default=None, init=False)
@@ -189,19 +199,30 @@ class Handler:
         """Match one event and run its inline actions now; keep the ones that need I/O."""
         work = _EventWork(event, table.match(event))
         metrics, all_steps, outcomes = self.metrics, self._steps, work.outcomes
+        everything = only is None and not self.dry_run
         for rule in work.matched:
             metrics.matched(rule.name)
-            steps = all_steps.get(id(rule))
-            if steps is None:
-                steps = all_steps[id(rule)] = self._rule_steps(rule)
-            for index, action, kind, run_inline in steps:
+            plan = all_steps.get(id(rule))
+            if plan is None:
+                plan = all_steps[id(rule)] = self._rule_steps(rule)
+            steps, inert_all = plan
+            if inert_all is not None and everything:
+                outcomes.extend(inert_all[0])
+                for kind, count in inert_all[1]:
+                    metrics.action(kind, "ok", count)
+                continue
+            for index, action, kind, run_inline, inert in steps:
                 if only is not None and (rule.name, index) != only:
                     continue
-                decision = Decision(event, rule, index, action)
                 if self.dry_run:
                     metrics.action(kind, "dry_run")
                     outcomes.append(f"{rule.name}:{kind}#{index} would run")
                     continue
+                if inert is not None:
+                    metrics.action(kind, "ok")
+                    outcomes.append(inert)
+                    continue
+                decision = Decision(event, rule, index, action)
                 if run_inline is not None:
                     try:
                         detail = run_inline(decision)
@@ -209,20 +230,29 @@ class Handler:
                         work.pending.append(decision)
                         continue
                     metrics.action(kind, "ok")
-                    outcomes.append((decision, kind, detail))
+                    outcomes.append((rule, index, kind, detail))
                 else:
                     work.pending.append(decision)
         return work
 
-    def _rule_steps(self, rule: Rule) -> tuple[Step, ...]:
-        """The rule's actions with their types and inline runners (None: needs I/O)."""
-        steps = []
+    def _rule_steps(self, rule: Rule) -> Plan:
+        """The rule's actions with their types, inline runners (None: needs I/O) and, for an
+        action its executor says does nothing inline (``inert_detail``), its outcome; and what
+        they add together when all of them are inert."""
+        steps: list[Step] = []
         for index, action in enumerate(rule.actions):
             kind = str(action.__struct_config__.tag)
-            steps.append(
-                (index, action, kind, getattr(self.executors.get(kind), "run_inline", None))
-            )
-        return tuple(steps)
+            executor = self.executors.get(kind)
+            run_inline = getattr(executor, "run_inline", None)
+            inert_detail = getattr(executor, "inert_detail", None)
+            detail = None if run_inline is None or inert_detail is None else inert_detail(action)
+            inert: Inline | None = None if detail is None else (rule, index, kind, detail)
+            steps.append((index, action, kind, run_inline, inert))
+        inerts = [inert for *_, inert in steps if inert is not None]
+        if len(inerts) < len(steps):
+            return tuple(steps), None
+        kinds = Counter(kind for _, _, kind, _ in inerts)
+        return tuple(steps), (tuple(inerts), tuple(kinds.items()))
 
     async def _rest(self, received: Received, works: Sequence[_EventWork]) -> int:
         """The I/O part of a message: its remaining actions, one after the other."""

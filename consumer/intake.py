@@ -263,19 +263,46 @@ def _sdk_position(position: str | datetime) -> str | datetime:
     return "-1" if position == "earliest" else "@latest"
 
 
-def _received(partition: str, event: EventData) -> Received:
-    def details() -> tuple[datetime | None, dict[str, object]]:
-        properties = {_text(k): v for k, v in (event.properties or {}).items()}
-        return event.enqueued_time, properties
+_DATA = AmqpMessageBodyType.DATA
+"""The SDK's enum looks its members up through a metaclass: once here, not per message."""
+_SEQUENCE_NUMBER = b"x-opt-sequence-number"
+_OFFSET = b"x-opt-offset"
+"""The message annotations the SDK reads ``EventData.sequence_number`` and ``.offset`` from."""
 
+
+def _received(partition: str, event: EventData) -> Received:
+    """The worker's view of a received message, each attribute read once.
+
+    The same values as ``EventData.sequence_number``, ``.offset``, ``.body`` and ``.body_type``
+    give, read from the AMQP message itself: through the properties, each costs a chain of
+    property calls per message."""
+    message = event.raw_amqp_message
+    annotations = message.annotations or {}
+    offset = annotations.get(_OFFSET)
+    if message.body_type is _DATA:
+        # The data sections: the SDK's list of them when it has one, as ``body`` would give
+        # them through a generator (which costs more than the rest of this function).
+        sections = getattr(message, "_data_body", None)
+        if not isinstance(sections, list):
+            sections = message.body
+        body, body_error = b"".join(sections), None
+    else:
+        body, body_error = body_bytes(event), _body_error(event)
     return Received(
         partition=partition,
-        body=body_bytes(event),
-        body_error=_body_error(event),
-        sequence_number=event.sequence_number or 0,
-        offset=str(event.offset),
-        details=details,
+        body=body,
+        body_error=body_error,
+        sequence_number=annotations.get(_SEQUENCE_NUMBER) or 0,
+        offset=offset.decode("utf-8") if isinstance(offset, bytes) else str(event.offset),
+        details=_details,
+        source=event,
     )
+
+
+def _details(event: Any) -> tuple[datetime | None, dict[str, object]]:
+    """A message's enqueued time and application properties (``Received.details``)."""
+    properties = {_text(k): v for k, v in (event.properties or {}).items()}
+    return event.enqueued_time, properties
 
 
 def _body_error(event: EventData) -> str | None:

@@ -236,10 +236,10 @@ class Metrics:
         key = (rule,)
         self._matched[key] = self._matched.get(key, 0) + 1
 
-    def action(self, type: str, outcome: str) -> None:
-        """``outcome`` is an ``ActionOutcome``."""
+    def action(self, type: str, outcome: str, count: int = 1) -> None:
+        """``count`` actions of ``type`` ended so; ``outcome`` is an ``ActionOutcome``."""
         key = (type, outcome)
-        self._actions[key] = self._actions.get(key, 0) + 1
+        self._actions[key] = self._actions.get(key, 0) + count
 
     def redelivered(self, partition: str) -> None:
         key = (partition,)

@@ -5,7 +5,9 @@ returns a short detail for the log (a run id, a status code) or raises an ``Acti
 saying whether trying again could help. Retries, idempotency and dead letters are the
 handler's job, so executors stay small. ``Executors`` maps an action ``type`` to its executor.
 An executor that needs no I/O may also offer ``run_inline(decision) -> str``; the handler then
-runs it synchronously, without a task.
+runs it synchronously, without a task; and ``inert_detail(action) -> str | None``, the detail
+``run_inline`` would return for an action it carries out by doing nothing (a log action below
+the log level), which the handler asks once per rule and then uses instead of the call.
 
 An executor whose sink can be asked whether an action already happened (an Azure ML job by
 its name, a deployment by its spec, a pipeline run by a parameter) is ``Findable``: when a

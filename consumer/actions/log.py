@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import structlog
 
-from rules import Decision, LogAction
+from rules import Action, Decision, LogAction
 from rules.templates import TemplateError, context, render
 
 from ..errors import PermanentActionError
@@ -23,6 +23,13 @@ class LogExecutor:
 
     async def __call__(self, decision: Decision) -> str:
         return self.run_inline(decision)
+
+    def inert_detail(self, action: Action) -> str | None:
+        """What ``run_inline`` returns for ``action`` without doing anything, when it does
+        nothing (its level is filtered out); else None. The handler then skips the call."""
+        if isinstance(action, LogAction) and not self._enabled[action.level]:
+            return action.level
+        return None
 
     def run_inline(self, decision: Decision) -> str:
         action = decision.action

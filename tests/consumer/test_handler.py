@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import structlog
+from structlog.testing import capture_logs
 
 from consumer.deadletters import DeadLetter, DeadLetterError, DirectoryDeadLetterStore
 from consumer.errors import LedgerError, PermanentActionError, TransientActionError
@@ -17,7 +18,7 @@ from consumer.handler import Handler, Received
 from consumer.ledger import Claim, Entry, MemoryLedger
 from consumer.metrics import Metrics
 from consumer.retrying import RetryPolicy
-from rules import Decision, RuleTable
+from rules import Decision, LogAction, RuleTable
 
 from ..factories import event_json, make_table
 
@@ -417,3 +418,69 @@ async def test_a_fresh_reservation_is_not_uncertain(tmp_path: Path) -> None:
             await handler.handle(_received(json.dumps([event_json(id="ev-2")]).encode()))
     assert _uncertain_lines(logs) == []
     assert _count(handler, 'mlevents_actions_uncertain_total{type="webhook"}').endswith(" 0.0")
+
+
+class InertLog:
+    """A log executor whose debug actions do nothing; counts the inline runs it is asked for."""
+
+    def __init__(self) -> None:
+        self.runs: list[str] = []
+
+    async def __call__(self, decision: Decision) -> str:
+        return self.run_inline(decision)
+
+    def inert_detail(self, action: object) -> str | None:
+        assert isinstance(action, LogAction)
+        return action.level if action.level == "debug" else None
+
+    def run_inline(self, decision: Decision) -> str:
+        assert isinstance(decision.action, LogAction)
+        self.runs.append(decision.key)
+        return decision.action.level
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+async def test_inert_inline_actions_count_and_are_worded_as_if_they_ran(
+    tmp_path: Path, dry_run: bool
+) -> None:
+    """An action its executor calls inert is not run, and reads as run: the same outcome in
+    the event's line and the same count, whether some or all of its rule's actions are inert;
+    the others run inline as before."""
+    debug, warning = {"type": "log", "level": "debug"}, {"type": "log", "level": "warning"}
+    table = make_table(
+        {"name": "quiet", "actions": [debug, warning]},
+        {"name": "silent", "actions": [debug, debug]},
+    )
+    log = InertLog()
+    handler = Handler(
+        rules=lambda: table, executors={"log": log},
+        dead_letters=DirectoryDeadLetterStore(tmp_path), metrics=Metrics(clock=lambda: 0.0),
+        log=structlog.get_logger("test"), dry_run=dry_run,
+    )  # fmt: skip
+    with capture_logs() as logs:
+        assert handler.start(_received(BODY)) is None
+        assert handler.start(_received(BODY, seq=8), only=("quiet", 0)) is None
+        assert handler.start(_received(BODY, seq=9), only=("silent", 1)) is None
+    processed = [line["actions"] for line in logs if line["event"] == "event.processed"]
+    if dry_run:
+        assert processed == [
+            ["quiet:log#0 would run", "quiet:log#1 would run",
+             "silent:log#0 would run", "silent:log#1 would run"],
+            ["quiet:log#0 would run"],
+            ["silent:log#1 would run"],
+        ]  # fmt: skip
+        assert log.runs == []
+        assert _count(handler, "mlevents_actions_total") == (
+            'mlevents_actions_total{outcome="dry_run",type="log"} 6.0'
+        )
+        return
+    assert processed == [
+        ["quiet:log#0 ok: debug", "quiet:log#1 ok: warning",
+         "silent:log#0 ok: debug", "silent:log#1 ok: debug"],
+        ["quiet:log#0 ok: debug"],
+        ["silent:log#1 ok: debug"],
+    ]  # fmt: skip
+    assert log.runs == ["ev-1/quiet/1"]
+    assert _count(handler, "mlevents_actions_total") == (
+        'mlevents_actions_total{outcome="ok",type="log"} 6.0'
+    )

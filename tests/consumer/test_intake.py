@@ -8,12 +8,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 import structlog
+from azure.eventhub import EventData
+from azure.eventhub._pyamqp.message import Message
 from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient, PartitionContext
+from azure.eventhub.amqp import AmqpMessageBodyType
 from structlog.testing import capture_logs
 
 from consumer.config import EventHubConfig, load_config
-from consumer.intake import Intake
+from consumer.intake import Intake, _received, body_bytes
 from consumer.partition import PartitionWorker
 from consumer.sqlitestore import SqliteCheckpointStore
 from consumer.wiring import build, warn_if_not_lower_case
@@ -177,3 +181,53 @@ def test_upper_case_namespace_or_hub_is_warned_about() -> None:
             EventHubConfig(name="", connection_string="Endpoint=sb://ns/;EntityPath=hub"), log
         )
     assert [(e["what"], e["name"]) for e in logs] == [("namespace", "Ns.x"), ("event hub", "Hub")]
+
+
+def _as_received(**message: Any) -> EventData:
+    """An ``EventData`` as the SDK makes one from a message it received."""
+    return EventData._from_message(Message(**message))
+
+
+_ANNOTATIONS = {
+    b"x-opt-sequence-number": 41,
+    b"x-opt-offset": b"8192",
+    b"x-opt-enqueued-time": 1_767_225_600_000,
+}
+RECEIVED_MESSAGES: dict[str, dict[str, Any]] = {
+    "one data section": {"data": [b'[{"id": "a"}]']},
+    "data sections": {"data": [b'[{"id": ', b'"b"}]']},
+    "value body": {"value": {"id": "v"}},
+    "sequence body": {"sequence": [[1, "a"], [2]]},
+    "empty data section": {"data": [b""]},
+}
+
+
+@pytest.mark.parametrize("annotations", [_ANNOTATIONS, None], ids=["annotated", "bare"])
+@pytest.mark.parametrize("kind", list(RECEIVED_MESSAGES))
+def test_received_reads_what_the_sdk_properties_give(
+    kind: str, annotations: dict[bytes, Any] | None
+) -> None:
+    event = _as_received(
+        message_annotations=annotations,
+        application_properties={b"source": "aml", "n": 3},
+        **RECEIVED_MESSAGES[kind],
+    )
+    received = _received("2", event)
+    assert received.partition == "2"
+    assert received.body == body_bytes(event)
+    assert received.sequence_number == (event.sequence_number or 0)
+    assert received.offset == str(event.offset)
+    data = event.body_type is AmqpMessageBodyType.DATA
+    assert (received.body_error is None) == data
+    if not data:
+        assert received.body_error == (
+            f"not a data body: the message has an AMQP {event.body_type.value} body"
+        )
+    assert received.metadata() == (event.enqueued_time, {"source": "aml", "n": 3})
+
+
+def test_received_data_body_is_its_sections_byte_for_byte() -> None:
+    event = _as_received(message_annotations=_ANNOTATIONS, data=[b"\xff\x00", b"", b"tail"])
+    received = _received("0", event)
+    assert received.body == b"\xff\x00tail"
+    assert (received.sequence_number, received.offset) == (41, "8192")

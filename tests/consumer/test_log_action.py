@@ -46,3 +46,16 @@ def test_a_message_that_fails_to_render_is_a_permanent_error() -> None:
         with pytest.raises(PermanentActionError, match="log: 'message': "):
             executor.run_inline(_decision("{{ data.nothing.here }}"))
     assert logs == []
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "warning", "error"])
+def test_an_action_below_the_level_is_inert_with_the_detail_run_inline_gives(level: str) -> None:
+    """``inert_detail`` says what ``run_inline`` returns when it does nothing: below the
+    logger's level (a failing template included); at or above it, the action is not inert."""
+    executor = LogExecutor(structlog.make_filtering_bound_logger(30)(None, [], {}))  # type: ignore[call-arg]
+    decision = _decision("{{ data.nothing.here }}" if level in ("debug", "info") else "x", level)
+    if level in ("debug", "info"):
+        assert executor.inert_detail(decision.action) == level
+        assert executor.run_inline(decision) == level
+    else:
+        assert executor.inert_detail(decision.action) is None

@@ -167,3 +167,10 @@ def test_two_instances_are_independent_and_leave_the_global_registry_alone() -> 
     assert value(second, "mlevents_rules_loaded") == 0
     global_names = {family.name for family in REGISTRY.collect()}
     assert not any(name.startswith("mlevents_") for name in global_names)
+
+
+def test_actions_can_be_counted_several_at_once() -> None:
+    metrics = Metrics(clock=lambda: 0.0)
+    metrics.action("log", "ok", 3)
+    metrics.action("log", "ok")
+    assert 'mlevents_actions_total{outcome="ok",type="log"} 4.0' in metrics.render().decode()

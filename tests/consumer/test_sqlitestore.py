@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -236,6 +237,99 @@ async def test_closed_store_refuses_work_and_close_is_idempotent(tmp_path: Path)
     await store.close()
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
         await store.list_ownership(NS, HUB, GROUP)
+
+
+@contextlib.asynccontextmanager
+async def store_busy(store: SqliteCheckpointStore) -> AsyncIterator[None]:
+    """Keep the store's thread busy until the block ends: what is asked meanwhile waits."""
+    release, busy = threading.Event(), threading.Event()
+
+    def hold(_: sqlite3.Connection) -> None:
+        busy.set()
+        release.wait(10)
+
+    held = asyncio.create_task(store._run(hold))
+    await asyncio.to_thread(busy.wait, 10)
+    try:
+        yield
+    finally:
+        release.set()
+        await held
+
+
+async def test_waiting_checkpoints_are_coalesced_the_latest_per_partition_wins(
+    tmp_path: Path,
+) -> None:
+    """Checkpoints asked while the store is busy are written together: per partition the
+    last one asked, and every caller returns once it is written."""
+    async with SqliteCheckpointStore(tmp_path / "c.db") as store:
+        async with store_busy(store):
+            writes = [
+                asyncio.create_task(store.update_checkpoint(checkpoint(p, str(n), n)))
+                for n, p in enumerate(["0", "1", "0", "2", "1", "0"])
+            ]
+            await asyncio.sleep(0.05)
+            assert not any(write.done() for write in writes)
+        await asyncio.gather(*writes)
+        listed = await store.list_checkpoints(NS, HUB, GROUP)
+    assert [(c["partition_id"], c["sequence_number"]) for c in listed] == [
+        ("0", 5), ("1", 4), ("2", 3),
+    ]  # fmt: skip
+
+
+async def test_a_failed_coalesced_write_fails_each_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("consumer.sqlitefile.BUSY_TIMEOUT_S", 0.2)
+    path = tmp_path / "c.db"
+    async with SqliteCheckpointStore(path) as store:
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            async with store_busy(store):
+                writes = [
+                    asyncio.create_task(store.update_checkpoint(checkpoint(p, "1", 1)))
+                    for p in ["0", "0", "1"]
+                ]
+            results = await asyncio.gather(*writes, return_exceptions=True)
+            other.execute("ROLLBACK")
+        assert all(isinstance(r, sqlite3.OperationalError) for r in results), results
+        await store.update_checkpoint(checkpoint("0", "2", 2))  # the store goes on
+        listed = await store.list_checkpoints(NS, HUB, GROUP)
+    assert [(c["partition_id"], c["sequence_number"]) for c in listed] == [("0", 2)]
+
+
+async def test_a_caller_that_stops_waiting_leaves_the_write_to_the_others(
+    tmp_path: Path,
+) -> None:
+    """A deadline that cancels one caller's wait does not undo the write nor fail the rest."""
+    async with SqliteCheckpointStore(tmp_path / "c.db") as store:
+        async with store_busy(store):
+            first = asyncio.create_task(store.update_checkpoint(checkpoint("0", "1", 1)))
+            second = asyncio.create_task(store.update_checkpoint(checkpoint("0", "2", 2)))
+            await asyncio.sleep(0.05)
+            first.cancel()
+        await second
+        assert first.cancelled()
+        listed = await store.list_checkpoints(NS, HUB, GROUP)
+    assert [c["sequence_number"] for c in listed] == [2]
+
+
+async def test_close_writes_what_was_asked_before_it_and_refuses_the_rest(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.db"
+    store = SqliteCheckpointStore(path)
+    async with store_busy(store):
+        write = asyncio.create_task(store.update_checkpoint(checkpoint("0", "9", 9)))
+        await asyncio.sleep(0)
+        closing = asyncio.create_task(store.close())
+        await asyncio.sleep(0.05)
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            await store.update_checkpoint(checkpoint("1", "1", 1))
+    await asyncio.gather(write, closing)
+    async with SqliteCheckpointStore(path) as reopened:
+        listed = await reopened.list_checkpoints(NS, HUB, GROUP)
+    assert [(c["partition_id"], c["sequence_number"]) for c in listed] == [("0", 9)]
 
 
 async def test_a_blocked_claim_raises_after_the_busy_timeout(
