@@ -8,7 +8,7 @@ partition by partition, through the worker's parts and times each with the proce
 clock (worker threads included):
 
 * receive: the SDK's own receive path, as the bare consumer pays it (for scale);
-* received: ``consumer.intake`` turning an ``EventData`` into a ``Received``;
+* received: ``consumer.worker.intake`` turning an ``EventData`` into a ``Received``;
 * decode, match: ``rules.decode_body`` and the rule table's ``match`` (100 rules with
   ``log`` actions at ``debug``, as ``worker_throughput`` runs them);
 * handler: ``Handler.start`` with the bodies' events and their matches served from what
@@ -43,17 +43,17 @@ from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient, Partitio
 
 from bench.worker_throughput import HUB, PARTITIONS, event_bodies, preload, rules_document
 from consumer.actions.log import LogExecutor
-from consumer.cli import run_fast
+from consumer.commands.main import run_fast
 from consumer.config import EventHubConfig
-from consumer.deadletters import DeadLetterStore
-from consumer.handler import Handler, Received
-from consumer.intake import BATCH_SIZE, MAX_WAIT_S, Intake, _received
 from consumer.logs import configure_logging
-from consumer.metrics import Metrics
-from consumer.partition import Cadence, PartitionWorker
-from consumer.sqlitestore import SqliteCheckpointStore
-from consumer.storage import Dependencies, Guard, GuardedCheckpointStore
-from consumer.wiring import GC_THRESHOLD
+from consumer.stores.checkpoints import SqliteCheckpointStore
+from consumer.stores.deadletters import DeadLetterStore
+from consumer.stores.deadlines import Dependencies, Guard, GuardedCheckpointStore
+from consumer.worker.handler import Handler, Received
+from consumer.worker.intake import BATCH_SIZE, MAX_WAIT_S, Intake, _received
+from consumer.worker.metrics import Metrics
+from consumer.worker.partition import Cadence, PartitionWorker
+from consumer.worker.wiring import GC_THRESHOLD
 from emulator import Emulator, HubSpec
 from rules import Event, Rule, RuleSource, RuleTable, decode_body, load_table
 
@@ -199,7 +199,7 @@ class _Parts:
     async def start(self) -> None:
         """``Handler.start`` on its own: decode and match answer from a dictionary."""
         handler = _handler(cast(RuleTable, self.served), Metrics(clock=time.time))
-        with mock.patch("consumer.handler.decode_body", self.served.decode):
+        with mock.patch("consumer.worker.handler.decode_body", self.served.decode):
             for _, events in self.received:
                 for one in events:
                     handler.start(one)

@@ -6,8 +6,8 @@ every id unique). Two consumers then drain the same backlog, each as its own pro
 that neither shares a core with the emulator more than the other:
 
 * bare: the fastest honest bare SDK consumer, receiving as the worker does and only
-  counting. On the worker's event loop (uvloop, through ``consumer.cli.run_fast``), an
-  ``EventHubConsumerClient.receive_batch()`` with the arguments ``consumer.intake`` passes:
+  counting. On the worker's event loop (uvloop, through ``consumer.commands.main.run_fast``), an
+  ``EventHubConsumerClient.receive_batch()`` with the arguments ``consumer.worker.intake`` passes:
   ``max_batch_size=100`` and ``max_wait_time=1`` (its ``BATCH_SIZE`` and ``MAX_WAIT_S``),
   ``starting_position="-1"`` (the config's ``"earliest"``) and ``prefetch=300`` (the
   config's); the config's load-balancing interval and ownership expiration; and
@@ -52,8 +52,8 @@ from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
 
 from bench.decode_match import EXAMPLES, rule_table
-from consumer.cli import run_fast
-from consumer.intake import BATCH_SIZE, MAX_WAIT_S
+from consumer.commands.main import run_fast
+from consumer.worker.intake import BATCH_SIZE, MAX_WAIT_S
 from emulator import Emulator, HubSpec
 from rules import RuleSource, load_table
 
@@ -300,7 +300,7 @@ async def _bare_consumer() -> int:
             cpu_last = time.process_time()
             done.set()
 
-    # What consumer.intake passes, for starting_position = "earliest"; owner_level 0 is what
+    # What consumer.worker.intake passes, for starting_position = "earliest"; owner_level 0 is what
     # the SDK gives the worker's receivers because the worker has a checkpoint store.
     task = asyncio.create_task(
         client.receive_batch(

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import ConfigError
+from consumer.errors import ConfigError
 
 LogFormat = Literal["auto", "json", "console"]
 LOG_FORMATS: dict[str, LogFormat] = {"auto": "auto", "json": "json", "console": "console"}
@@ -69,7 +69,7 @@ class StoreConfig:
     account_url: str | None = None
     timeout_s: float = STORE_TIMEOUT_S
     """Deadline of one call to the store (0.5 to 120 s): a store that does not answer within
-    it counts as down, and the worker takes its outage path (see ``consumer.storage``)."""
+    it counts as down, and the worker takes its outage path (see ``consumer.stores.deadlines``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

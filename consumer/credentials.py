@@ -27,8 +27,8 @@ from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.core.credentials_async import AsyncSupportsTokenInfo, AsyncTokenCredential
 from azure.core.exceptions import ClientAuthenticationError
 
-from .config import AzureConfig, Config
-from .errors import ConfigError
+from consumer.config import AzureConfig, Config
+from consumer.errors import ConfigError
 
 Credential = Callable[[], AsyncTokenCredential]
 """The Azure AD credential, asked for only where one is needed (``LazyCredential``)."""

@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import fastavro
 
-from .errors import EventFileError
+from consumer.errors import EventFileError
 
 PARTITION_ID = "x-opt-partition-id"
 """The AMQP annotation name of a message's partition id, as a Capture record's key."""

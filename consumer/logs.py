@@ -23,7 +23,7 @@ import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from .config import LogFormat
+from consumer.config import LogFormat
 
 __all__ = ["configure_logging", "redact", "redact_secrets"]
 

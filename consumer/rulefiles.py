@@ -7,6 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from consumer.actions.amljob import load_job_spec
+from consumer.actions.webhook import host_allowed
+from consumer.errors import ActionError
 from rules import (
     AmlJobAction,
     LoadedTable,
@@ -19,10 +22,6 @@ from rules import (
     check_rules,
 )
 from rules.templates import url_host
-
-from .actions.amljob import load_job_spec
-from .actions.webhook import host_allowed
-from .errors import ActionError
 
 
 def load_rule_files(

@@ -27,9 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
+from consumer.errors import CaseFileError, ConfigError
 from rules import DecodeError, RuleTable, decode_body, plan
-
-from .errors import CaseFileError, ConfigError
 
 CASE_FIELDS = ("name", "event", "body", "expect", "actions")
 

@@ -16,11 +16,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from consumer.actions.azure import ArmClient, arm_path, render_fields
+from consumer.errors import PermanentActionError
 from rules import Action, AdfPipelineRunAction, Decision
 from rules.templates import TemplateError, context, render_value
-
-from ..errors import PermanentActionError
-from .azure import ArmClient, arm_path, render_fields
 
 QUERY_MARGIN_S = 300.0
 """Runs updated this long before the reservation are looked at too (clocks differ)."""

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from consumer.actions.azure import ArmClient, render_fields, workspace_path
+from consumer.errors import PermanentActionError
 from rules import Action, AmlDeployAction, Decision
 from rules.templates import context
-
-from ..errors import PermanentActionError
-from .azure import ArmClient, render_fields, workspace_path
 
 DEFAULT_INSTANCE_TYPE = "Standard_DS3_v2"
 DEFAULT_INSTANCE_COUNT = 1

@@ -20,11 +20,10 @@ from typing import Any
 
 import yaml
 
+from consumer.actions.azure import ArmClient, render_fields, workspace_path
+from consumer.errors import PermanentActionError
 from rules import Action, AmlJobAction, Decision
 from rules.templates import TemplateError, check, context, render
-
-from ..errors import PermanentActionError
-from .azure import ArmClient, render_fields, workspace_path
 
 _BINDING = re.compile(r"\$\{\{.*?\}\}", re.DOTALL)
 _DUPLICATE = re.compile(r"\bjob\b.*\balready exists\b", re.IGNORECASE | re.DOTALL)

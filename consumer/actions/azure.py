@@ -27,11 +27,10 @@ import aiohttp
 import msgspec
 from azure.core.credentials_async import AsyncTokenCredential
 
+from consumer.actions.http import answer_within
+from consumer.credentials import is_permanent
+from consumer.errors import ActionError, PermanentActionError, TransientActionError
 from rules.templates import TemplateError, render
-
-from ..credentials import is_permanent
-from ..errors import ActionError, PermanentActionError, TransientActionError
-from ..http import answer_within
 
 DEFAULT_BASE_URL = "https://management.azure.com"
 DEFAULT_SCOPE = "https://management.azure.com/.default"
@@ -74,7 +73,7 @@ class ArmClient:
 
         ``base_url`` is ARM's address (another cloud's, or a local server in tests); every path
         is relative to it. ``timeout_s`` bounds the token, and ARM's answer to each request once it
-    has a connection (``consumer.http``: the pool's queue is timed apart). ``clock`` and
+    has a connection (``consumer.actions.http``: the pool's queue is timed apart). ``clock`` and
         ``sleep`` pace the polling of long-running operations (tests replace both).
     """
 

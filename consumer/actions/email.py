@@ -41,11 +41,10 @@ from typing import Literal, Protocol
 
 import aiosmtplib
 
+from consumer.errors import ActionError, PermanentActionError, TransientActionError
 from rules import Decision, EmailAction
 from rules.addresses import one_address, parse_address
 from rules.templates import TemplateError, context, render
-
-from ..errors import ActionError, PermanentActionError, TransientActionError
 
 HOUR_S = 3600.0
 MAX_DIGEST_EVENTS = 200

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import structlog
 
+from consumer.errors import PermanentActionError
 from rules import Action, Decision, LogAction
 from rules.templates import TemplateError, context, render
-
-from ..errors import PermanentActionError
 
 
 class LogExecutor:

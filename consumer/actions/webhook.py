@@ -38,12 +38,11 @@ from urllib.parse import SplitResult, urlsplit
 import aiohttp
 import msgspec
 
+from consumer.actions.http import answer_within
+from consumer.errors import PermanentActionError, TransientActionError
 from rules import Decision, Event, WebhookAction
 from rules.actions import HEADER_NAME, RESERVED_HEADERS
 from rules.templates import Escape, TemplateError, context, render
-
-from ..errors import PermanentActionError, TransientActionError
-from ..http import answer_within
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
 RETRIABLE_STATUS = frozenset({408, 429})
@@ -60,7 +59,7 @@ _QUOTED_TEMPLATE = re.compile(r"""^template (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)
 
 class WebhookExecutor:
     """Posts events with a shared ``aiohttp.ClientSession`` (made by
-    ``consumer.http.client_session``, which times the pool's queue apart from the receiver).
+    ``consumer.actions.http.client_session``, which times the pool's queue apart from the receiver).
 
     ``secrets(name)`` gives the value of the environment variable a ``secret_env`` names
     (config loading reads the environment, nothing else does); ``clock`` stamps signatures;

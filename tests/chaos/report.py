@@ -26,7 +26,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.handler import LEDGER_OUTAGE_S
+from consumer.worker.handler import LEDGER_OUTAGE_S
 
 from .scenario import ASKABLE, RULES, Key
 from .sinks import Seen

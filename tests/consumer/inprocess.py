@@ -11,8 +11,8 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.config import Config
-from consumer.wiring import build
-from consumer.worker import Worker
+from consumer.worker.lifecycle import Worker
+from consumer.worker.wiring import build
 
 PARTITIONS = ("0", "1", "2", "3")
 

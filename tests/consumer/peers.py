@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from consumer.http import client_session
-from consumer.metrics import Metrics
+from consumer.actions.http import client_session
+from consumer.worker.metrics import Metrics
 
 from ..emulator.peers import free_port
 
@@ -25,7 +25,7 @@ Behaviour = Callable[[str, int], "tuple[int, float]"]
 
 
 def action_session(client: str = "webhook") -> aiohttp.ClientSession:
-    """An HTTP session for executors made as the worker makes them (``consumer.http``)."""
+    """An HTTP session for executors made as the worker makes them (``consumer.actions.http``)."""
     return client_session(client, Metrics(clock=lambda: 0.0), per_host=100)
 
 

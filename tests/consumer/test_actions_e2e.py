@@ -21,7 +21,7 @@ import pytest
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
 
-from consumer.deadletters import DirectoryDeadLetterStore
+from consumer.stores.deadletters import DirectoryDeadLetterStore
 from emulator import Emulator
 
 from .armserver import ArmServer

@@ -22,11 +22,11 @@ from azure.identity import CredentialUnavailableError
 from consumer.actions.adf import AdfExecutor
 from consumer.actions.azure import ArmClient, retry_after_s
 from consumer.credentials import CachedTokens
-from consumer.deadletters import DirectoryDeadLetterStore
 from consumer.errors import PermanentActionError, TransientActionError
-from consumer.handler import Handler, Received
-from consumer.metrics import Metrics
-from consumer.retrying import RetryPolicy
+from consumer.stores.deadletters import DirectoryDeadLetterStore
+from consumer.worker.handler import Handler, Received
+from consumer.worker.metrics import Metrics
+from consumer.worker.retrying import RetryPolicy
 
 from ..emulator.peers import free_port
 from ..factories import make_table

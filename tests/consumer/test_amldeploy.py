@@ -11,7 +11,7 @@ import pytest
 from consumer.actions.amldeploy import AmlDeployExecutor, split_traffic
 from consumer.actions.azure import ArmClient
 from consumer.errors import PermanentActionError, TransientActionError
-from consumer.retrying import RetryPolicy
+from consumer.worker.retrying import RetryPolicy
 
 from .armserver import TOKEN, ArmServer, FakeCredential, FakeTime, Fault, decision
 from .peers import action_session

@@ -15,7 +15,7 @@ from consumer.actions import amljob
 from consumer.actions.amljob import AmlJobExecutor, job_name, load_job_spec
 from consumer.actions.azure import ArmClient
 from consumer.errors import PermanentActionError, TransientActionError
-from consumer.retrying import RetryPolicy
+from consumer.worker.retrying import RetryPolicy
 from rules import Decision
 
 from .armserver import TOKEN, ArmServer, FakeCredential, Fault, decision

@@ -17,7 +17,7 @@ import fastavro
 import pytest
 import uvloop
 
-from consumer.cli import EXAMPLES, _Progress, main, run_fast
+from consumer.commands.main import EXAMPLES, _Progress, main, run_fast
 
 from ..factories import event_json
 

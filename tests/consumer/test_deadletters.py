@@ -18,7 +18,8 @@ from azure.storage.blob.aio import ContainerClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.deadletters import (
+from consumer.errors import ConsumerError
+from consumer.stores.deadletters import (
     BLOB_PREFIX,
     BlobDeadLetterStore,
     DeadLetter,
@@ -28,7 +29,6 @@ from consumer.deadletters import (
     UnreadableEntryError,
     open_dead_letter_store,
 )
-from consumer.errors import ConsumerError
 
 from ..emulator.peers import AZURITE_KEY, ROOT, Azurite, azurite, create_container
 from ..factories import event_json

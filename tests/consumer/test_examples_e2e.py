@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from consumer.config import load_config
-from consumer.wiring import build
+from consumer.worker.wiring import build
 from emulator import Emulator
 from rules import decode_body, plan
 

@@ -16,7 +16,7 @@ import pytest
 import structlog
 
 from consumer.config import load_config
-from consumer.worker import Worker
+from consumer.worker.lifecycle import Worker
 from emulator import Emulator, HubSpec
 
 from ..emulator.peers import Azurite, free_port, send, send_each

@@ -12,12 +12,12 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from consumer.deadletters import DeadLetter, DeadLetterError, DirectoryDeadLetterStore
 from consumer.errors import LedgerError, PermanentActionError, TransientActionError
-from consumer.handler import Handler, Received
-from consumer.ledger import Claim, Entry, MemoryLedger
-from consumer.metrics import Metrics
-from consumer.retrying import RetryPolicy
+from consumer.stores.deadletters import DeadLetter, DeadLetterError, DirectoryDeadLetterStore
+from consumer.stores.ledger import Claim, Entry, MemoryLedger
+from consumer.worker.handler import Handler, Received
+from consumer.worker.metrics import Metrics
+from consumer.worker.retrying import RetryPolicy
 from rules import Decision, LogAction, RuleTable
 
 from ..factories import event_json, make_table
@@ -166,7 +166,7 @@ async def test_an_unavailable_dead_letter_store_is_retried_until_it_takes_the_le
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Nothing is lost: the handler keeps trying the store and only then finishes."""
-    monkeypatch.setattr("consumer.handler.DEAD_LETTER_RETRY_S", (0.01,))
+    monkeypatch.setattr("consumer.worker.handler.DEAD_LETTER_RETRY_S", (0.01,))
     store = FlakyStore(down_for=3)
     assert await _handler(store, Executor(), Executor()).handle(_received(b"[")) == 1
     assert len(store.letters) == 1

@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.health import HealthServer
-from consumer.metrics import Metrics
+from consumer.worker.health import HealthServer
+from consumer.worker.metrics import Metrics
 
 
 @dataclass

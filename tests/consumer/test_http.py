@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from consumer.http import answer_within, client_session
-from consumer.metrics import Metrics
+from consumer.actions.http import answer_within, client_session
+from consumer.worker.metrics import Metrics
 
 from ..emulator.peers import free_port
 

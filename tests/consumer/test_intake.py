@@ -17,10 +17,10 @@ from azure.eventhub.amqp import AmqpMessageBodyType
 from structlog.testing import capture_logs
 
 from consumer.config import EventHubConfig, load_config
-from consumer.intake import Intake, _received, body_bytes
-from consumer.partition import PartitionWorker
-from consumer.sqlitestore import SqliteCheckpointStore
-from consumer.wiring import build, warn_if_not_lower_case
+from consumer.stores.checkpoints import SqliteCheckpointStore
+from consumer.worker.intake import Intake, _received, body_bytes
+from consumer.worker.partition import PartitionWorker
+from consumer.worker.wiring import build, warn_if_not_lower_case
 from emulator import Emulator, HubSpec
 
 from ..emulator.peers import send_each

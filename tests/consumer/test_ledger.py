@@ -18,7 +18,7 @@ from azure.core.credentials import AzureNamedKeyCredential
 from azure.storage.blob.aio import ContainerClient
 
 from consumer.errors import ConsumerError, LedgerError
-from consumer.ledger import (
+from consumer.stores.ledger import (
     BLOB_PREFIX,
     BlobLedger,
     Claim,
@@ -212,7 +212,7 @@ async def test_a_late_owner_does_not_clobber_the_one_that_took_over(
     clock.advance(LEASE + 1)
     assert await b.reserve(KEY) == Claim("reserved", earlier=START)
     await a.release(KEY)
-    with caplog.at_level(logging.WARNING, logger="consumer.ledger"):
+    with caplog.at_level(logging.WARNING, logger="consumer.stores.ledger"):
         await a.mark_done(KEY, "late")
     assert "not (or no longer) reserved by a" in caplog.text
     assert (await a.reserve(KEY)).state == "busy"

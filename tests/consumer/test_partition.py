@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import structlog
 
-from consumer.handler import Received
-from consumer.metrics import Metrics
-from consumer.partition import Cadence, PartitionWorker
+from consumer.worker.handler import Received
+from consumer.worker.metrics import Metrics
+from consumer.worker.partition import Cadence, PartitionWorker
 
 
 class Checkpoints:

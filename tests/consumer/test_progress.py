@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.progress import PartitionProgress
+from consumer.worker.progress import PartitionProgress
 
 
 def _state(progress: PartitionProgress[str]) -> tuple[str | None, int | None]:

@@ -20,9 +20,9 @@ from azure.eventhub import EventData, EventDataBatch
 from azure.eventhub.aio import EventHubProducerClient
 from fastavro.schema import to_parsing_canonical_form
 
-from consumer.cli import EXAMPLES, main
+from consumer.commands.main import EXAMPLES, main
+from consumer.commands.record import avro_value, capture_time
 from consumer.eventfiles import EventRecord, read_event_file
-from consumer.record import avro_value, capture_time
 from emulator import Emulator, HubSpec
 
 EVENTS = sorted((EXAMPLES / "events").glob("*.json"))

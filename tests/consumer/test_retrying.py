@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from consumer.errors import PermanentActionError, TransientActionError
-from consumer.retrying import RetryPolicy, attempts_of
+from consumer.worker.retrying import RetryPolicy, attempts_of
 
 
 class Flaky:

@@ -10,10 +10,10 @@ import pytest
 import structlog
 
 from consumer.config import load_config
-from consumer.metrics import Metrics
 from consumer.rulefiles import load_rule_files
-from consumer.wiring import build
-from consumer.worker import RuleHolder
+from consumer.worker.lifecycle import RuleHolder
+from consumer.worker.metrics import Metrics
+from consumer.worker.wiring import build
 from rules import RuleTableError
 
 HOOK = '[[rules]]\nname = "hook"\n[[rules.actions]]\ntype = "webhook"\nurl = "{url}"\n'

@@ -20,7 +20,7 @@ import pytest
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient, PartitionContext
 
-from consumer.sqlitestore import SqliteCheckpointStore
+from consumer.stores.checkpoints import SqliteCheckpointStore
 from emulator import Emulator, HubSpec
 
 from ..emulator.peers import send
@@ -280,7 +280,7 @@ async def test_waiting_checkpoints_are_coalesced_the_latest_per_partition_wins(
 async def test_a_failed_coalesced_write_fails_each_caller(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("consumer.sqlitefile.BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr("consumer.stores.sqlite.BUSY_TIMEOUT_S", 0.2)
     path = tmp_path / "c.db"
     async with SqliteCheckpointStore(path) as store:
         with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
@@ -336,7 +336,7 @@ async def test_a_blocked_claim_raises_after_the_busy_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A claim blocked on another writer past the busy timeout raises (the SDK retries it)."""
-    monkeypatch.setattr("consumer.sqlitefile.BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr("consumer.stores.sqlite.BUSY_TIMEOUT_S", 0.2)
     path = tmp_path / "c.db"
     async with SqliteCheckpointStore(path) as store:
         with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
@@ -372,7 +372,7 @@ async def test_two_stores_on_one_file_race_and_exactly_one_wins(tmp_path: Path) 
 RACER = textwrap.dedent(
     """
     import asyncio, json, pathlib, sys, time
-    from consumer.sqlitestore import SqliteCheckpointStore
+    from consumer.stores.checkpoints import SqliteCheckpointStore
 
     async def main(path, owner, go):
         async with SqliteCheckpointStore(path) as store:

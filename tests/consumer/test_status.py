@@ -3,7 +3,7 @@
 
 Expected lags follow kedacore/keda ``pkg/scalers/azure_eventhub_scaler.go`` (commit 01515ac),
 ``GetUnprocessedEventCountInPartition`` and the functions it calls; see
-``consumer.status.keda_partition_lag``.
+``consumer.commands.status.keda_partition_lag``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,7 @@ import pytest
 from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 from azure.storage.blob.aio import ContainerClient
 
-from consumer.config import load_config
-from consumer.deadletters import DeadLetter, DirectoryDeadLetterStore
-from consumer.sqlitestore import SqliteCheckpointStore
-from consumer.status import (
+from consumer.commands.status import (
     HEADINGS,
     INT64_MAX,
     Checkpoint,
@@ -40,6 +37,9 @@ from consumer.status import (
     read_status,
     render_text,
 )
+from consumer.config import load_config
+from consumer.stores.checkpoints import SqliteCheckpointStore
+from consumer.stores.deadletters import DeadLetter, DirectoryDeadLetterStore
 from emulator import Emulator
 
 from ..emulator.peers import Azurite, free_port, receive
@@ -416,7 +416,7 @@ async def test_unreachable_hub_or_store_is_one_line_and_exit_2(
 
 def test_main_reports_a_config_without_eventhub(tmp_path: Path, capsys: Any) -> None:
     """A config without [eventhub] is a usage error naming the section."""
-    from consumer.cli import main
+    from consumer.commands.main import main
 
     rules = webhook_rules(tmp_path / "rules.toml", "http://127.0.0.1:9/")
     path = tmp_path / "config.toml"

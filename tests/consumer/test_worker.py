@@ -17,12 +17,12 @@ from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.amqp import AmqpAnnotatedMessage
 
-from consumer import intake
+from consumer.commands.deadletter import replay_letters
 from consumer.config import Config, load_config
-from consumer.deadletters import DeadLetter, DirectoryDeadLetterStore
-from consumer.replay import replay_letters
-from consumer.sqlitestore import SqliteCheckpointStore
-from consumer.wiring import build
+from consumer.stores.checkpoints import SqliteCheckpointStore
+from consumer.stores.deadletters import DeadLetter, DirectoryDeadLetterStore
+from consumer.worker import intake
+from consumer.worker.wiring import build
 from emulator import Emulator, HubSpec
 
 from ..emulator.peers import send_each

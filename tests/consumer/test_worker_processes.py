@@ -21,7 +21,7 @@ from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
-from consumer.sqlitestore import SqliteCheckpointStore
+from consumer.stores.checkpoints import SqliteCheckpointStore
 from emulator import Emulator
 
 from ..emulator.peers import AZURITE_KEY, Azurite, free_port

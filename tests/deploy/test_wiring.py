@@ -16,9 +16,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.config import Config, load_config
-from consumer.health import HealthServer
-from consumer.metrics import Metrics
 from consumer.rulefiles import load_rule_files
+from consumer.worker.health import HealthServer
+from consumer.worker.metrics import Metrics
 
 from .manifests import (
     ROOT,

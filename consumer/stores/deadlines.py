@@ -27,10 +27,10 @@ from typing import Any, Protocol, Self, TypeVar
 import structlog
 from azure.eventhub.aio import CheckpointStore
 
-from .blobs import describe_error
-from .deadletters import DeadLetter, DeadLetterStore, UnreadableEntryError
-from .errors import ConsumerError, StorageTimeoutError
-from .ledger import Claim, Ledger
+from consumer.errors import ConsumerError, StorageTimeoutError
+from consumer.stores.blob import describe_error
+from consumer.stores.deadletters import DeadLetter, DeadLetterStore, UnreadableEntryError
+from consumer.stores.ledger import Claim, Ledger
 
 T = TypeVar("T")
 PROBE_EVERY_S = 5.0
@@ -40,7 +40,7 @@ STORES = (CHECKPOINTS, LEDGER, DEAD_LETTERS)
 
 
 class DependencyMetrics(Protocol):
-    """What dependency health reports (``consumer.metrics.Metrics`` provides it)."""
+    """What dependency health reports (``consumer.worker.metrics.Metrics`` provides it)."""
 
     def dependency_up(self, name: str, up: bool) -> None: ...
 

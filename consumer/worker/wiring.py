@@ -32,29 +32,24 @@ from azure.core.exceptions import AzureError
 from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient
 from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
-from .actions import Executor, Executors
-from .actions.adf import AdfExecutor
-from .actions.amldeploy import AmlDeployExecutor
-from .actions.amljob import AmlJobExecutor
-from .actions.azure import ArmClient
-from .actions.email import EmailExecutor, FilesTransport, SmtpTransport
-from .actions.email import Transport as EmailTransport
-from .actions.log import LogExecutor
-from .actions.webhook import WebhookExecutor
-from .blobs import container_client, describe_error, open_container
-from .config import Config, EmailConfig, EventHubConfig, StoreConfig
-from .credentials import CachedTokens, Credential, LazyCredential
-from .deadletters import DeadLetterError, DeadLetterStore, open_dead_letter_store
-from .errors import ConfigError, ConsumerError, LedgerError, StoreError
-from .handler import Handler
-from .health import HealthServer
-from .http import PoolMetrics, client_session
-from .ledger import BlobLedger, Ledger, SqliteLedger
-from .metrics import Metrics
-from .partition import Cadence
-from .rulefiles import load_rule_files
-from .sqlitestore import SqliteCheckpointStore
-from .storage import (
+from consumer.actions import Executor, Executors
+from consumer.actions.adf import AdfExecutor
+from consumer.actions.amldeploy import AmlDeployExecutor
+from consumer.actions.amljob import AmlJobExecutor
+from consumer.actions.azure import ArmClient
+from consumer.actions.email import EmailExecutor, FilesTransport, SmtpTransport
+from consumer.actions.email import Transport as EmailTransport
+from consumer.actions.http import PoolMetrics, client_session
+from consumer.actions.log import LogExecutor
+from consumer.actions.webhook import WebhookExecutor
+from consumer.config import Config, EmailConfig, EventHubConfig, StoreConfig
+from consumer.credentials import CachedTokens, Credential, LazyCredential
+from consumer.errors import ConfigError, ConsumerError, LedgerError, StoreError
+from consumer.rulefiles import load_rule_files
+from consumer.stores.blob import container_client, describe_error, open_container
+from consumer.stores.checkpoints import SqliteCheckpointStore
+from consumer.stores.deadletters import DeadLetterError, DeadLetterStore, open_dead_letter_store
+from consumer.stores.deadlines import (
     CHECKPOINTS,
     DEAD_LETTERS,
     LEDGER,
@@ -64,13 +59,19 @@ from .storage import (
     GuardedDeadLetters,
     GuardedLedger,
 )
-from .worker import RuleHolder, Worker
+from consumer.stores.ledger import BlobLedger, Ledger, SqliteLedger
+from consumer.worker.handler import Handler
+from consumer.worker.health import HealthServer
+from consumer.worker.lifecycle import RuleHolder, Worker
+from consumer.worker.metrics import Metrics
+from consumer.worker.partition import Cadence
 
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
 GC_THRESHOLD = 20_000
 LEDGER_PURGE_EVERY_S = 3600.0
 WEBHOOK_CONNECTIONS_PER_HOST = 100
-"""Connections to one webhook host at most; more requests wait for one (see consumer.http)."""
+"""Connections to one webhook host at most; more requests wait for one (see
+``consumer.actions.http``)."""
 ARM_CONNECTIONS = 32
 """Connections to Azure Resource Manager at most: actions make few ARM calls, and ARM
 throttles a burst anyway."""

@@ -31,7 +31,7 @@ FAILURE_REASONS: tuple[FailureReason, ...] = ("decode", "action")
 RELOAD_OUTCOMES: tuple[ReloadOutcome, ...] = ("ok", "rejected")
 DONE_MARK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 HTTP_CLIENTS = ("webhook", "azure")
-"""The actions' HTTP clients (``consumer.http``): webhooks, and Azure Resource Manager."""
+"""The actions' HTTP clients (``consumer.actions.http``): webhooks, and Azure Resource Manager."""
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The media type of ``Metrics.render``'s output."""
 

@@ -21,17 +21,16 @@ import msgspec
 import structlog
 from aiohttp import web
 
+from consumer.actions import action_type
+from consumer.config import CheckpointConfig, Config, EventHubConfig, StoreConfig
+from consumer.eventfiles import read_event_files
+from consumer.worker.lifecycle import Worker
+from consumer.worker.wiring import build, install_signals
 from emulator import Emulator, HubSpec
 from emulator.replay import SendTarget, send_records
 from rules import Decision
 
-from .actions import action_type
-from .config import CheckpointConfig, Config, EventHubConfig, StoreConfig
-from .eventfiles import read_event_files
-from .wiring import build, install_signals
-from .worker import Worker
-
-SAMPLES = Path(__file__).parent / "examples" / "events"
+SAMPLES = Path(__file__).parents[1] / "examples" / "events"
 SINK_PORT = 8099
 """Where the example rules' webhook points (``http://127.0.0.1:8099/teams``)."""
 

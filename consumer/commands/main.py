@@ -27,19 +27,18 @@ from typing import Any
 
 import msgspec
 
+from consumer.commands.record import add_record_parser
+from consumer.commands.status import add_status_parser
+from consumer.config import environment_secrets, load_config
+from consumer.errors import CaseFileError, ConfigError, EventFileError, StoreError
+from consumer.eventfiles import read_event_files
+from consumer.rulefiles import load_rule_files
+from consumer.ruletests import CaseResult, JUnitReport, Tally, iter_cases, run_case
+from consumer.stores.deadletters import DeadLetterError
 from emulator.cli import add_emulator_parser, add_send_parser
 from rules import DecodeError, Event, RuleTable, RuleTableError, decode_body
 
-from .config import environment_secrets, load_config
-from .deadletters import DeadLetterError
-from .errors import CaseFileError, ConfigError, EventFileError, StoreError
-from .eventfiles import read_event_files
-from .record import add_record_parser
-from .rulefiles import load_rule_files
-from .ruletests import CaseResult, JUnitReport, Tally, iter_cases, run_case
-from .status import add_status_parser
-
-EXAMPLES = Path(__file__).parent / "examples"
+EXAMPLES = Path(__file__).parents[1] / "examples"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -394,8 +393,8 @@ def _case_line(result: CaseResult) -> bytes:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .logs import configure_logging
-    from .wiring import run
+    from consumer.logs import configure_logging
+    from consumer.worker.wiring import run
 
     config = load_config(args.config)
     configure_logging(config.logging.format, config.logging.level)
@@ -414,8 +413,8 @@ def run_fast(main: Coroutine[Any, Any, int]) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from .dev import SAMPLES, run_dev
-    from .logs import configure_logging
+    from consumer.commands.dev import SAMPLES, run_dev
+    from consumer.logs import configure_logging
 
     config_path = Path(args.config or "config.toml")
     if not args.config and not config_path.is_file():
@@ -436,8 +435,8 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _deadletter(args: argparse.Namespace) -> int:
-    from .logs import configure_logging
-    from .replay import list_letters, replay_letters, show_letter
+    from consumer.commands.deadletter import list_letters, replay_letters, show_letter
+    from consumer.logs import configure_logging
 
     # Replay carries out actions, so it needs their secrets; the event hub's it never does.
     sections = ["deadletters"]

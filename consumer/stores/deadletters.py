@@ -39,8 +39,8 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient
 
-from .blobs import container_client, describe_error, open_container
-from .errors import ConsumerError
+from consumer.errors import ConsumerError
+from consumer.stores.blob import container_client, describe_error, open_container
 
 Reason = Literal["decode", "action"]
 StoreKind = Literal["directory", "blob"]

@@ -15,7 +15,7 @@ from typing import TypeVar, cast
 
 import tenacity
 
-from .errors import ActionError
+from consumer.errors import ActionError
 
 T = TypeVar("T")
 OnRetry = Callable[[int, BaseException, float], None]

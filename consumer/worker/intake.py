@@ -29,9 +29,9 @@ from azure.eventhub import EventData
 from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient, PartitionContext
 from azure.eventhub.amqp import AmqpMessageBodyType
 
-from .config import EventHubConfig
-from .handler import Received
-from .partition import PartitionWorker
+from consumer.config import EventHubConfig
+from consumer.worker.handler import Received
+from consumer.worker.partition import PartitionWorker
 
 BATCH_SIZE = 100
 """Most events per callback. Shorter callbacks let the SDK's receive loop, which shares the
@@ -51,7 +51,7 @@ SDK's own retries back off for longer than readiness may wait to hear of an outa
 
 
 class IntakeMetrics(Protocol):
-    """What intake reports (``consumer.metrics.Metrics`` provides it)."""
+    """What intake reports (``consumer.worker.metrics.Metrics`` provides it)."""
 
     def last_enqueued(self, partition: str, sequence_number: int) -> None: ...
     def checkpoint_found(self, partition: str, sequence_number: int) -> None: ...

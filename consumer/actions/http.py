@@ -36,7 +36,7 @@ safe then)."""
 
 
 class PoolMetrics(Protocol):
-    """What the pools report (``consumer.metrics.Metrics`` provides it)."""
+    """What the pools report (``consumer.worker.metrics.Metrics`` provides it)."""
 
     def pool_queued(self, client: str, change: int) -> None: ...
     def pool_waited(self, client: str, seconds: float) -> None: ...

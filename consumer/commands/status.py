@@ -68,11 +68,11 @@ from urllib.parse import urlsplit
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-from .blobs import container_client, describe_error
-from .config import Config, EventHubConfig, StoreConfig, load_config
-from .credentials import Credential, LazyCredential
-from .deadletters import BLOB_PREFIX, DeadLetterError, DirectoryDeadLetterStore
-from .errors import ConfigError, ConsumerError
+from consumer.config import Config, EventHubConfig, StoreConfig, load_config
+from consumer.credentials import Credential, LazyCredential
+from consumer.errors import ConfigError, ConsumerError
+from consumer.stores.blob import container_client, describe_error
+from consumer.stores.deadletters import BLOB_PREFIX, DeadLetterError, DirectoryDeadLetterStore
 
 EXIT_OK, EXIT_USAGE = 0, 2
 INT64_MAX = 2**63 - 1
@@ -568,7 +568,7 @@ async def _read_checkpoint_store(
 async def _read_sqlite(
     path: Path, namespace: str, hub: str, group: str
 ) -> tuple[dict[str, Owner], dict[str, Checkpoint]]:
-    from .sqlitestore import SqliteCheckpointStore
+    from consumer.stores.checkpoints import SqliteCheckpointStore
 
     if not await asyncio.to_thread(path.is_file):
         return {}, {}  # nothing ever checkpointed here; do not create the file

@@ -61,9 +61,9 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob.aio import ContainerClient
 
-from .blobs import container_client, describe_error, open_container
-from .errors import LedgerError
-from .sqlitefile import connect, transaction
+from consumer.errors import LedgerError
+from consumer.stores.blob import container_client, describe_error, open_container
+from consumer.stores.sqlite import connect, transaction
 
 logger = logging.getLogger(__name__)
 

@@ -28,13 +28,12 @@ from typing import Any, Literal, Protocol, cast
 import msgspec
 import structlog
 
+from consumer.actions import Executors, Findable, action_type
+from consumer.errors import ActionError, ConsumerError, PermanentActionError, StorageTimeoutError
+from consumer.stores.deadletters import DeadLetter, DeadLetterStore
+from consumer.stores.ledger import Claim, Ledger
+from consumer.worker.retrying import RetryPolicy, attempts_of
 from rules import Action, Decision, DecodeError, Event, Rule, RuleTable, decode_body
-
-from .actions import Executors, Findable, action_type
-from .deadletters import DeadLetter, DeadLetterStore
-from .errors import ActionError, ConsumerError, PermanentActionError, StorageTimeoutError
-from .ledger import Claim, Ledger
-from .retrying import RetryPolicy, attempts_of
 
 DEAD_LETTER_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 LEDGER_BUSY_POLL_S = 5.0
@@ -80,7 +79,7 @@ class Received(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class HandlerMetrics(Protocol):
-    """What the handler counts (``consumer.metrics.Metrics`` provides it)."""
+    """What the handler counts (``consumer.worker.metrics.Metrics`` provides it)."""
 
     def received(self, partition: str) -> None: ...
     def decoded(self, partition: str) -> None: ...
@@ -140,8 +139,8 @@ class Handler:
     """Where actions are reserved before they run and marked done after; ``None`` runs
     every action every time (tests, one-off tools)."""
     ledger_up: Callable[[], bool] = lambda: True
-    """False while the ledger's store is known to be down (``consumer.storage`` probes it and
-    says when it is back): actions then run unreserved without waiting on it."""
+    """False while the ledger's store is known to be down (``consumer.stores.deadlines``
+    probes it and says when it is back): actions then run unreserved without waiting on it."""
     dry_run: bool = False
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep

@@ -1,7 +1,7 @@
 """The worker: ``mlevents run``'s lifecycle around intake, partitions and the handler.
 
 ``Worker`` receives every collaborator (client, stores, executors, metrics, clock) from one
-composition root, ``consumer.wiring``, so tests can give it real peers or honest fakes.
+composition root, ``consumer.worker.wiring``, so tests can give it real peers or honest fakes.
 
 Shutdown, in order (SIGTERM or SIGINT; a second signal exits at once):
 
@@ -30,16 +30,15 @@ from typing import Protocol
 import structlog
 from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient, PartitionContext
 
+from consumer.config import EventHubConfig
+from consumer.rulefiles import load_rule_files
+from consumer.stores.deadlines import Dependencies
+from consumer.worker.handler import Handler
+from consumer.worker.health import HealthServer
+from consumer.worker.intake import Intake
+from consumer.worker.metrics import Metrics
+from consumer.worker.partition import Cadence, PartitionWorker
 from rules import RuleTable, RuleTableError
-
-from .config import EventHubConfig
-from .handler import Handler
-from .health import HealthServer
-from .intake import Intake
-from .metrics import Metrics
-from .partition import Cadence, PartitionWorker
-from .rulefiles import load_rule_files
-from .storage import Dependencies
 
 HEARTBEAT_S = 1.0
 ALIVE_WITHIN_S = 15.0

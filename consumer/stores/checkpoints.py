@@ -45,7 +45,7 @@ from typing import Any, Self, TypeVar
 
 from azure.eventhub.aio import CheckpointStore
 
-from .sqlitefile import connect, transaction
+from consumer.stores.sqlite import connect, transaction
 
 logger = logging.getLogger(__name__)
 

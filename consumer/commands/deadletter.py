@@ -20,15 +20,14 @@ from dataclasses import dataclass
 
 import structlog
 
+from consumer.config import Config
+from consumer.credentials import LazyCredential
+from consumer.rulefiles import load_rule_files
+from consumer.stores.deadletters import DeadLetter, DeadLetterStore, UnreadableEntryError
+from consumer.worker.handler import Handler, Received
+from consumer.worker.metrics import Metrics
+from consumer.worker.wiring import dead_letter_store, open_actions
 from rules import DecodeError, RuleTable, decode_body, plan
-
-from .config import Config
-from .credentials import LazyCredential
-from .deadletters import DeadLetter, DeadLetterStore, UnreadableEntryError
-from .handler import Handler, Received
-from .metrics import Metrics
-from .rulefiles import load_rule_files
-from .wiring import dead_letter_store, open_actions
 
 
 @contextlib.asynccontextmanager

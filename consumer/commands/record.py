@@ -56,9 +56,9 @@ from typing import Any
 import fastavro
 from fastavro.write import Writer
 
-from .config import environment_secret
-from .errors import ConfigError
-from .eventfiles import PARTITION_ID
+from consumer.config import environment_secret
+from consumer.errors import ConfigError
+from consumer.eventfiles import PARTITION_ID
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 CAPTURE_SCHEMA: dict[str, Any] = {

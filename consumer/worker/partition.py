@@ -22,15 +22,15 @@ from typing import Any, Protocol
 
 import structlog
 
-from .handler import Received
-from .progress import PartitionProgress
+from consumer.worker.handler import Received
+from consumer.worker.progress import PartitionProgress
 
 Checkpoint = Callable[[Any], Awaitable[None]]
 """Writes a checkpoint at the given received event (the SDK's EventData)."""
 
 
 class PartitionMetrics(Protocol):
-    """What a partition reports (``consumer.metrics.Metrics`` provides it)."""
+    """What a partition reports (``consumer.worker.metrics.Metrics`` provides it)."""
 
     def set_in_flight(self, partition: str, count: int) -> None: ...
     def redelivered(self, partition: str) -> None: ...

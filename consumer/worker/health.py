@@ -14,7 +14,7 @@ from typing import Self
 
 from aiohttp import web
 
-from .metrics import CONTENT_TYPE, Metrics
+from consumer.worker.metrics import CONTENT_TYPE, Metrics
 
 Liveness = Callable[[], bool]
 """True while the worker's loop is alive (a stuck loop makes the orchestrator restart it)."""
