@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from consumer.actions.amljob import load_job_spec
-from consumer.actions.webhook import host_allowed
+from consumer.actions.hosts import host_allowed
+from consumer.actions.jobspec import load_job_spec
 from consumer.errors import ActionError
 from rules import (
     AmlJobAction,

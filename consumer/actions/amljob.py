@@ -1,6 +1,6 @@
 """The ``aml_job`` action: submit an Azure ML job (command or pipeline) from a job spec.
 
-The spec is the REST API's job body (``{"properties": {"jobType": ...}}``) in a JSON or
+The spec (see ``consumer.actions.jobspec``) is the REST API's job body in a JSON or
 YAML file next to the rules; its strings are templates over the event, except Azure ML's
 own bindings (``${{inputs.data}}``, ``${{parent.jobs...}}``), which are left for Azure ML.
 
@@ -12,50 +12,17 @@ of that name ("A job with this name already exists"); that refusal means done be
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from consumer.actions.azure import ArmClient, render_fields, workspace_path
+from consumer.actions.jobspec import load_job_spec, protect, walk
 from consumer.errors import PermanentActionError
 from rules import Action, AmlJobAction, Decision
-from rules.templates import TemplateError, check, context, render
+from rules.templates import TemplateError, context, render
 
-_BINDING = re.compile(r"\$\{\{.*?\}\}", re.DOTALL)
 _DUPLICATE = re.compile(r"\bjob\b.*\balready exists\b", re.IGNORECASE | re.DOTALL)
-
-
-def load_job_spec(path: Path) -> dict[str, Any]:
-    """Read a job spec (``*.json`` as JSON, anything else as YAML) and check its templates.
-
-    Raises:
-        PermanentActionError: the file cannot be read, does not parse, is not a job body
-            with ``properties.jobType``, or holds a template that does not parse; the
-            message names the file.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-        spec = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PermanentActionError(f"job spec {path}: cannot read: {exc}") from exc
-    except (ValueError, yaml.YAMLError) as exc:
-        raise PermanentActionError(f"job spec {path}: does not parse: {exc}") from exc
-    properties = spec.get("properties") if isinstance(spec, dict) else None
-    if not isinstance(properties, dict) or "jobType" not in properties:
-        raise PermanentActionError(
-            f"job spec {path}: needs 'properties.jobType' (the REST API's job body, "
-            "not the Azure ML CLI's YAML)"
-        )
-    try:
-        _walk(spec, lambda text: check(_protect(text)))
-    except TemplateError as exc:
-        raise PermanentActionError(f"job spec {path}: {exc}") from exc
-    result: dict[str, Any] = spec
-    return result
 
 
 def job_name(key: str) -> str:
@@ -81,7 +48,7 @@ class AmlJobExecutor:
         )  # fmt: skip
         path = Path(decision.rule.file).parent / action.job
         try:
-            body: dict[str, Any] = _walk(self._spec(path), lambda text: _render(text, names))
+            body: dict[str, Any] = walk(self._spec(path), lambda text: _render(text, names))
         except TemplateError as exc:
             raise PermanentActionError(f"job spec {path}: {exc}") from exc
         properties = body["properties"]
@@ -143,19 +110,4 @@ class AmlJobExecutor:
 
 def _render(text: str, names: dict[str, Any]) -> str:
     """Render a template, keeping Azure ML's ``${{...}}`` bindings as they are."""
-    return render(_protect(text), names)
-
-
-def _protect(text: str) -> str:
-    return _BINDING.sub(lambda found: "{% raw %}" + found.group(0) + "{% endraw %}", text)
-
-
-def _walk(value: Any, visit: Callable[[str], Any]) -> Any:
-    """A copy of ``value`` with ``visit`` applied to every string (keys stay as they are)."""
-    if isinstance(value, str):
-        return visit(value)
-    if isinstance(value, list):
-        return [_walk(item, visit) for item in value]
-    if isinstance(value, dict):
-        return {key: _walk(item, visit) for key, item in value.items()}
-    return value
+    return render(protect(text), names)

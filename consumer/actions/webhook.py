@@ -38,6 +38,7 @@ from urllib.parse import SplitResult, urlsplit
 import aiohttp
 import msgspec
 
+from consumer.actions.hosts import host_allowed
 from consumer.actions.http import answer_within
 from consumer.errors import PermanentActionError, TransientActionError
 from rules import Decision, Event, WebhookAction
@@ -176,19 +177,6 @@ def _signature(key: bytes, message_id: str, timestamp: str, body: bytes) -> str:
     signed = message_id.encode() + b"." + timestamp.encode() + b"." + body
     digest = hmac.new(key, signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode("ascii")
-
-
-def host_allowed(host: str | None, allowed: Sequence[str]) -> bool:
-    """Whether ``host`` is one of ``allowed`` (lower case), or under one written
-    ``*.domain`` (any depth, not the domain itself)."""
-    if not host:
-        return False
-    host = host.lower().rstrip(".")
-    patterns = (pattern.lower().rstrip(".") for pattern in allowed)
-    return any(
-        host.endswith(pattern[1:]) if pattern.startswith("*.") else host == pattern
-        for pattern in patterns
-    )
 
 
 def _render(template: str, names: Mapping[str, Any], field: str, *, escape: Escape = "none") -> str:

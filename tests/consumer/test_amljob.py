@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from consumer.actions import amljob
-from consumer.actions.amljob import AmlJobExecutor, job_name, load_job_spec
+from consumer.actions.amljob import AmlJobExecutor, job_name
 from consumer.actions.azure import ArmClient
+from consumer.actions.jobspec import load_job_spec
 from consumer.errors import PermanentActionError, TransientActionError
 from consumer.worker.retrying import RetryPolicy
 from rules import Decision

@@ -20,7 +20,8 @@ import pytest
 import standardwebhooks
 from aiohttp import web
 
-from consumer.actions.webhook import WebhookExecutor, host_allowed
+from consumer.actions.hosts import host_allowed
+from consumer.actions.webhook import WebhookExecutor
 from consumer.errors import PermanentActionError, TransientActionError
 from rules import Decision, Event, RuleSource, RuleTableError, decode_body, load_table, plan
 from rules.templates import TemplateError, context, render
