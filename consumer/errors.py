@@ -7,14 +7,19 @@ into these with ``raise ... from exc`` so callers handle one tree::
     ├── ConfigError            config.toml (or its environment) is not valid; names key and file
     ├── EventFileError         a recorded event file (or one record of it) cannot be read
     ├── CaseFileError          a rule-test file is not valid
-    ├── CheckpointError        a checkpoint could not be written (retried at the next flush)
+    ├── DeadLetterError        a dead letter could not be written, read, found or deleted
+    │   └── UnreadableEntryError   one entry is not a valid dead letter
     ├── LedgerError            the idempotency ledger could not be read or written (retried)
     ├── StorageTimeoutError    a store did not answer within its deadline (frozen, unreachable)
-
     ├── StoreError             a store (checkpoints, dead letters, ledger) could not be opened
+    ├── StatusError            ``mlevents status`` could not read a part of the status
+    ├── RecordError            ``mlevents record`` could not read the hub
     └── ActionError            an action did not complete; ``retriable`` says whether to retry
         ├── TransientActionError   connection errors, timeouts, 408, 429, 5xx
         └── PermanentActionError   other 4xx, auth failures, bad templates
+
+The exit codes of every command are here too (``EXIT_*``); the emulator, a separate program,
+has its own.
 
 Messages never carry secrets: adapters build them from status codes and names, not from
 connection strings or response bodies that may echo credentials.
@@ -23,6 +28,14 @@ connection strings or response bodies that may echo credentials.
 from __future__ import annotations
 
 from typing import ClassVar
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+"""A test failed, an event did not decode, a record or a send failed."""
+EXIT_USAGE = 2
+"""Usage, config or rules errors, and a store that cannot be opened at start."""
+EXIT_INTERRUPTED = 130
+"""The worker was stopped by a second signal, before it had drained."""
 
 
 class ConsumerError(Exception):
@@ -41,10 +54,6 @@ class CaseFileError(ConsumerError):
     """A rule-test (cases) file is not valid; the message names the file and the case."""
 
 
-class CheckpointError(ConsumerError):
-    """Writing a checkpoint failed; the next flush tries again."""
-
-
 class LedgerError(ConsumerError):
     """The idempotency ledger's store could not be read or written; trying again may help."""
 
@@ -52,6 +61,23 @@ class LedgerError(ConsumerError):
 class StorageTimeoutError(ConsumerError):
     """A store (checkpoints, ledger, dead letters) did not answer within its deadline: it is
     frozen or cannot be reached. Callers take their outage path at once."""
+
+
+class DeadLetterError(ConsumerError):
+    """A dead letter could not be written, read, found or deleted."""
+
+
+class UnreadableEntryError(DeadLetterError):
+    """One entry is not a valid dead letter, or its file cannot be read; the message names
+    the file or blob and why. The store itself, and its other entries, may be fine."""
+
+
+class StatusError(ConsumerError):
+    """A part of the status could not be read; the message names which, without secrets."""
+
+
+class RecordError(ConsumerError):
+    """The hub could not be read; the message holds no secret."""
 
 
 class StoreError(ConsumerError):

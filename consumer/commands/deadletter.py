@@ -22,8 +22,9 @@ import structlog
 
 from consumer.config import Config
 from consumer.credentials import LazyCredential
+from consumer.errors import UnreadableEntryError
 from consumer.rulefiles import load_rule_files
-from consumer.stores.deadletters import DeadLetter, DeadLetterStore, UnreadableEntryError
+from consumer.stores.deadletters import DeadLetter, DeadLetterStore
 from consumer.worker.handler import Handler, Received
 from consumer.worker.metrics import Metrics
 from consumer.worker.wiring import dead_letter_store, open_actions

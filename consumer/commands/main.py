@@ -30,11 +30,10 @@ import msgspec
 from consumer.commands.record import add_record_parser
 from consumer.commands.status import add_status_parser
 from consumer.config import environment_secrets, load_config
-from consumer.errors import CaseFileError, ConfigError, EventFileError, StoreError
+from consumer.errors import CaseFileError, ConfigError, DeadLetterError, EventFileError, StoreError
 from consumer.eventfiles import read_event_files
 from consumer.rulefiles import load_rule_files
 from consumer.ruletests import CaseResult, JUnitReport, Tally, iter_cases, run_case
-from consumer.stores.deadletters import DeadLetterError
 from emulator.cli import add_emulator_parser, add_send_parser
 from rules import DecodeError, Event, RuleTable, RuleTableError, decode_body
 

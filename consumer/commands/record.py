@@ -57,10 +57,9 @@ import fastavro
 from fastavro.write import Writer
 
 from consumer.config import environment_secret
-from consumer.errors import ConfigError
+from consumer.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, RecordError
 from consumer.eventfiles import PARTITION_ID
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 CAPTURE_SCHEMA: dict[str, Any] = {
     "type": "record",
     "name": "EventData",
@@ -84,10 +83,6 @@ CAPTURE_SCHEMA: dict[str, Any] = {
 _OWN_FIELDS = frozenset({b"x-opt-sequence-number", b"x-opt-offset", b"x-opt-enqueued-time"})
 _LONG = range(-(2**63), 2**63)
 AvroValue = int | float | str | bytes
-
-
-class RecordError(Exception):
-    """The hub could not be read; the message holds no secret."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -70,11 +70,10 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from consumer.config import Config, EventHubConfig, StoreConfig, load_config
 from consumer.credentials import Credential, LazyCredential
-from consumer.errors import ConfigError, ConsumerError
+from consumer.errors import EXIT_OK, EXIT_USAGE, ConfigError, DeadLetterError, StatusError
 from consumer.stores.blob import container_client, describe_error
-from consumer.stores.deadletters import BLOB_PREFIX, DeadLetterError, DirectoryDeadLetterStore
+from consumer.stores.deadletters import BLOB_PREFIX, DirectoryDeadLetterStore
 
-EXIT_OK, EXIT_USAGE = 0, 2
 INT64_MAX = 2**63 - 1
 KEDA_THRESHOLD = 64
 KEDA_ACTIVATION_THRESHOLD = 0
@@ -86,10 +85,6 @@ RETRY_TOTAL = 1
 STORAGE_RETRY: dict[str, Any] = {"retry_total": 1, "initial_backoff": 1, "increment_base": 2}
 """One retry after a second for the first storage call (the SDK's default waits 15 s); the
 listings after it go without retries."""
-
-
-class StatusError(ConsumerError):
-    """A part of the status could not be read; the message names which, without secrets."""
 
 
 # --- the pure part -----------------------------------------------------------------------

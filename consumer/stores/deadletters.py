@@ -39,7 +39,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient
 
-from consumer.errors import ConsumerError
+from consumer.errors import DeadLetterError, UnreadableEntryError
 from consumer.stores.blob import container_client, describe_error, open_container
 
 Reason = Literal["decode", "action"]
@@ -50,15 +50,6 @@ FORMAT_VERSION = 1
 # Ids become file and blob names: keep them to a portable alphabet, no path separators.
 _ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]")
-
-
-class DeadLetterError(ConsumerError):
-    """A dead letter could not be written, read, found or deleted."""
-
-
-class UnreadableEntryError(DeadLetterError):
-    """One entry is not a valid dead letter, or its file cannot be read; the message names
-    the file or blob and why. The store itself, and its other entries, may be fine."""
 
 
 OnUnreadable = Callable[[UnreadableEntryError], None]

@@ -27,9 +27,9 @@ from typing import Any, Protocol, Self, TypeVar
 import structlog
 from azure.eventhub.aio import CheckpointStore
 
-from consumer.errors import ConsumerError, StorageTimeoutError
+from consumer.errors import ConsumerError, StorageTimeoutError, UnreadableEntryError
 from consumer.stores.blob import describe_error
-from consumer.stores.deadletters import DeadLetter, DeadLetterStore, UnreadableEntryError
+from consumer.stores.deadletters import DeadLetter, DeadLetterStore
 from consumer.stores.ledger import Claim, Ledger
 
 T = TypeVar("T")

@@ -44,11 +44,19 @@ from consumer.actions.log import LogExecutor
 from consumer.actions.webhook import WebhookExecutor
 from consumer.config import Config, EmailConfig, EventHubConfig, StoreConfig
 from consumer.credentials import CachedTokens, Credential, LazyCredential
-from consumer.errors import ConfigError, ConsumerError, LedgerError, StoreError
+from consumer.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    ConfigError,
+    ConsumerError,
+    DeadLetterError,
+    LedgerError,
+    StoreError,
+)
 from consumer.rulefiles import load_rule_files
 from consumer.stores.blob import container_client, describe_error, open_container
 from consumer.stores.checkpoints import SqliteCheckpointStore
-from consumer.stores.deadletters import DeadLetterError, DeadLetterStore, open_dead_letter_store
+from consumer.stores.deadletters import DeadLetterStore, open_dead_letter_store
 from consumer.stores.deadlines import (
     CHECKPOINTS,
     DEAD_LETTERS,
@@ -66,7 +74,6 @@ from consumer.worker.lifecycle import RuleHolder, Worker
 from consumer.worker.metrics import Metrics
 from consumer.worker.partition import Cadence
 
-EXIT_OK, EXIT_INTERRUPTED = 0, 130
 GC_THRESHOLD = 20_000
 LEDGER_PURGE_EVERY_S = 3600.0
 WEBHOOK_CONNECTIONS_PER_HOST = 100

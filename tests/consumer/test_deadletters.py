@@ -18,15 +18,13 @@ from azure.storage.blob.aio import ContainerClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.errors import ConsumerError
+from consumer.errors import ConsumerError, DeadLetterError, UnreadableEntryError
 from consumer.stores.deadletters import (
     BLOB_PREFIX,
     BlobDeadLetterStore,
     DeadLetter,
-    DeadLetterError,
     DeadLetterStore,
     DirectoryDeadLetterStore,
-    UnreadableEntryError,
     open_dead_letter_store,
 )
 

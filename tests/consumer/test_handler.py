@@ -12,8 +12,8 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from consumer.errors import LedgerError, PermanentActionError, TransientActionError
-from consumer.stores.deadletters import DeadLetter, DeadLetterError, DirectoryDeadLetterStore
+from consumer.errors import DeadLetterError, LedgerError, PermanentActionError, TransientActionError
+from consumer.stores.deadletters import DeadLetter, DirectoryDeadLetterStore
 from consumer.stores.ledger import Claim, Entry, MemoryLedger
 from consumer.worker.handler import Handler, Received
 from consumer.worker.metrics import Metrics
