@@ -43,7 +43,7 @@ from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient, Partitio
 
 from bench.worker_throughput import HUB, PARTITIONS, event_bodies, preload, rules_document
 from consumer.actions.log import LogExecutor
-from consumer.commands.main import run_fast
+from consumer.commands.run import run_fast
 from consumer.config import EventHubConfig
 from consumer.logs import configure_logging
 from consumer.stores.checkpoints import SqliteCheckpointStore

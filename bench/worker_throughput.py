@@ -52,7 +52,7 @@ from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
 
 from bench.decode_match import EXAMPLES, rule_table
-from consumer.commands.main import run_fast
+from consumer.commands.run import run_fast
 from consumer.worker.intake import BATCH_SIZE, MAX_WAIT_S
 from emulator import Emulator, HubSpec
 from rules import RuleSource, load_table

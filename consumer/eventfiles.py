@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import fastavro
-
 from consumer.errors import EventFileError
 
 PARTITION_ID = "x-opt-partition-id"
@@ -84,6 +82,8 @@ def _json_lines(name: str, handle: IO[bytes]) -> Iterator[EventRecord]:
 
 
 def _capture(name: str, handle: IO[bytes]) -> Iterator[EventRecord]:
+    import fastavro  # only Capture files need it
+
     if not handle.read(1):
         return  # Capture writes empty files when there is no data.
     handle.seek(0)

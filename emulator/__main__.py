@@ -1,4 +1,4 @@
-"""``python -m emulator``: the ``emulator`` and ``send`` commands without the ``mlevents`` CLI."""
+"""``python -m emulator emulator ...``: the emulator without the ``mlevents`` CLI."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from emulator.cli import add_emulator_parser, add_send_parser
+from emulator.cli import add_emulator_parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -14,7 +14,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emulator")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_emulator_parser(commands)
-    add_send_parser(commands)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

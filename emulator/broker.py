@@ -11,14 +11,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from emulator.addresses import AddressError, SasKey, consumer_entity, producer_entity
 from emulator.amqp import Attach, Symbol
 from emulator.consumer_link import ConsumerLink
 from emulator.errors import AmqpError, NotFound
 from emulator.faults import Faults
 from emulator.hub import Clock, Hub, HubSpec
-from emulator.management import Nodes, SasKey
+from emulator.management import Nodes
 from emulator.producer_link import ProducerLink
-from emulator.session import Session, entity_path, parse_selector
+from emulator.session import Session, parse_selector
 from emulator.storage import Retention
 
 if TYPE_CHECKING:
@@ -65,26 +66,25 @@ class Broker:
 
     def open_producer(self, session: Session, attach: Attach) -> ProducerLink:
         """Bind a producer link to ``<hub>`` or ``<hub>/Partitions/<id>``."""
-        path = entity_path(str(getattr(attach.target, "address", "") or ""))
-        if not path:
-            raise NotFound("The link target has no entity path.")
-        hub = self.hub(path[0])
-        partition = None
-        if len(path) == 3 and path[1].lower() == "partitions":
-            partition = hub.partition(path[2])
-        elif len(path) != 1:
-            raise NotFound(f"The messaging entity '{'/'.join(path)}' could not be found.")
+        try:
+            name, partition_id = producer_entity(str(getattr(attach.target, "address", "") or ""))
+        except AddressError as exc:
+            raise NotFound(str(exc)) from None
+        hub = self.hub(name)
+        partition = None if partition_id is None else hub.partition(partition_id)
         return ProducerLink(session, attach, hub=hub, partition=partition)
 
     def open_consumer(self, session: Session, attach: Attach) -> ConsumerLink:
         """Bind a consumer link to ``<hub>/ConsumerGroups/<group>/Partitions/<id>``."""
-        path = entity_path(str(getattr(attach.source, "address", "") or ""))
-        shape = [p.lower() for p in path[1::2]]
-        if len(path) != 5 or shape != ["consumergroups", "partitions"]:
-            raise NotFound(f"The messaging entity '{'/'.join(path)}' could not be found.")
-        hub = self.hub(path[0])
-        hub.check_group(path[2])
-        partition = hub.partition(path[4])
+        try:
+            name, group, partition_id = consumer_entity(
+                str(getattr(attach.source, "address", "") or "")
+            )
+        except AddressError as exc:
+            raise NotFound(str(exc)) from None
+        hub = self.hub(name)
+        hub.check_group(group)
+        partition = hub.partition(partition_id)
         annotation, value, inclusive = parse_selector(attach.source)
         try:
             start = partition.start_sequence(annotation, value, inclusive)
@@ -99,12 +99,12 @@ class Broker:
             session,
             attach,
             partition=partition,
-            group=path[2],
+            group=group,
             next_sequence=start,
             epoch_value=int(epoch) if isinstance(epoch, int) else None,
             runtime_metrics=RUNTIME_METRIC in _symbols(capabilities),
         )
-        partition.add_reader(path[2], link)
+        partition.add_reader(group, link)
         return link
 
     def drop_connections(self) -> int:

@@ -1,8 +1,8 @@
-"""Command-line entry points: ``mlevents emulator`` and ``mlevents send``.
+"""The command-line entry point: ``mlevents emulator`` (and ``python -m emulator``).
 
-``add_emulator_parser`` and ``add_send_parser`` add the two commands to an argparse
-subparser set; each sets ``func`` to a callable that takes the parsed namespace and
-returns the exit code (0 ok, 1 failure, 2 usage).
+``add_emulator_parser`` adds the command to an argparse subparser set; it sets ``func`` to
+a callable that takes the parsed namespace and returns the exit code (0 ok, 2 usage). Only
+the parser is built at import: the server is imported when the command runs.
 
 While the emulator runs, SIGUSR1 drops every client connection and SIGUSR2 detaches
 every consumer link with ``--detach-condition``: fault injection from the shell.
@@ -16,15 +16,14 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from emulator.errors import EmulatorError
-from emulator.hub import HubSpec
-from emulator.management import SasKey
-from emulator.server import DEFAULT_KEY, Emulator
-from emulator.storage import Retention
+from emulator.addresses import DEFAULT_KEY, SasKey
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+if TYPE_CHECKING:
+    from emulator.server import Emulator
+
+EXIT_OK, EXIT_USAGE = 0, 2
 
 
 def add_emulator_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -82,33 +81,13 @@ def _add_fault_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_send_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``send``: publish recorded event files with the SDK's producer."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "send", help="publish recorded event files to an Event Hub (or the emulator)"
-    )
-    parser.add_argument("--connection-string", required=True)
-    parser.add_argument("--eventhub", help="hub name, if the connection string has no EntityPath")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--partition", help="send every event to this partition id")
-    where.add_argument("--partition-key", help="send every event with this partition key")
-    where.add_argument(
-        "--keep-partitions",
-        action="store_true",
-        help="send each event to the partition it was recorded from (mlevents record files)",
-    )
-    parser.add_argument(
-        "events",
-        nargs="+",
-        metavar="EVENTS",
-        help="event files (.json, .jsonl, Capture .avro, - for stdin)",
-    )
-    parser.set_defaults(func=run_send)
-    return parser
-
-
 def run_emulator(args: argparse.Namespace) -> int:
     """Run the emulator in the foreground; return the exit code."""
+    from emulator.errors import EmulatorError
+    from emulator.hub import HubSpec
+    from emulator.server import Emulator
+    from emulator.storage import Retention
+
     try:
         hubs = [HubSpec.parse(text) for text in args.hub]
         emulator = Emulator(
@@ -147,30 +126,3 @@ async def _serve(emulator: Emulator, args: argparse.Namespace) -> None:
         server.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await server
-
-
-def run_send(args: argparse.Namespace) -> int:
-    """Send the event files; return the exit code."""
-    from azure.eventhub.exceptions import EventHubError
-
-    from consumer.errors import EventFileError
-    from consumer.eventfiles import read_event_files
-    from emulator.replay import SendTarget, send_records
-
-    target = SendTarget(
-        connection_string=args.connection_string,
-        eventhub=args.eventhub,
-        partition_id=args.partition,
-        partition_key=args.partition_key,
-        keep_partitions=args.keep_partitions,
-    )
-    try:
-        sent = send_records(target, read_event_files(args.events))
-    except EventFileError as exc:
-        print(f"mlevents send: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except (EventHubError, ValueError) as exc:
-        print(f"mlevents send: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"sent {sent} events")
-    return EXIT_OK

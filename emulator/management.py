@@ -12,19 +12,11 @@ import hashlib
 import hmac
 import time
 import urllib.parse
-from dataclasses import dataclass
 
+from emulator.addresses import SasKey
 from emulator.amqp import Array, Int, Message, Properties, Symbol, Timestamp
 from emulator.errors import AmqpError, NotFound, Unauthorized
 from emulator.hub import Clock, Hub
-
-
-@dataclass(frozen=True, slots=True)
-class SasKey:
-    """A shared access key to verify tokens against; without one every token is accepted."""
-
-    name: str
-    key: str
 
 
 def verify_sas_token(token: str, key: SasKey, now_s: float) -> None:

@@ -14,14 +14,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from emulator.addresses import DEFAULT_KEY, SasKey, connection_string
 from emulator.broker import Broker
 from emulator.connection import Connection
 from emulator.faults import Faults
 from emulator.hub import Clock, HubSpec
-from emulator.management import SasKey
 from emulator.storage import Retention
-
-DEFAULT_KEY = SasKey("RootManageSharedAccessKey", "emulator-key")
 
 
 class Emulator:
@@ -61,11 +59,7 @@ class Emulator:
 
     def connection_string(self, hub: str | None = None) -> str:
         """A connection string the SDK accepts (``UseDevelopmentEmulator=true``: plain AMQP)."""
-        text = (
-            f"Endpoint=sb://{self.host}:{self.port};SharedAccessKeyName={self.sas_key.name};"
-            f"SharedAccessKey={self.sas_key.key};UseDevelopmentEmulator=true"
-        )
-        return f"{text};EntityPath={hub}" if hub else text
+        return connection_string(self.host, self.port, self.sas_key, hub)
 
     async def start(self) -> None:
         """Start listening; afterwards ``port`` is the actual port."""

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-import urllib.parse
 from typing import TYPE_CHECKING
 
+from emulator.addresses import NODES
 from emulator.amqp import (
     Accepted,
     Array,
@@ -39,7 +39,6 @@ from emulator.producer_link import ProducerLink
 if TYPE_CHECKING:
     from emulator.connection import Connection
 
-NODES = ("$cbs", "$management")
 SELECTOR = "apache.org:selector-filter:string"
 _SELECTOR_RE = re.compile(
     r"amqp\.annotation\.x-opt-(offset|sequence-number|enqueued-time)\s*(>=|>)\s*'([^']*)'"
@@ -228,11 +227,6 @@ def _reply(attach: Attach, client_receives: bool) -> Attach:
         initial_delivery_count=UInt(0),
         offered_capabilities=capabilities if isinstance(capabilities, Array) else None,
     )
-
-
-def entity_path(address: str) -> list[str]:
-    """The path segments of a link address (``amqps://host/hub/Partitions/0`` -> [hub, ...])."""
-    return [p for p in urllib.parse.urlparse(address).path.split("/") if p]
 
 
 def parse_selector(source: object) -> tuple[str, str, bool]:

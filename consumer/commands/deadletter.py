@@ -12,28 +12,61 @@ skipped; the others are listed or replayed all the same.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
 import json
 import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import structlog
-
-from consumer.config import Config
-from consumer.credentials import LazyCredential
+from consumer.config import Config, load_config
 from consumer.errors import UnreadableEntryError
-from consumer.rulefiles import load_rule_files
-from consumer.stores.deadletters import DeadLetter, DeadLetterStore
-from consumer.worker.handler import Handler, Received
-from consumer.worker.metrics import Metrics
-from consumer.worker.wiring import dead_letter_store, open_actions
-from rules import DecodeError, RuleTable, decode_body, plan
+
+if TYPE_CHECKING:
+    from consumer.stores.deadletters import DeadLetter, DeadLetterStore
+    from consumer.worker.handler import Received
+    from rules import RuleTable
+
+
+def add_parser(commands: Any) -> None:
+    """Add ``deadletter list|show|replay``."""
+    deadletter = commands.add_parser("deadletter", help="inspect and replay dead letters")
+    deadletter.add_argument("--config", required=True, metavar="PATH", help="config.toml")
+    actions = deadletter.add_subparsers(dest="deadletter_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="one line per dead letter, oldest first")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    show = actions.add_parser("show", help="one dead letter in full")
+    show.add_argument("id")
+    replay = actions.add_parser("replay", help="re-drive dead letters through the current rules")
+    replay.add_argument("ids", nargs="*", metavar="ID", help="entries to replay (default: all)")
+    deadletter.set_defaults(func=_deadletter)
+
+
+def _deadletter(args: argparse.Namespace) -> int:
+
+    from consumer.logs import configure_logging
+
+    # Replay carries out actions, so it needs their secrets; the event hub's it never does.
+    sections = ["deadletters"]
+    if args.deadletter_command == "replay":
+        sections += ["checkpoints", "ledger", "email"]
+    config = load_config(args.config, secrets_of=sections)
+    configure_logging(config.logging.format, config.logging.level)
+    if args.deadletter_command == "list":
+        return asyncio.run(list_letters(config, as_json=args.json))
+    if args.deadletter_command == "show":
+        return asyncio.run(show_letter(config, args.id))
+    return asyncio.run(replay_letters(config, args.ids))
 
 
 @contextlib.asynccontextmanager
 async def _letters(config: Config) -> AsyncIterator[DeadLetterStore]:
     """The configured dead-letter store, with the Azure AD credential if it needs one."""
+    from consumer.credentials import LazyCredential
+    from consumer.worker.wiring import dead_letter_store
+
     async with contextlib.AsyncExitStack() as stack:
         yield await stack.enter_async_context(
             dead_letter_store(config, LazyCredential(config, stack))
@@ -83,6 +116,15 @@ async def show_letter(config: Config, letter_id: str) -> int:
 async def replay_letters(config: Config, ids: Sequence[str]) -> int:
     """Re-drive the named entries (all of them when ``ids`` is empty); 1 if any failed again
     or was kept, an entry that cannot be read included (it stays for a person to look at)."""
+
+    import structlog
+
+    from consumer.credentials import LazyCredential
+    from consumer.rulefiles import load_rule_files
+    from consumer.worker.handler import Handler
+    from consumer.worker.metrics import Metrics
+    from consumer.worker.wiring import dead_letter_store, open_actions
+
     log = structlog.get_logger("mlevents.replay")
     table = load_rule_files(config.rules.files).table
     failed = 0
@@ -140,6 +182,8 @@ async def _chosen(
 
 def received(letter: DeadLetter) -> Received:
     """The message a dead letter was made from."""
+    from consumer.worker.handler import Received
+
     return Received(
         partition=letter.partition,
         body=letter.body,
@@ -152,6 +196,9 @@ def received(letter: DeadLetter) -> Received:
 
 def _still_planned(table: RuleTable, letter: DeadLetter, only: tuple[str, int]) -> bool:
     """Whether the current rules still plan the letter's action for its event."""
+
+    from rules import DecodeError, decode_body, plan
+
     try:
         events = decode_body(letter.body)
     except DecodeError:

@@ -10,27 +10,29 @@ events without their checkpoints, would make the worker skip or repeat work.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import dataclasses
 import shutil
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-import structlog
-from aiohttp import web
 
-from consumer.actions import action_type
-from consumer.config import CheckpointConfig, Config, EventHubConfig, StoreConfig
+from consumer.config import CheckpointConfig, Config, EventHubConfig, StoreConfig, load_config
 from consumer.eventfiles import read_event_files
-from consumer.worker.lifecycle import Worker
-from consumer.worker.wiring import build, install_signals
-from emulator import Emulator, HubSpec
-from emulator.replay import SendTarget, send_records
-from rules import Decision
 
-SAMPLES = Path(__file__).parents[1] / "examples" / "events"
+if TYPE_CHECKING:
+    import structlog
+    from aiohttp import web
+
+    from consumer.worker.lifecycle import Worker
+    from rules import Decision
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+SAMPLES = EXAMPLES / "events"
 SINK_PORT = 8099
 """Where the example rules' webhook points (``http://127.0.0.1:8099/teams``)."""
 
@@ -72,6 +74,9 @@ class NoAzure:
         self._log = log
 
     async def __call__(self, decision: Decision) -> str:
+
+        from consumer.actions import action_type
+
         kind = action_type(decision)
         self._log.warning(
             "dev.azure_action_not_taken",
@@ -101,6 +106,13 @@ async def run_dev(
     port: int = 5672,
 ) -> int:
     """Run emulator, sink and worker; publish ``samples``; stop on a signal (or when idle)."""
+
+    import structlog
+
+    from consumer.commands.send import SendTarget, send_records
+    from consumer.worker.wiring import build, install_signals
+    from emulator import Emulator, HubSpec
+
     log = structlog.get_logger("mlevents.dev")
     prepare_state(state, fresh=fresh)
     hub = config.eventhub.name if config.eventhub and config.eventhub.name else "mlevents"
@@ -151,6 +163,7 @@ async def _until_done(
 @contextlib.asynccontextmanager
 async def _sink(log: structlog.typing.FilteringBoundLogger) -> AsyncIterator[None]:
     """An HTTP endpoint for the example webhook, logging what it receives."""
+    from aiohttp import web
 
     async def receive(request: web.Request) -> web.Response:
         body = await request.read()
@@ -169,3 +182,47 @@ async def _sink(log: structlog.typing.FilteringBoundLogger) -> AsyncIterator[Non
         yield
     finally:
         await runner.cleanup()
+
+
+def add_parser(commands: Any) -> None:
+    """Add ``dev``."""
+    dev = commands.add_parser(
+        "dev", help="local mode: emulator, worker and the sample events, no Azure needed"
+    )
+    dev.add_argument("--config", metavar="PATH", help="config.toml (default: ./config.toml, "
+                     "else the shipped example rules)")  # fmt: skip
+    dev.add_argument(
+        "--state",
+        metavar="DIR",
+        default=".mlevents/dev",
+        help="emulator data and checkpoints, kept or wiped together",
+    )
+    dev.add_argument("--fresh", action="store_true", help="wipe the state first")
+    dev.add_argument("--port", type=int, default=5672, help="the emulator's AMQP port")
+    dev.add_argument(
+        "--exit-when-done", action="store_true", help="stop once the sample events are processed"
+    )
+    dev.set_defaults(func=_dev)
+
+
+def _dev(args: argparse.Namespace) -> int:
+
+    from consumer.commands.run import run_fast
+    from consumer.logs import configure_logging
+
+    config_path = Path(args.config or "config.toml")
+    if not args.config and not config_path.is_file():
+        config_path = EXAMPLES / "dev.toml"
+    config = load_config(config_path, offline=True)
+    configure_logging(config.logging.format, config.logging.level)
+    samples = sorted(SAMPLES.glob("*.json"))
+    return run_fast(
+        run_dev(
+            config,
+            state=Path(args.state),
+            fresh=args.fresh,
+            samples=samples,
+            exit_when_idle=args.exit_when_done,
+            port=args.port,
+        )
+    )

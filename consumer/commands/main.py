@@ -1,44 +1,37 @@
-"""The ``mlevents`` command line.
+"""``mlevents``: react to Azure Machine Learning events from an Event Hub.
 
 Offline commands work on files and need no Azure: ``match`` (which rules each recorded
 event matches), ``explain`` (why one rule matched one event or not), ``test`` (rule tests
 with coverage and JUnit output) and ``lint`` (validate rule files, print warnings).
 With no rules given, ``test`` runs the example rule table and tests shipped with mlevents.
-``emulator`` serves a local Event Hubs and ``send`` publishes event files to a hub.
+``run`` is the worker; ``dev`` runs it with the emulator and the sample events; ``status``,
+``deadletter`` and ``record`` look at a running deployment; ``emulator`` serves a local
+Event Hubs and ``send`` publishes event files to a hub.
 
-Exit codes: 0 success; 1 a test failed or an event did not decode; 2 usage, config or
-rules errors, and a store (checkpoints, dead letters, ledger) that cannot be opened at start.
+Exit codes (``consumer.errors``): 0 success; 1 a test failed or an event did not decode;
+2 usage, config or rules errors, and a store (checkpoints, dead letters, ledger) that cannot
+be opened at start; 130 the worker was stopped before it had drained.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import json
 import os
-import re
 import sys
-import time
-import tomllib
-from collections.abc import Callable, Coroutine, Iterator, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
-import msgspec
+from consumer.commands import deadletter, dev, record, rules, run, send, status
+from consumer.errors import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CaseFileError,
+    ConfigError,
+    DeadLetterError,
+    StoreError,
+)
+from emulator.cli import add_emulator_parser
 
-from consumer.commands.record import add_record_parser
-from consumer.commands.status import add_status_parser
-from consumer.config import environment_secrets, load_config
-from consumer.errors import CaseFileError, ConfigError, DeadLetterError, EventFileError, StoreError
-from consumer.eventfiles import read_event_files
-from consumer.rulefiles import load_rule_files
-from consumer.ruletests import CaseResult, JUnitReport, Tally, iter_cases, run_case
-from emulator.cli import add_emulator_parser, add_send_parser
-from rules import DecodeError, Event, RuleTable, RuleTableError, decode_body
-
-EXAMPLES = Path(__file__).parents[1] / "examples"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DESCRIPTION = "React to Azure Machine Learning events from an Event Hub."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,416 +39,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        _split_rules(args)
+        rules.split_rules(args)
         code: int = args.func(args)
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly. Point stdout at /dev/null so the
         # interpreter's own flush at exit does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except (ConfigError, CaseFileError, DeadLetterError, StoreError) as exc:
-        print(f"mlevents: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except RuleTableError as exc:
+    except Exception as exc:
+        if not isinstance(exc, _usage_errors()):
+            raise
         print(f"mlevents: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return code
 
 
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """The errors that mean bad input (exit code 2, one line). The rule engine is imported
+    here, once something failed, so that building the parser does not load it."""
+    from rules import RuleTableError
+
+    return (ConfigError, CaseFileError, DeadLetterError, StoreError, RuleTableError)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlevents", description=__doc__.splitlines()[0])
+    """Every command's options. Each module adds its own; none imports an Azure SDK, the
+    worker or the emulator's server before its command runs."""
+    parser = argparse.ArgumentParser(prog="mlevents", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    match = commands.add_parser("match", help="print the rules each recorded event matches")
-    _rules_options(match)
-    match.add_argument("--format", choices=("text", "jsonl"), default="text")
-    match.add_argument(
-        "events",
-        nargs="*",
-        metavar="EVENTS",
-        help="event files (.json, .jsonl, Capture .avro, - for stdin)",
-    )
-    match.set_defaults(func=_match)
-
-    explain = commands.add_parser("explain", help="show why a rule matched an event or not")
-    _rules_options(explain)
-    explain.add_argument("--rule", required=True, help="name of the rule to explain")
-    explain.add_argument("event", nargs="?", metavar="EVENT", help="an event file")
-    explain.set_defaults(func=_explain)
-
-    test = commands.add_parser("test", help="run rule tests (the shipped examples by default)")
-    _rules_options(test)
-    test.add_argument("cases", nargs="*", metavar="CASES", help="rule-test files")
-    test.add_argument("--junit-xml", metavar="PATH", help="also write a JUnit XML report")
-    test.set_defaults(func=_test)
-
-    lint = commands.add_parser("lint", help="validate rule files and print their warnings")
-    _rules_options(lint)
-    lint.add_argument(
-        "--env",
-        action="store_true",
-        help="also check that the secrets the rules name (secret_env) are set in the environment",
-    )
-    lint.set_defaults(func=_lint)
-
-    run = commands.add_parser("run", help="run the worker (Event Hubs intake, rules, actions)")
-    run.add_argument("--config", required=True, metavar="PATH", help="config.toml")
-    run.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="shadow mode: decode and match, log the actions instead of taking them",
-    )
-    run.set_defaults(func=_run)
-
-    dev = commands.add_parser(
-        "dev", help="local mode: emulator, worker and the sample events, no Azure needed"
-    )
-    dev.add_argument("--config", metavar="PATH", help="config.toml (default: ./config.toml, "
-                     "else the shipped example rules)")  # fmt: skip
-    dev.add_argument(
-        "--state",
-        metavar="DIR",
-        default=".mlevents/dev",
-        help="emulator data and checkpoints, kept or wiped together",
-    )
-    dev.add_argument("--fresh", action="store_true", help="wipe the state first")
-    dev.add_argument("--port", type=int, default=5672, help="the emulator's AMQP port")
-    dev.add_argument(
-        "--exit-when-done", action="store_true", help="stop once the sample events are processed"
-    )
-    dev.set_defaults(func=_dev)
-
-    deadletter = commands.add_parser("deadletter", help="inspect and replay dead letters")
-    deadletter.add_argument("--config", required=True, metavar="PATH", help="config.toml")
-    actions = deadletter.add_subparsers(dest="deadletter_command", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="one line per dead letter, oldest first")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    show = actions.add_parser("show", help="one dead letter in full")
-    show.add_argument("id")
-    replay = actions.add_parser("replay", help="re-drive dead letters through the current rules")
-    replay.add_argument("ids", nargs="*", metavar="ID", help="entries to replay (default: all)")
-    deadletter.set_defaults(func=_deadletter)
-
+    rules.add_parsers(commands)
+    run.add_parser(commands)
+    dev.add_parser(commands)
+    deadletter.add_parser(commands)
     add_emulator_parser(commands)
-    add_send_parser(commands)
-    add_status_parser(commands)
-    add_record_parser(commands)
+    send.add_parser(commands)
+    status.add_parser(commands)
+    record.add_parser(commands)
     return parser
-
-
-def _split_rules(args: argparse.Namespace) -> None:
-    """Give back to the positionals what ``--rules FILE...`` swallowed after the rule files.
-
-    ``--rules a.toml b.toml events.jsonl`` is ambiguous to argparse; the contents are not:
-    a rules document has a top-level ``rules`` list, an event or cases file has not.
-    """
-    rules = getattr(args, "rules", None)
-    positional = next((n for n in ("events", "cases", "event") if hasattr(args, n)), None)
-    if not rules or positional is None:
-        return
-    split = next((i for i, path in enumerate(rules) if i and not _is_rules_file(path)), len(rules))
-    args.rules, moved = rules[:split], rules[split:]
-    current = getattr(args, positional)
-    if positional == "event":
-        if moved and current is None:
-            args.event, moved = moved[0], moved[1:]
-        if moved:
-            raise ConfigError(f"explain takes one EVENT file; also got {', '.join(moved)}")
-    else:
-        setattr(args, positional, [*moved, *current])
-
-
-_TOML_TABLE = re.compile(r"(?m)^\s*(?:\[\[\s*(\w+)\s*\]\]|(\w+)\s*=\s*\[)")
-"""The first top-level array of a TOML document: ``[[rules]]`` or ``rules = [``."""
-
-
-def _is_rules_file(path: str) -> bool:
-    """Whether ``path`` holds a rules document. Event files (JSON Lines, Capture) never do,
-    and are not read here: they may be a day of traffic."""
-    lowered = path.lower()
-    if path == "-" or lowered.endswith((".jsonl", ".avro")):
-        return False
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-        if not lowered.endswith(".json"):
-            first = _TOML_TABLE.search(text)  # a cases file need not be parsed twice
-            if first is not None and "rules" not in first.groups():
-                return False
-        document = json.loads(text) if lowered.endswith(".json") else tomllib.loads(text)
-    except (OSError, UnicodeDecodeError):
-        return True  # reported as an unreadable rules file, where it was written
-    except ValueError:
-        return not lowered.endswith(".json")
-    return isinstance(document, dict) and "rules" in document
-
-
-def _rules_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rules", nargs="+", metavar="FILE", help="rule files (TOML or JSON)")
-    parser.add_argument("--config", metavar="PATH", help="take rule files from this config.toml")
-
-
-def _rule_paths(args: argparse.Namespace, *, default: Sequence[Path] = ()) -> list[str]:
-    if args.rules:
-        return list(args.rules)
-    if args.config:
-        return [str(p) for p in load_config(args.config, offline=True).rules.files]
-    if default:
-        return [str(p) for p in default]
-    raise ConfigError("no rules: give --rules FILE... or --config config.toml")
-
-
-def _load(args: argparse.Namespace, *, default: Sequence[Path] = ()) -> RuleTable:
-    loaded = load_rule_files(_rule_paths(args, default=default))
-    for warning in loaded.warnings:
-        print(f"warning: {warning.message_at()}", file=sys.stderr)
-    return loaded.table
-
-
-class _Events:
-    """The decoded events of files, read one record at a time (so a day of Capture files
-    takes no more memory than one message); bad records go to stderr and are counted."""
-
-    def __init__(self, paths: Sequence[str]) -> None:
-        self.paths = paths
-        self.records = 0
-        self.errors = 0
-
-    def __iter__(self) -> Iterator[tuple[str, Event]]:
-        for path in self.paths:
-            try:
-                for record in read_event_files([path]):
-                    self.records += 1
-                    try:
-                        events = decode_body(record.body)
-                    except DecodeError as exc:
-                        self.errors += 1
-                        print(f"{record.where}: {exc}", file=sys.stderr)
-                        continue
-                    for event in events:
-                        yield record.where, event
-            except EventFileError as exc:
-                self.errors += 1
-                print(str(exc), file=sys.stderr)
-
-
-class _Progress:
-    """A line on stderr, when it is a terminal, for runs longer than ``AFTER_S``: how many
-    records (or cases) are done, their rate and the errors (or failures) so far, redrawn
-    about once a second. ``counts`` gives the two numbers and ``names`` what they count."""
-
-    AFTER_S = 2.0
-
-    def __init__(
-        self,
-        counts: Callable[[], tuple[int, int]],
-        names: tuple[str, str] = ("records", "errors"),
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._counts, self._names, self._clock = counts, names, clock
-        self._started = clock()
-        self._next = self._started + self.AFTER_S
-        self._shown = False
-        self._on = sys.stderr.isatty()
-
-    def tick(self) -> None:
-        if not self._on or self._clock() < self._next:
-            return
-        now = self._clock()
-        self._next = now + 1.0
-        (done, errors), (what, bad) = self._counts(), self._names
-        rate = done / (now - self._started)
-        sys.stderr.write(f"\r{done:,} {what}, {rate:,.0f}/s, {errors} {bad}")
-        sys.stderr.flush()
-        self._shown = True
-
-    def done(self) -> None:
-        if self._shown:
-            sys.stderr.write("\n")
-
-
-_line_encoder = msgspec.json.Encoder()
-FLUSH_EVERY = 512
-"""Lines buffered before a write (and a look at the clock for the progress line)."""
-
-
-class _Output:
-    """Lines for standard output, written in blocks of ``every`` (the progress line is
-    redrawn between blocks). Leaving the ``with`` block writes what is left, also when an
-    error stops the run (so the lines before it are out), unless the reader went away."""
-
-    def __init__(self, progress: _Progress, every: int = FLUSH_EVERY) -> None:
-        self._out = sys.stdout.buffer
-        self._progress, self._every = progress, every
-        self._lines: list[bytes] = []
-
-    def __enter__(self) -> _Output:
-        return self
-
-    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
-        if not isinstance(error, BrokenPipeError):
-            self._flush()
-        self._progress.done()
-
-    def line(self, line: bytes) -> None:
-        self._lines.append(line)
-        if len(self._lines) >= self._every:
-            self._flush()
-            self._progress.tick()
-
-    def _flush(self) -> None:
-        self._out.write(b"".join(self._lines))
-        self._out.flush()
-        self._lines.clear()
-
-
-def _match(args: argparse.Namespace) -> int:
-    if not args.events:
-        raise ConfigError("match needs EVENTS: event files, or - for standard input")
-    table = _load(args)
-    events = _Events(args.events)
-    progress = _Progress(lambda: (events.records, events.errors))
-    # Standard input may be a live stream (``tail -f``, ``mlevents record``): each line goes
-    # out as its record is read. Files are written in blocks of lines.
-    with _Output(progress, every=1 if "-" in args.events else FLUSH_EVERY) as output:
-        for _where, event in events:
-            output.line(_match_line(args.format, event, [r.name for r in table.match(event)]))
-    return EXIT_FAILED if events.errors else EXIT_OK
-
-
-def _match_line(fmt: str, event: Event, names: list[str]) -> bytes:
-    if fmt == "jsonl":
-        line = {"id": event.id, "type": event.type, "subject": event.subject, "matched": names}
-        return _line_encoder.encode(line) + b"\n"
-    matched = ", ".join(names) if names else "(no rule)"
-    return f"{event.id}  {event.type}  {event.subject}  -> {matched}\n".encode()
-
-
-def _explain(args: argparse.Namespace) -> int:
-    if args.event is None:
-        raise ConfigError("explain needs an EVENT file")
-    table = _load(args)
-    try:
-        rule = table.rule(args.rule)
-    except KeyError:
-        known = ", ".join(r.name for r in table.rules)
-        raise ConfigError(f"no rule named {args.rule!r}; the rules are: {known}") from None
-    events = _Events([args.event])
-    for where, event in events:
-        explanation = rule.filter.explain(event)
-        verdict = "MATCHES" if explanation.matched else "DOES NOT MATCH"
-        print(f"rule {rule.name!r} {verdict} event {event.id} ({event.type}) from {where}")
-        for check in explanation.checks:
-            print(f"  {'pass' if check.passed else 'FAIL'}  {check.part}: {check.detail}")
-    return EXIT_FAILED if events.errors else EXIT_OK
-
-
-def _test(args: argparse.Namespace) -> int:
-    embedded = not (args.rules or args.config or args.cases)
-    table = _load(args, default=[EXAMPLES / "rules.toml"] if embedded else ())
-    case_paths = [Path(p) for p in args.cases]
-    if not case_paths and args.config:
-        case_paths = list(load_config(args.config, offline=True).rules.tests)
-    if embedded:
-        case_paths = [EXAMPLES / "rules.test.toml"]
-    if not case_paths:
-        raise ConfigError("no rule tests: give CASES files (or rules.tests in config.toml)")
-    tally = Tally()
-    with contextlib.ExitStack() as stack:
-        report = stack.enter_context(JUnitReport(Path(args.junit_xml))) if args.junit_xml else None
-        progress = _Progress(lambda: (tally.cases, tally.failed), ("cases", "failed"))
-        # Each case is read, run and let go before the next: its line waits at most for a
-        # block of lines, and the report is on disk.
-        with _Output(progress) as output:
-            for path in case_paths:
-                for case in iter_cases(path):
-                    result = run_case(table, case)
-                    tally.add(result)
-                    if report is not None:
-                        report.add(result)
-                    output.line(_case_line(result))
-        missing = tally.uncovered(table)
-        if missing:
-            print(f"rules no case matched: {', '.join(missing)}")
-        print(
-            f"{tally.cases} cases, {tally.cases - tally.failed} passed, {tally.failed} failed; "
-            f"{len(table) - len(missing)}/{len(table)} rules covered"
-        )
-        if report is not None:
-            report.finish(missing)
-    return EXIT_FAILED if tally.failed else EXIT_OK
-
-
-def _case_line(result: CaseResult) -> bytes:
-    if result.failure is None:
-        return f"pass  {result.case.name}\n".encode()
-    return f"FAIL  {result.case.name}: {result.failure}\n".encode()
-
-
-def _run(args: argparse.Namespace) -> int:
-    from consumer.logs import configure_logging
-    from consumer.worker.wiring import run
-
-    config = load_config(args.config)
-    configure_logging(config.logging.format, config.logging.level)
-    return run_fast(run(config, dry_run=args.dry_run))
-
-
-def run_fast(main: Coroutine[Any, Any, int]) -> int:
-    """Run the worker's coroutine on uvloop, or on the standard event loop where uvloop is
-    not installed (Windows). uvloop's loop costs the SDK's receive path less per event."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
-
-
-def _dev(args: argparse.Namespace) -> int:
-    from consumer.commands.dev import SAMPLES, run_dev
-    from consumer.logs import configure_logging
-
-    config_path = Path(args.config or "config.toml")
-    if not args.config and not config_path.is_file():
-        config_path = EXAMPLES / "dev.toml"
-    config = load_config(config_path, offline=True)
-    configure_logging(config.logging.format, config.logging.level)
-    samples = sorted(SAMPLES.glob("*.json"))
-    return run_fast(
-        run_dev(
-            config,
-            state=Path(args.state),
-            fresh=args.fresh,
-            samples=samples,
-            exit_when_idle=args.exit_when_done,
-            port=args.port,
-        )
-    )
-
-
-def _deadletter(args: argparse.Namespace) -> int:
-    from consumer.commands.deadletter import list_letters, replay_letters, show_letter
-    from consumer.logs import configure_logging
-
-    # Replay carries out actions, so it needs their secrets; the event hub's it never does.
-    sections = ["deadletters"]
-    if args.deadletter_command == "replay":
-        sections += ["checkpoints", "ledger", "email"]
-    config = load_config(args.config, secrets_of=sections)
-    configure_logging(config.logging.format, config.logging.level)
-    if args.deadletter_command == "list":
-        return asyncio.run(list_letters(config, as_json=args.json))
-    if args.deadletter_command == "show":
-        return asyncio.run(show_letter(config, args.id))
-    return asyncio.run(replay_letters(config, args.ids))
-
-
-def _lint(args: argparse.Namespace) -> int:
-    # With --config, webhooks are checked against its [webhook] allowed_hosts, as at start.
-    hosts = load_config(args.config, offline=True).webhook.allowed_hosts if args.config else ()
-    secrets = environment_secrets() if args.env else None
-    loaded = load_rule_files(_rule_paths(args), secrets=secrets, allowed_hosts=hosts)
-    for warning in loaded.warnings:
-        print(f"warning: {warning.message_at()}")
-    print(f"{len(loaded.table)} rules, {len(loaded.warnings)} warning(s)")
-    return EXIT_OK

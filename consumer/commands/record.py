@@ -53,9 +53,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import fastavro
-from fastavro.write import Writer
-
 from consumer.config import environment_secret
 from consumer.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, RecordError
 from consumer.eventfiles import PARTITION_ID
@@ -100,7 +97,7 @@ class Recording:
     seconds: float | None = None
 
 
-def add_record_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``record``: write a hub's live events into a Capture ``.avro`` file."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "record",
@@ -233,6 +230,8 @@ async def record(recording: Recording) -> int:
     """
     from azure.eventhub.aio import EventHubConsumerClient
     from azure.eventhub.exceptions import EventHubError
+    from fastavro import parse_schema
+    from fastavro.write import Writer
 
     client = EventHubConsumerClient.from_connection_string(
         recording.connection_string,
@@ -254,7 +253,7 @@ async def record(recording: Recording) -> int:
         except OSError as exc:
             raise ConfigError(f"--out: cannot write {recording.out}: {exc.strerror}") from None
         with handle:
-            recorder = _Recorder(Writer(handle, fastavro.parse_schema(CAPTURE_SCHEMA)))
+            recorder = _Recorder(Writer(handle, parse_schema(CAPTURE_SCHEMA)))
             try:
                 await recorder.run(client, recording)
             except EventHubError as exc:

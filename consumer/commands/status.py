@@ -62,17 +62,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.exceptions import AzureError, ResourceNotFoundError
-
 from consumer.config import Config, EventHubConfig, StoreConfig, load_config
-from consumer.credentials import Credential, LazyCredential
 from consumer.errors import EXIT_OK, EXIT_USAGE, ConfigError, DeadLetterError, StatusError
-from consumer.stores.blob import container_client, describe_error
-from consumer.stores.deadletters import BLOB_PREFIX, DirectoryDeadLetterStore
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+
+    from consumer.credentials import Credential
 
 INT64_MAX = 2**63 - 1
 KEDA_THRESHOLD = 64
@@ -392,7 +391,7 @@ def _duration(seconds: float) -> str:
 # --- the I/O part ------------------------------------------------------------------------
 
 
-def add_status_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``status``: owners, checkpoints, lag and dead letters of the configured hub."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "status", help="per partition: owner, checkpoint and lag as KEDA counts it"
@@ -465,6 +464,9 @@ async def read_status(
         ConfigError: the config has no [eventhub] section.
         StatusError: the hub or a store could not be read.
     """
+
+    from consumer.credentials import LazyCredential
+
     hub = config.eventhub
     if hub is None:
         raise ConfigError(f"{config.path}: eventhub: status needs an [eventhub] section")
@@ -505,7 +507,9 @@ async def _read_hub(
     config: EventHubConfig, credential: Credential
 ) -> tuple[str, str, list[PartitionProperties]]:
     """(namespace, hub name, each partition's properties), with management calls only."""
-    from azure.eventhub.aio import EventHubConsumerClient  # loaded only for this command
+    from azure.eventhub.aio import EventHubConsumerClient
+
+    from consumer.stores.blob import describe_error
 
     namespace = namespace_of(config)
     where = f"event hub {config.name or '(from the connection string)'} at {namespace or '?'}"
@@ -594,7 +598,11 @@ async def _read_blobs(
     """Ownership through the SDK's ``BlobCheckpointStore``; checkpoints from a listing of the
     same blobs it writes (its ``list_checkpoints`` leaves out when they were written). A
     missing container reads as empty, as KEDA takes it for no checkpoint."""
+
+    from azure.core.exceptions import ResourceNotFoundError
     from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
+
+    from consumer.stores.blob import container_client, describe_error
 
     container = store.container or ""
     try:
@@ -651,6 +659,12 @@ def _owners(records: Iterable[Mapping[str, Any]]) -> dict[str, Owner]:
 
 async def _count_dead_letters(config: Config, credential: Credential) -> int:
     """How many dead letters there are; a missing folder or container holds none."""
+
+    from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+    from consumer.stores.blob import container_client, describe_error
+    from consumer.stores.deadletters import BLOB_PREFIX, DirectoryDeadLetterStore
+
     store = config.deadletters
     if store.kind == "local":
         path = config.local_path(store, "deadletters")

@@ -17,7 +17,9 @@ import fastavro
 import pytest
 import uvloop
 
-from consumer.commands.main import EXAMPLES, _Progress, main, run_fast
+from consumer.commands.main import main
+from consumer.commands.rules import EXAMPLES, _Progress
+from consumer.commands.run import run_fast
 
 from ..factories import event_json
 

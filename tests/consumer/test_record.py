@@ -20,8 +20,9 @@ from azure.eventhub import EventData, EventDataBatch
 from azure.eventhub.aio import EventHubProducerClient
 from fastavro.schema import to_parsing_canonical_form
 
-from consumer.commands.main import EXAMPLES, main
+from consumer.commands.main import main
 from consumer.commands.record import avro_value, capture_time
+from consumer.commands.rules import EXAMPLES
 from consumer.eventfiles import EventRecord, read_event_file
 from emulator import Emulator, HubSpec
 

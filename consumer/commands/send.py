@@ -8,15 +8,58 @@ Application properties go along with each body.
 
 from __future__ import annotations
 
+import argparse
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from azure.eventhub import EventData, EventHubProducerClient
-from azure.eventhub.exceptions import EventHubError
+from consumer.errors import EXIT_FAILED, EXIT_OK, EventFileError
+from consumer.eventfiles import PARTITION_ID, EventRecord, read_event_files
 
-from consumer.errors import EventFileError
-from consumer.eventfiles import PARTITION_ID, EventRecord
+
+def add_parser(commands: Any) -> None:
+    """Add ``send``: publish recorded event files with the SDK's producer."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "send", help="publish recorded event files to an Event Hub (or the emulator)"
+    )
+    parser.add_argument("--connection-string", required=True)
+    parser.add_argument("--eventhub", help="hub name, if the connection string has no EntityPath")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--partition", help="send every event to this partition id")
+    where.add_argument("--partition-key", help="send every event with this partition key")
+    where.add_argument(
+        "--keep-partitions",
+        action="store_true",
+        help="send each event to the partition it was recorded from (mlevents record files)",
+    )
+    parser.add_argument(
+        "events",
+        nargs="+",
+        metavar="EVENTS",
+        help="event files (.json, .jsonl, Capture .avro, - for stdin)",
+    )
+    parser.set_defaults(func=run_send)
+
+
+def run_send(args: argparse.Namespace) -> int:
+    """Send the event files; return the exit code."""
+    from azure.eventhub.exceptions import EventHubError
+
+    target = SendTarget(
+        connection_string=args.connection_string,
+        eventhub=args.eventhub,
+        partition_id=args.partition,
+        partition_key=args.partition_key,
+        keep_partitions=args.keep_partitions,
+    )
+    try:
+        sent = send_records(target, read_event_files(args.events))
+    except (EventFileError, EventHubError, ValueError) as exc:
+        print(f"mlevents send: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"sent {sent} events")
+    return EXIT_OK
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,6 +82,9 @@ def send_records(target: SendTarget, records: Iterable[EventRecord]) -> int:
         consumer.errors.EventFileError: a record could not be read, or has no partition
             and ``keep_partitions`` is set.
     """
+    from azure.eventhub import EventData, EventHubProducerClient
+    from azure.eventhub.exceptions import EventHubError
+
     producer = EventHubProducerClient.from_connection_string(
         target.connection_string, eventhub_name=target.eventhub
     )
