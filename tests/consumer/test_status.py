@@ -24,20 +24,22 @@ from azure.storage.blob.aio import ContainerClient
 
 from consumer.commands.status import (
     HEADINGS,
-    INT64_MAX,
     Checkpoint,
-    KedaSettings,
     Owner,
-    PartitionProperties,
     build_status,
-    keda_metric,
-    keda_partition_lag,
-    keda_replicas,
-    keda_total,
     read_status,
     render_text,
 )
 from consumer.config import load_config
+from consumer.keda import (
+    INT64_MAX,
+    KedaSettings,
+    PartitionProperties,
+    keda_metric,
+    keda_partition_lag,
+    keda_replicas,
+    keda_total,
+)
 from consumer.stores.checkpoints import SqliteCheckpointStore
 from consumer.stores.deadletters import DeadLetter, DirectoryDeadLetterStore
 from emulator import Emulator
