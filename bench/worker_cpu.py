@@ -58,7 +58,7 @@ from emulator import Emulator, HubSpec
 from rules import Event, Rule, RuleSource, RuleTable, decode_body, load_table
 
 EVENTS = 25_000
-PREFETCH = 300
+PREFETCH = EventHubConfig().prefetch
 REPEATS = 3
 GROUP = "$Default"
 

@@ -53,6 +53,7 @@ from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
 
 from bench.decode_match import EXAMPLES, rule_table
 from consumer.commands.run import run_fast
+from consumer.config import EventHubConfig
 from consumer.worker.intake import BATCH_SIZE, MAX_WAIT_S
 from emulator import Emulator, HubSpec
 from rules import RuleSource, load_table
@@ -60,9 +61,9 @@ from rules import RuleSource, load_table
 EVENTS = 100_000
 PARTITIONS = 4
 RULES = 100
-PREFETCH = 300
-LOAD_BALANCING_S = 10
-OWNERSHIP_EXPIRATION_S = 60
+PREFETCH = EventHubConfig().prefetch
+LOAD_BALANCING_S = EventHubConfig().load_balancing_interval_s
+OWNERSHIP_EXPIRATION_S = EventHubConfig().ownership_expiration_s
 """The worker's config and the bare client alike."""
 HUB = "bench"
 WORKER_GROUP = "worker"
@@ -186,9 +187,7 @@ def write_config(folder: Path, http_port: int) -> Path:
         f"prefetch = {PREFETCH}\nload_balancing_interval_s = {LOAD_BALANCING_S}\n"
         f"ownership_expiration_s = {OWNERSHIP_EXPIRATION_S}\n"
         f'[checkpoints]\nstore = "local"\npath = "{folder / "checkpoints.sqlite3"}"\n'
-        "every_events = 100\nevery_s = 5\n"
         f'[deadletters]\nstore = "local"\npath = "{folder / "deadletters"}"\n'
-        "[processing]\nmax_in_flight = 64\ndrain_deadline_s = 20\ndry_run = false\n"
         f'[http]\nhost = "127.0.0.1"\nport = {http_port}\n'
         f'[logging]\nformat = "json"\nlevel = "{WORKER_LOG_LEVEL}"\n',
         encoding="utf-8",

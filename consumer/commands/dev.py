@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import shutil
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -44,7 +43,7 @@ def dev_config(config: Config, state: Path, connection_string: str) -> Config:
         name=hub, connection_string=connection_string, starting_position="earliest",
         load_balancing_interval_s=2, ownership_expiration_s=10,
     )  # fmt: skip
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         config,
         eventhub=eventhub,
         checkpoints=CheckpointConfig(
@@ -54,12 +53,12 @@ def dev_config(config: Config, state: Path, connection_string: str) -> Config:
         ),
         deadletters=StoreConfig(kind="local", path=state / "deadletters"),
         # The ledger remembers what was done for these very events: it goes with them.
-        ledger=dataclasses.replace(
+        ledger=msgspec.structs.replace(
             config.ledger,
             store=StoreConfig(kind="local", path=state / "ledger.sqlite3"),
             lease_s=30.0,
         ),
-        email=dataclasses.replace(config.email, transport="files", directory=state / "outbox"),
+        email=msgspec.structs.replace(config.email, transport="files", directory=state / "outbox"),
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from consumer.config import CheckpointConfig, ProcessingConfig, StoreConfig
 from consumer.worker.handler import Received
 from consumer.worker.progress import PartitionProgress
 
@@ -39,12 +40,13 @@ class PartitionMetrics(Protocol):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Cadence:
-    """When to write checkpoints and how much work may run at once."""
+    """When to write checkpoints and how much work may run at once (by default, as the
+    config's defaults say)."""
 
-    max_in_flight: int = 64
-    every_events: int = 100
-    every_s: float = 5.0
-    checkpoint_timeout_s: float = 10.0
+    max_in_flight: int = ProcessingConfig().max_in_flight
+    every_events: int = CheckpointConfig().every_events
+    every_s: float = CheckpointConfig().every_s
+    checkpoint_timeout_s: float = StoreConfig().timeout_s
     """A checkpoint write slower than this counts as failed (storage outage); the next
     flush tries again, and shutdown is not held by a store that does not answer."""
     max_behind: int = 10_000

@@ -14,6 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from consumer.actions.http import client_session
+from consumer.config import ProcessingConfig
 from consumer.worker.metrics import Metrics
 
 from ..emulator.peers import free_port
@@ -182,7 +183,7 @@ def worker_config(
     deadletters: str = 'store = "local"\npath = "state/deadletters"\n',
     every_events: int = 50,
     every_s: float = 0.5,
-    max_in_flight: int = 64,
+    max_in_flight: int = ProcessingConfig().max_in_flight,
     drain_deadline_s: float = 5,
     starting_position: str = "earliest",
     load_balancing_interval_s: float = 1,

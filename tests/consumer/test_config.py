@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
-from consumer.config import WebhookConfig, load_config
+from consumer.config import (
+    CheckpointConfig,
+    EventHubConfig,
+    HttpConfig,
+    ProcessingConfig,
+    WebhookConfig,
+    load_config,
+)
 from consumer.errors import ConfigError
 
 
@@ -25,7 +32,7 @@ def test_paths_are_relative_to_the_file_and_config_is_frozen(tmp_path: Path) -> 
     config = load_config(_write(tmp_path, '[rules]\nfiles = ["r.toml"]\n'), {})
     assert config.rules.files == ((tmp_path / "r.toml").resolve(),)
     assert config.logging.format == "auto"
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         config.rules = config.rules  # type: ignore[misc]
 
 
@@ -194,8 +201,8 @@ def test_every_numeric_key_has_bounds(tmp_path: Path) -> None:
     )
     numeric = {
         (section.name, key)
-        for section in dataclasses.fields(config)
-        if dataclasses.is_dataclass(value := getattr(config, section.name))
+        for section in msgspec.structs.fields(config)
+        if isinstance(value := getattr(config, section.name), msgspec.Struct)
         for key, number in _numbers(value)
     }
     assert numeric == {(section, key) for section, key, *_ in BOUNDS}
@@ -204,9 +211,9 @@ def test_every_numeric_key_has_bounds(tmp_path: Path) -> None:
 def _numbers(section: Any) -> list[tuple[str, object]]:
     """The numbers of a config section, its store's included (they share its keys)."""
     found = []
-    for key in dataclasses.fields(section):
+    for key in msgspec.structs.fields(section):
         value = getattr(section, key.name)
-        if key.name == "store" and dataclasses.is_dataclass(value):
+        if key.name == "store" and isinstance(value, msgspec.Struct):
             found += _numbers(value)
         elif type(value) in (int, float):
             found.append((key.name, value))
@@ -270,3 +277,97 @@ def test_the_example_config_documents_every_key() -> None:
         if f"[{section}]" not in text or not re.search(rf"(?m)^#? ?{key} = ", text)
     ]
     assert missing == []
+
+
+STORE_KEYS = "store, path, container, connection_string_env, account_url, timeout_s"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "rules.files: must be a non-empty list of paths"),
+        ('[rules]\nfiles = [1]\n', "rules.files: must be a non-empty list of paths"),
+        ('logging = 1\n[rules]\nfiles = ["r.toml"]\n', "logging: must be a table"),
+        ('[rules]\nfiles = ["r.toml"]\n[processing]\ndry_run = "yes"\n',
+         "processing.dry_run: must be true or false"),
+        ('[rules]\nfiles = ["r.toml"]\n[http]\nhost = 1\n', "http.host: must be a string"),
+        ('[rules]\nfiles = ["r.toml"]\n[checkpoints]\npath = 5\n',
+         "checkpoints.path: must be a string"),
+        ('[rules]\nfiles = ["r.toml"]\n[checkpoints]\ncontainer = 5\n',
+         "checkpoints.container: must be a string"),
+        ('[rules]\nfiles = ["r.toml"]\n[ledger]\nstore = "cloud"\n',
+         "ledger.store: 'cloud' is not one of blob, local"),
+        ('[rules]\nfiles = ["r.toml"]\n[eventhub]\nstarting_position = 2026-01-01T00:00:00Z\n',
+         "eventhub.starting_position: must be a string"),
+        ('[rules]\nfiles = ["r.toml"]\n[deadletters]\nevery_events = 1\n',
+         f"deadletters.every_events: unknown key; expected one of {STORE_KEYS}"),
+        ('[rules]\nfiles = ["r.toml"]\n[checkpoints]\nlease_s = 1\n',
+         f"checkpoints.lease_s: unknown key; expected one of {STORE_KEYS}, every_events, every_s"),
+        ('[rules]\nfiles = ["r.toml"]\n[email]\npassword = "hunter2"\n',
+         "email.password: unknown key; expected one of transport, directory, sender, host, port, "
+         "security, username_env, password_env, timeout_s, ca_file"),
+    ],
+)  # fmt: skip
+def test_type_errors_name_the_key_as_the_file_writes_it(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """A value of the wrong type names the file and the key as written: a store's keys sit
+    in [checkpoints] and [ledger] themselves; a secret's own name is no key (only *_env)."""
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    assert str(caught.value) == f"{path}: {message}"
+
+
+def test_a_value_from_the_environment_is_checked_as_the_key_it_overrides(
+    tmp_path: Path,
+) -> None:
+    path = _write(tmp_path, '[rules]\nfiles = ["r.toml"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {"MLEVENTS_LOG_FORMAT": "xml"})
+    assert str(caught.value) == f"{path}: logging.format: 'xml' is not one of auto, json, console"
+
+
+def test_an_empty_string_leaves_an_optional_key_out(tmp_path: Path) -> None:
+    """An empty path, ledger store, client id or variable name is as if it were not given."""
+    text = (
+        '[rules]\nfiles = ["r.toml"]\n[eventhub]\nname = "hub"\nconnection_string_env = ""\n'
+        'fully_qualified_namespace = "ns.servicebus.windows.net"\n'
+        '[checkpoints]\npath = ""\n[ledger]\nstore = ""\n[email]\ndirectory = ""\n'
+        '[azure]\nclient_id = ""\n'
+    )
+    config = load_config(_write(tmp_path, text), {})
+    assert config.eventhub is not None and config.eventhub.connection_string is None
+    state = (tmp_path / ".mlevents").resolve()
+    assert config.checkpoints.store.path == state / "checkpoints.sqlite3"
+    assert config.ledger.store.path == state / "ledger.sqlite3"
+    assert config.email.directory == state / "outbox"
+    assert config.azure.client_id is None
+
+
+def test_a_missing_table_takes_the_defaults_of_its_struct(tmp_path: Path) -> None:
+    """The defaults a section has in code are those a config without it loads with."""
+    text = '[rules]\nfiles = ["r.toml"]\n[eventhub]\nname = "hub"\nconnection_string_env = "CS"\n'
+    config = load_config(_write(tmp_path, text), {"CS": "Endpoint=sb://x/"})
+    assert config.processing == ProcessingConfig()
+    assert config.http == HttpConfig()
+    defaults = CheckpointConfig()
+    assert (config.checkpoints.every_events, config.checkpoints.every_s) == (
+        defaults.every_events,
+        defaults.every_s,
+    )
+    assert config.checkpoints.store.timeout_s == defaults.store.timeout_s
+    assert config.eventhub == EventHubConfig(name="hub", connection_string="Endpoint=sb://x/")
+
+
+def test_store_secrets_stay_out_of_repr_and_sections_are_frozen(tmp_path: Path) -> None:
+    text = (
+        '[rules]\nfiles = ["r.toml"]\n[checkpoints]\nstore = "blob"\ncontainer = "cp"\n'
+        'connection_string_env = "CP"\n'
+    )
+    config = load_config(_write(tmp_path, text), {"CP": "AccountKey=s3cret"})
+    assert config.checkpoints.store.connection_string == "AccountKey=s3cret"
+    assert config.ledger.store.connection_string == "AccountKey=s3cret"
+    assert "s3cret" not in repr(config)
+    with pytest.raises(AttributeError):
+        config.processing.max_in_flight = 1  # type: ignore[misc]
