@@ -23,18 +23,20 @@ from azure.eventhub.aio import EventHubProducerClient
 
 from consumer.stores.deadletters import DirectoryDeadLetterStore
 from emulator import Emulator
-
-from .armserver import ArmServer
-from .peers import Gate, WebhookReceiver, event_body, worker_config
-from .processes import PARTITIONS, Processes, exit_code, kill, unexplained, until
-from .smtppeers import SmtpServer
+from tests.support.arm import AZ_BIN, ArmServer
+from tests.support.factories import event_body
+from tests.support.gate import Gate
+from tests.support.processes import exit_code, kill
+from tests.support.smtp import SmtpServer
+from tests.support.waiting import until
+from tests.support.webhooks import WebhookReceiver
+from tests.support.workers import PARTITIONS, Processes, unexplained, worker_config
 
 EVENTS = 1_000
 KINDS = ("failed", "drift", "model", "failed2")
 TOPIC = (
     "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
 )
-BIN = Path(__file__).resolve().parent / "bin"
 FINDABLE = ("job", "pipeline run", "deployment")
 """The effects a worker looks up when their outcome is uncertain: never repeated."""
 REPEATABLE = {"email": "mail/0", "webhook": "mail/1"}
@@ -221,7 +223,7 @@ async def test_events_delivered_twice_act_exactly_once(
         config = config_file(tmp_path, hooks.url, smtp.port, arm)
         env = {
             "EVENTHUB_CONNECTION_STRING": emu.connection_string(),
-            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            "PATH": f"{AZ_BIN}{os.pathsep}{os.environ['PATH']}",
             "MLEVENTS_TEST_TOKEN": arm.token,
         }
         await send_bodies(emu.connection_string("hub"), per_partition)

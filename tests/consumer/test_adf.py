@@ -27,12 +27,18 @@ from consumer.stores.deadletters import DirectoryDeadLetterStore
 from consumer.worker.handler import Handler, Received
 from consumer.worker.metrics import Metrics
 from consumer.worker.retrying import RetryPolicy
-
-from ..emulator.peers import free_port
-from ..factories import make_table
-from .armserver import NO_IDENTITY, SAMPLES, TOKEN, ArmServer, FakeCredential, Fault, decision
-from .peers import action_session
-from .test_metrics import value
+from tests.support import SAMPLES
+from tests.support.arm import (
+    NO_IDENTITY,
+    TOKEN,
+    ArmServer,
+    FakeCredential,
+    Fault,
+    decision,
+)
+from tests.support.factories import action_session, make_table
+from tests.support.metrics import value
+from tests.support.ports import free_port
 
 SUB = "6f1c2a3b-0d4e-4f5a-9b8c-7d6e5f4a3b2c"
 CREATE_RUN = (

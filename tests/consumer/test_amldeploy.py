@@ -12,9 +12,8 @@ from consumer.actions.amldeploy import AmlDeployExecutor, split_traffic
 from consumer.actions.azure import ArmClient
 from consumer.errors import PermanentActionError, TransientActionError
 from consumer.worker.retrying import RetryPolicy
-
-from .armserver import TOKEN, ArmServer, FakeCredential, FakeTime, Fault, decision
-from .peers import action_session
+from tests.support.arm import TOKEN, ArmServer, FakeCredential, FakeTime, Fault, decision
+from tests.support.factories import action_session
 
 SUB = "6f1c2a3b-0d4e-4f5a-9b8c-7d6e5f4a3b2c"
 WS = (

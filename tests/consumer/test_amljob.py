@@ -17,9 +17,8 @@ from consumer.actions.azure import ArmClient
 from consumer.errors import PermanentActionError, TransientActionError
 from consumer.worker.retrying import RetryPolicy
 from rules import Decision
-
-from .armserver import TOKEN, ArmServer, FakeCredential, Fault, decision
-from .peers import action_session
+from tests.support.arm import TOKEN, ArmServer, FakeCredential, Fault, decision
+from tests.support.factories import action_session
 
 SUB = "6f1c2a3b-0d4e-4f5a-9b8c-7d6e5f4a3b2c"
 JOBS = (

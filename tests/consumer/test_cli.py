@@ -13,13 +13,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import fastavro
 import pytest
 import uvloop
 
 from consumer.commands.main import EXAMPLES, _Progress, main, run_fast
-
-from ..factories import event_json
+from tests.support import ROOT
+from tests.support.capture import write_capture
+from tests.support.factories import event_json
 
 RULES = """\
 [[rules]]
@@ -104,27 +104,6 @@ def test_match_reads_event_hubs_capture_avro(
     rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Each Capture record's Body is one body; an empty Capture file has no events."""
-    schema = fastavro.parse_schema(
-        {
-            "type": "record",
-            "name": "EventData",
-            "namespace": "Microsoft.ServiceBus.Messaging",
-            "fields": [
-                {"name": "SequenceNumber", "type": "long"},
-                {"name": "Offset", "type": "string"},
-                {"name": "EnqueuedTimeUtc", "type": "string"},
-                {
-                    "name": "SystemProperties",
-                    "type": {"type": "map", "values": ["long", "double", "string", "bytes"]},
-                },
-                {
-                    "name": "Properties",
-                    "type": {"type": "map", "values": ["long", "double", "string", "bytes"]},
-                },
-                {"name": "Body", "type": ["null", "bytes"]},
-            ],
-        }
-    )
     records = [
         {
             "SequenceNumber": n,
@@ -136,9 +115,7 @@ def test_match_reads_event_hubs_capture_avro(
         }
         for n in range(3)
     ]
-    capture = tmp_path / "17.avro"
-    with capture.open("wb") as handle:
-        fastavro.writer(handle, schema, records)
+    capture = write_capture(tmp_path / "17.avro", records)
     empty = tmp_path / "18.avro"
     empty.write_bytes(b"")
     code = main(
@@ -518,7 +495,7 @@ def test_lint_reports_every_problem_at_once_references_included(
 
 def test_config_supplies_rules_and_tests(capsys: pytest.CaptureFixture[str]) -> None:
     """The repository's config.toml is a working example for test and lint."""
-    config = str(Path(__file__).resolve().parents[2] / "config.toml")
+    config = str(ROOT / "config.toml")
     assert main(["test", "--config", config]) == 0
     assert main(["lint", "--config", config]) == 0
     assert "6 rules, 0 warning(s)" in capsys.readouterr().out
@@ -582,7 +559,7 @@ def test_the_worker_runs_on_uvloop_where_it_is_installed() -> None:
 def _mlevents(*args: str, stdin: int | None = subprocess.PIPE) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "consumer", *args],
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=ROOT,
         stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
 

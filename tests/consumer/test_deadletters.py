@@ -29,9 +29,9 @@ from consumer.stores.deadletters import (
     UnreadableEntryError,
     open_dead_letter_store,
 )
-
-from ..emulator.peers import AZURITE_KEY, ROOT, Azurite, azurite, create_container
-from ..factories import event_json
+from tests.support import ROOT
+from tests.support.azurite import AZURITE_KEY, Azurite, azurite, create_container
+from tests.support.factories import event_json
 
 # Azurite 3.37.0 (package-lock.json) speaks blob API versions up to this one; the SDK's
 # default is newer, and Azurite refuses it.

@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..emulator.peers import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
+from tests.support.ports import free_port
 
 
 def _dev(state: Path, port: int, *extra: str) -> list[dict[str, object]]:

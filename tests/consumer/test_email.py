@@ -15,12 +15,11 @@ import pytest
 from consumer.actions.email import EmailExecutor, FilesTransport, SmtpTransport, message_id
 from consumer.errors import PermanentActionError, TransientActionError
 from rules import Decision, Event, decode_body, plan
+from tests.support import SAMPLES
+from tests.support.factories import make_event, make_table
+from tests.support.ports import free_port
+from tests.support.smtp import Certs, SmtpServer, Tls
 
-from ..emulator.peers import free_port
-from ..factories import make_event, make_table
-from .smtppeers import Certs, SmtpServer, Tls
-
-EVENTS = Path(__file__).resolve().parents[2] / "consumer" / "examples" / "events"
 SENDER = "mlevents@example.com"
 USER, PASSWORD = "alerts", "correct-horse-battery"
 Security = Literal["starttls", "tls", "none"]
@@ -44,7 +43,7 @@ async def server() -> AsyncIterator[SmtpServer]:
 
 
 def sample(name: str) -> Event:
-    return decode_body((EVENTS / name).read_bytes())[0]
+    return decode_body((SAMPLES / name).read_bytes())[0]
 
 
 def run_event(event_id: str = "ev-1", **data: Any) -> Event:

@@ -18,11 +18,14 @@ import structlog
 from consumer.config import load_config
 from consumer.worker.lifecycle import Worker
 from emulator import Emulator, HubSpec
-
-from ..emulator.peers import Azurite, free_port, send, send_each
-from .inprocess import PARTITIONS, metric, running, until, until_async
-from .peers import WebhookReceiver, event_body, webhook_rules, worker_config
-from .processes import Processes, start_azurite
+from tests.support.azurite import Azurite
+from tests.support.emulator import send, send_each
+from tests.support.factories import event_body
+from tests.support.metrics import metric
+from tests.support.ports import free_port
+from tests.support.waiting import until, until_async
+from tests.support.webhooks import WebhookReceiver, webhook_rules
+from tests.support.workers import PARTITIONS, Processes, running, start_azurite, worker_config
 
 
 async def test_a_dropped_connection_mid_drain_loses_nothing_and_keeps_the_window(

@@ -19,8 +19,7 @@ from consumer.worker.handler import Handler, Received
 from consumer.worker.metrics import Metrics
 from consumer.worker.retrying import RetryPolicy
 from rules import Decision, LogAction, RuleTable
-
-from ..factories import event_json, make_table
+from tests.support.factories import event_json, make_table
 
 
 class Executor:

@@ -12,8 +12,7 @@ from aiohttp import web
 
 from consumer.actions.http import answer_within, client_session
 from consumer.worker.metrics import Metrics
-
-from ..emulator.peers import free_port
+from tests.support.ports import free_port
 
 
 class SlowServer:

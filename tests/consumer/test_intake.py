@@ -22,9 +22,9 @@ from consumer.worker.intake import Intake, _received, body_bytes
 from consumer.worker.partition import PartitionWorker
 from consumer.worker.wiring import build, warn_if_not_lower_case
 from emulator import Emulator, HubSpec
-
-from ..emulator.peers import send_each
-from .peers import webhook_rules, worker_config
+from tests.support.emulator import send_each
+from tests.support.webhooks import webhook_rules
+from tests.support.workers import worker_config
 
 
 async def test_claimed_partitions_without_checkpoints_get_one_at_the_start(tmp_path: Path) -> None:

@@ -28,8 +28,8 @@ from consumer.stores.ledger import (
     SqliteLedger,
     blob_name,
 )
-
-from ..emulator.peers import AZURITE_KEY, Azurite, azurite, free_port
+from tests.support.azurite import AZURITE_KEY, Azurite, azurite
+from tests.support.ports import free_port
 
 # Azurite 3.37.0 (package-lock.json) speaks blob API versions up to this one; the SDK's
 # default is newer, and Azurite refuses it.

@@ -9,8 +9,7 @@ from structlog.testing import capture_logs
 from consumer.actions.log import LogExecutor
 from consumer.errors import PermanentActionError
 from rules import Decision, LogAction
-
-from ..factories import make_event, make_table
+from tests.support.factories import make_event, make_table
 
 
 def _decision(message: str, level: str = "warning") -> Decision:

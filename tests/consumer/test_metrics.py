@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.worker.metrics import Metrics
+from tests.support.metrics import samples, value
 
 
 class FakeClock:
@@ -16,21 +16,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of the rendered text, keyed by name and label set."""
-    text = metrics.render().decode("utf-8")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(metrics: Metrics, name: str, **labels: str) -> float | None:
-    """One sample's value, or None when the series is absent."""
-    return samples(metrics).get((name, frozenset(labels.items())))
 
 
 def test_counters_count_per_label() -> None:

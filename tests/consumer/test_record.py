@@ -24,30 +24,11 @@ from consumer.commands.main import EXAMPLES, main
 from consumer.commands.record import avro_value, capture_time
 from consumer.eventfiles import EventRecord, read_event_file
 from emulator import Emulator, HubSpec
+from tests.support.capture import CAPTURE_SCHEMA, write_capture
 
 EVENTS = sorted((EXAMPLES / "events").glob("*.json"))
 RULES = EXAMPLES / "rules.toml"
 KEY = "emulator-key"  # the emulator's SAS key: never to be printed
-# The Avro schema of Event Hubs Capture files, as Azure documents it.
-CAPTURE = {
-    "type": "record",
-    "name": "EventData",
-    "namespace": "Microsoft.ServiceBus.Messaging",
-    "fields": [
-        {"name": "SequenceNumber", "type": "long"},
-        {"name": "Offset", "type": "string"},
-        {"name": "EnqueuedTimeUtc", "type": "string"},
-        {
-            "name": "SystemProperties",
-            "type": {"type": "map", "values": ["long", "double", "string", "bytes"]},
-        },
-        {
-            "name": "Properties",
-            "type": {"type": "map", "values": ["long", "double", "string", "bytes"]},
-        },
-        {"name": "Body", "type": ["null", "bytes"]},
-    ],
-}
 
 
 @pytest.fixture
@@ -124,7 +105,7 @@ async def test_round_trip_keeps_partitions_metadata_properties_and_bodies(
     assert capsys.readouterr().out == f"recorded {total} events to {recorded}\n"
 
     schema, raw = _avro(recorded)
-    assert schema == to_parsing_canonical_form(CAPTURE)
+    assert schema == to_parsing_canonical_form(CAPTURE_SCHEMA)
     records = list(read_event_file(str(recorded)))
     assert len(records) == total
     log = hubs.broker.hubs["source"].partitions
@@ -183,7 +164,7 @@ async def test_seconds_on_a_quiet_hub_writes_an_empty_valid_file(
     assert 1 <= elapsed < 8
     assert capsys.readouterr().out == f"recorded 0 events to {out}\n"
     schema, records = _avro(out)
-    assert (schema, records) == (to_parsing_canonical_form(CAPTURE), [])
+    assert (schema, records) == (to_parsing_canonical_form(CAPTURE_SCHEMA), [])
     assert list(read_event_file(str(out))) == []
 
 
@@ -398,8 +379,7 @@ def test_partition_is_read_from_system_properties_only(tmp_path: Path) -> None:
          "SystemProperties": system, "Properties": {"x-opt-partition-id": "3"}}
         for n, system in enumerate([{"x-opt-partition-id": "2"}, {}])
     ]  # fmt: skip
-    with path.open("wb") as handle:
-        fastavro.writer(handle, fastavro.parse_schema(CAPTURE), records)
+    write_capture(path, records)
     assert [r.partition for r in read_event_file(str(path))] == ["2", None]
 
 

@@ -22,10 +22,9 @@ from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient, P
 
 from consumer.stores.checkpoints import SqliteCheckpointStore
 from emulator import Emulator, HubSpec
+from tests.support import ROOT
+from tests.support.emulator import send
 
-from ..emulator.peers import send
-
-ROOT = Path(__file__).resolve().parents[2]
 NS, HUB, GROUP = "ns.servicebus.windows.net", "hub", "$Default"
 
 

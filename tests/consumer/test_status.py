@@ -41,11 +41,20 @@ from consumer.config import load_config
 from consumer.stores.checkpoints import SqliteCheckpointStore
 from consumer.stores.deadletters import DeadLetter, DirectoryDeadLetterStore
 from emulator import Emulator
-
-from ..emulator.peers import Azurite, free_port, receive
-from .peers import WebhookReceiver, webhook_rules, worker_config
-from .processes import PARTITIONS, ROOT, Processes, exit_code
-from .test_worker_processes import BLOB_ENV, blob_checkpoints, blob_storage, send_all
+from tests.support import ROOT
+from tests.support.azurite import Azurite
+from tests.support.emulator import receive, send_all
+from tests.support.ports import free_port
+from tests.support.processes import exit_code
+from tests.support.webhooks import WebhookReceiver, webhook_rules
+from tests.support.workers import (
+    BLOB_ENV,
+    PARTITIONS,
+    Processes,
+    blob_checkpoints,
+    blob_storage,
+    worker_config,
+)
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 GROUP = "$Default"

@@ -11,7 +11,6 @@ import re
 import socket
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -24,10 +23,9 @@ from consumer.actions.webhook import WebhookExecutor, host_allowed
 from consumer.errors import PermanentActionError, TransientActionError
 from rules import Decision, Event, RuleSource, RuleTableError, decode_body, load_table, plan
 from rules.templates import TemplateError, context, render
-
-from ..emulator.peers import free_port
-from ..factories import make_event, make_table
-from .peers import action_session
+from tests.support import SAMPLES
+from tests.support.factories import action_session, make_event, make_table
+from tests.support.ports import free_port
 
 
 class Server:
@@ -154,7 +152,6 @@ async def test_connection_refused_is_transient_and_hides_the_query() -> None:
     assert "SECRET" not in str(caught.value)
 
 
-SAMPLES = Path(__file__).resolve().parents[2] / "consumer" / "examples" / "events"
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 
 

@@ -24,10 +24,12 @@ from consumer.stores.deadletters import DeadLetter, DirectoryDeadLetterStore
 from consumer.worker import intake
 from consumer.worker.wiring import build
 from emulator import Emulator, HubSpec
-
-from ..emulator.peers import send_each
-from .inprocess import PARTITIONS, metric, running, until, until_async
-from .peers import WebhookReceiver, event_body, webhook_rules, worker_config
+from tests.support.emulator import send_each
+from tests.support.factories import event_body
+from tests.support.metrics import metric
+from tests.support.waiting import until, until_async
+from tests.support.webhooks import WebhookReceiver, webhook_rules
+from tests.support.workers import PARTITIONS, running, worker_config
 
 LOG_ONLY_RULES = (
     "[[rules]]\n"

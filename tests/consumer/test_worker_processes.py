@@ -9,12 +9,9 @@ import contextlib
 import itertools
 import os
 import signal
-import subprocess
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 from azure.eventhub import EventData
@@ -23,39 +20,26 @@ from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
 from consumer.stores.checkpoints import SqliteCheckpointStore
 from emulator import Emulator
-
-from ..emulator.peers import AZURITE_KEY, Azurite, free_port
-from .peers import WebhookReceiver, event_body, webhook_rules, worker_config
-from .processes import (
+from tests.support.azurite import AZURITE_KEY, Azurite
+from tests.support.emulator import send_all
+from tests.support.factories import event_body
+from tests.support.processes import exit_code, kill
+from tests.support.waiting import until
+from tests.support.webhooks import WebhookReceiver, webhook_rules
+from tests.support.workers import (
+    BLOB_ENV,
     PARTITIONS,
     Processes,
     WorkerProcess,
-    exit_code,
-    kill,
+    blob_checkpoints,
+    blob_storage,
     repeats,
     start_azurite,
     unexplained,
-    until,
+    worker_config,
 )
 
-BLOB_ENV = "CHECKPOINT_STORAGE_CONNECTION_STRING"
-
-
 # --- events --------------------------------------------------------------------------------
-
-
-async def send_all(connection_string: str, per_partition: dict[str, list[str]]) -> None:
-    """Send each partition's event ids, in order, in batches of 200."""
-    async with EventHubProducerClient.from_connection_string(connection_string) as producer:
-
-        async def one(partition: str, ids: list[str]) -> None:
-            for start in range(0, len(ids), 200):
-                batch = await producer.create_batch(partition_id=partition)
-                for event_id in ids[start : start + 200]:
-                    batch.add(EventData(event_body(event_id)))
-                await producer.send_batch(batch)
-
-        await asyncio.gather(*(one(p, ids) for p, ids in per_partition.items()))
 
 
 @dataclass
@@ -97,35 +81,6 @@ class Flow:
                     self.sent.extend(ids)  # only once the hub accepted them
                 n += 3
                 await asyncio.sleep(self.every_s)
-
-
-class BlobStorage(NamedTuple):
-    """Azurite for worker processes: its account, data folder and process, a fresh checkpoint
-    container, and the environment a worker on ``blob_checkpoints(container)`` needs."""
-
-    account: Azurite
-    location: Path
-    process: subprocess.Popen[bytes]
-    container: str
-    env: dict[str, str]
-
-
-async def blob_storage(tmp_path: Path, emu: Emulator, processes: Processes) -> BlobStorage:
-    """Start Azurite under ``tmp_path`` and name a checkpoint container no test shares."""
-    location = tmp_path / "azurite"
-    location.mkdir()
-    account = Azurite(free_port())
-    process = await start_azurite(processes, account.port, location)
-    env = {
-        "EVENTHUB_CONNECTION_STRING": emu.connection_string(),
-        BLOB_ENV: account.connection_string,
-    }
-    return BlobStorage(account, location, process, f"checkpoints-{uuid.uuid4().hex[:12]}", env)
-
-
-def blob_checkpoints(container: str) -> str:
-    """The [checkpoints] lines of a blob store whose connection string is in ``BLOB_ENV``."""
-    return f'store = "blob"\ncontainer = "{container}"\nconnection_string_env = "{BLOB_ENV}"\n'
 
 
 async def blob_checkpoint_sequences(

@@ -12,8 +12,9 @@ import pytest
 from emulator import ConfigError, Emulator, HubSpec
 from emulator.__main__ import main
 from emulator.amqp import Begin, Detach
+from tests.support.emulator import emulator_process, receive
+from tests.support.ports import free_port
 
-from .peers import emulator_process, free_port, receive
 from .raw import RawClient
 
 

@@ -13,8 +13,7 @@ from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
 from azure.eventhub.exceptions import ConnectError, EventHubError
 
 from emulator import Emulator
-
-from .peers import receive, send
+from tests.support.emulator import receive, send
 
 
 async def test_batch_to_partition_is_read_back_in_order(emulator: Emulator) -> None:

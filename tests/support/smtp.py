@@ -17,8 +17,8 @@ from typing import Any, Literal, cast
 import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from ..emulator.peers import free_port
-from .peers import Gate
+from .gate import Gate
+from .ports import free_port
 
 Tls = Literal["none", "starttls", "implicit"]
 
@@ -89,7 +89,7 @@ class SmtpServer:
     """Every message accepted, in order, including those whose client went away before
     hearing the answer (past a closed gate)."""
     gate: Gate | None = None
-    """Holds messages while closed (see ``peers.Gate``)."""
+    """Holds messages while closed (see ``gate.Gate``)."""
     connections: int = 0
     port: int = 0
     _server: asyncio.Server | None = None

@@ -1,5 +1,6 @@
-"""Worker processes for tests: ``mlevents run`` as a subprocess with its JSON log, Azurite,
-and the waits that poll without blocking the loop (the emulator and the peers run on it)."""
+"""The worker for tests: in the test's own event loop (``running``), or as ``mlevents run``
+processes with their JSON logs (``Processes``); its config file; and Azurite for processes
+that keep blob checkpoints across a restart of it."""
 
 from __future__ import annotations
 
@@ -8,19 +9,46 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
+import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from ..emulator.peers import AZURITE
+from consumer.config import Config
+from consumer.worker.lifecycle import Worker
+from consumer.worker.wiring import build
+from emulator import Emulator
 
-ROOT = Path(__file__).resolve().parents[2]
+from . import ROOT, azurite
+from .azurite import Azurite
+from .ports import free_port, listening
+from .processes import stop_process
+from .waiting import until
+
 PARTITIONS = ("0", "1", "2", "3")
+BLOB_ENV = "CHECKPOINT_STORAGE_CONNECTION_STRING"
+"""Where ``blob_checkpoints`` has the worker find the blob connection string."""
+
+
+@contextlib.asynccontextmanager
+async def running(
+    config: Config, *, dry_run: bool = False, partitions: int = len(PARTITIONS)
+) -> AsyncIterator[Worker]:
+    """A worker built from ``config`` in this loop, running until the block ends, once it owns
+    ``partitions`` partitions."""
+    async with contextlib.AsyncExitStack() as stack:
+        worker = await build(config, stack, dry_run=dry_run)
+        task = asyncio.create_task(worker.run())
+        try:
+            await until(lambda: len(worker.partitions) == partitions, 20, "partitions claimed")
+            yield worker
+        finally:
+            worker.stop()
+            await task
 
 
 @dataclass
@@ -116,57 +144,84 @@ class Processes:
         """Azurite blob on ``port``, persisting to ``location``, accepting any API version
         (the installed storage SDK asks for a newer one than Azurite knows)."""
         process = subprocess.Popen(
-            [
-                str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-                "--location", str(location), "--disableTelemetry", "--silent",
-                "--skipApiVersionCheck",
-            ],
+            azurite.command(port, "--location", str(location), "--skipApiVersionCheck"),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         self.started.append(process)
         return process
 
     def kill_all(self) -> None:
         for process in self.started:
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait(10)
+            stop_process(process, signal.SIGKILL)
 
 
 async def start_azurite(processes: Processes, port: int, location: Path) -> subprocess.Popen[bytes]:
     """Start Azurite (see ``Processes.azurite``) and wait until it listens."""
     process = processes.azurite(port, location)
-    await until(lambda: _listening(port, process), 30, f"Azurite listening on {port}")
+    await until(lambda: listening(port, process), 30, f"Azurite listening on {port}")
     return process
 
 
-def _listening(port: int, process: subprocess.Popen[bytes]) -> bool:
-    if process.poll() is not None:
-        raise RuntimeError(f"process exited with {process.returncode} before listening")
-    try:
-        with socket.create_connection(("127.0.0.1", port), 0.2):
-            return True
-    except OSError:
-        return False
+class BlobStorage(NamedTuple):
+    """Azurite for worker processes: its account, data folder and process, a fresh checkpoint
+    container, and the environment a worker on ``blob_checkpoints(container)`` needs."""
+
+    account: Azurite
+    location: Path
+    process: subprocess.Popen[bytes]
+    container: str
+    env: dict[str, str]
 
 
-async def until(check: Any, timeout_s: float, what: str) -> None:
-    """Poll ``check()`` without blocking the loop (the emulator and receiver run on it)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"no {what} after {timeout_s} s")
-        await asyncio.sleep(0.05)
+async def blob_storage(tmp_path: Path, emu: Emulator, processes: Processes) -> BlobStorage:
+    """Start Azurite under ``tmp_path`` and name a checkpoint container no test shares."""
+    location = tmp_path / "azurite"
+    location.mkdir()
+    account = Azurite(free_port())
+    process = await start_azurite(processes, account.port, location)
+    env = {
+        "EVENTHUB_CONNECTION_STRING": emu.connection_string(),
+        BLOB_ENV: account.connection_string,
+    }
+    return BlobStorage(account, location, process, f"checkpoints-{uuid.uuid4().hex[:12]}", env)
 
 
-async def exit_code(process: subprocess.Popen[bytes], timeout_s: float) -> int:
-    """Wait for ``process`` to exit without blocking the loop; its exit code."""
-    await until(lambda: process.poll() is not None, timeout_s, f"exit of pid {process.pid}")
-    return process.returncode
+def blob_checkpoints(container: str) -> str:
+    """The [checkpoints] lines of a blob store whose connection string is in ``BLOB_ENV``."""
+    return f'store = "blob"\ncontainer = "{container}"\nconnection_string_env = "{BLOB_ENV}"\n'
 
 
-async def kill(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL ``process`` by its PID and reap it."""
-    os.kill(process.pid, signal.SIGKILL)
-    await exit_code(process, 10)
+def worker_config(
+    folder: Path,
+    rules: Path,
+    *,
+    hub: str = "hub",
+    checkpoints: str = 'store = "local"\npath = "state/checkpoints.sqlite3"\n',
+    deadletters: str = 'store = "local"\npath = "state/deadletters"\n',
+    every_events: int = 50,
+    every_s: float = 0.5,
+    max_in_flight: int = 64,
+    drain_deadline_s: float = 5,
+    starting_position: str = "earliest",
+    load_balancing_interval_s: float = 1,
+    ownership_expiration_s: float = 4,
+) -> Path:
+    """A config.toml for a worker reading ``hub`` with the connection string in
+    ``EVENTHUB_CONNECTION_STRING``, metrics on a free port, state under ``folder``."""
+    path = folder / "config.toml"
+    path.write_text(
+        f'[rules]\nfiles = ["{rules}"]\n'
+        f'[eventhub]\nname = "{hub}"\nconnection_string_env = "EVENTHUB_CONNECTION_STRING"\n'
+        f'starting_position = "{starting_position}"\n'
+        f"load_balancing_interval_s = {load_balancing_interval_s}\n"
+        f"ownership_expiration_s = {ownership_expiration_s}\n"
+        f"[checkpoints]\n{checkpoints}every_events = {every_events}\nevery_s = {every_s}\n"
+        f"[deadletters]\n{deadletters}"
+        # A killed worker's reservations lapse quickly, so a restart need not wait long.
+        "[ledger]\nlease_s = 2\n"
+        f"[processing]\nmax_in_flight = {max_in_flight}\ndrain_deadline_s = {drain_deadline_s}\n"
+        '[http]\nhost = "127.0.0.1"\nport = 0\n'
+        '[logging]\nformat = "json"\nlevel = "info"\n'
+    )
+    return path

@@ -25,8 +25,9 @@ from azure.identity import CredentialUnavailableError
 
 from rules import Decision, RuleSource, decode_body, load_table, plan
 
-from ..emulator.peers import free_port
-from .peers import Gate
+from . import SAMPLES
+from .gate import Gate
+from .ports import free_port
 
 TOKEN = "test-arm-token"
 NO_IDENTITY = (
@@ -34,7 +35,9 @@ NO_IDENTITY = (
     "No identity has been assigned to this resource."
 )
 """azure-identity's answer where no managed identity is assigned (a permanent failure)."""
-SAMPLES = Path(__file__).resolve().parents[2] / "consumer" / "examples" / "events"
+AZ_BIN = Path(__file__).resolve().parent / "bin"
+"""A folder holding a stand-in for the Azure CLI's ``az`` (see ``bin/az``): first on ``PATH``,
+it answers azure-identity's AzureCliCredential with a test token."""
 WS = (
     "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices"
     "/workspaces/{ws}"
@@ -126,7 +129,7 @@ class ArmServer:
     deployment_puts: list[tuple[int, Any]] = field(default_factory=list)
     """(201 for a create or 200 for an update, body) of every deployment PUT answered."""
     gate: Gate | None = None
-    """Holds requests while closed (see ``peers.Gate``): each is carried out when it opens."""
+    """Holds requests while closed (see ``gate.Gate``): each is carried out when it opens."""
     every: Fault | None = None
     """While set, how to answer each request no queued fault is for (a slow phase, a burst of
     errors that lasts a while rather than a number of requests)."""

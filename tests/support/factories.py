@@ -1,12 +1,16 @@
-"""Builders for events and rule documents, with keyword overrides."""
+"""Builders for what tests feed the code: events and Event Hubs bodies, rule tables, and the
+HTTP session an action executor is given."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import aiohttp
 import msgspec
 
+from consumer.actions.http import client_session
+from consumer.worker.metrics import Metrics
 from rules import Event, RuleSource, RuleTable, decode_body, load_table
 
 RUN_STATUS_CHANGED = "Microsoft.MachineLearningServices.RunStatusChanged"
@@ -42,3 +46,24 @@ def make_table(*rules: dict[str, Any]) -> RuleTable:
     """A rule table from rule dicts (loaded through the JSON loader)."""
     text = json.dumps({"rules": list(rules)})
     return load_table([RuleSource("rules.json", text)]).table
+
+
+def event_body(event_id: str, *, run_status: str = "Failed", **data: Any) -> str:
+    """An Event Hubs body as Event Grid writes it: a RunStatusChanged event in an array."""
+    event = {
+        "topic": "/subscriptions/s/resourceGroups/rg/providers/"
+        "Microsoft.MachineLearningServices/workspaces/ws",
+        "subject": f"experiments/e/runs/{event_id}",
+        "eventType": RUN_STATUS_CHANGED,
+        "eventTime": "2026-01-01T00:00:00Z",
+        "id": event_id,
+        "data": {"runId": event_id, "runStatus": run_status, **data},
+        "dataVersion": "",
+        "metadataVersion": "1",
+    }
+    return json.dumps([event])
+
+
+def action_session(client: str = "webhook") -> aiohttp.ClientSession:
+    """An HTTP session for executors made as the worker makes them (``consumer.actions.http``)."""
+    return client_session(client, Metrics(clock=lambda: 0.0), per_host=100)
