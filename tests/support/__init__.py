@@ -14,6 +14,7 @@ alone uses may stay in that package. A module a kind of thing:
 * ``metrics``: reading the worker's metrics back.
 * ``factories``: events, rule tables and the HTTP session executors are given.
 * ``capture``: the Event Hubs Capture Avro schema, as Azure documents it.
+* ``filters``: Event Grid's filter operators, exact JSON numbers, hypothesis strategies.
 """
 
 from __future__ import annotations
