@@ -25,16 +25,20 @@ from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
 from emulator import Emulator, HubSpec
+from tests.support.arm import AZ_BIN
+from tests.support.azurite import Azurite
+from tests.support.emulator import emulator_process
+from tests.support.ports import free_port
+from tests.support.processes import exit_code
+from tests.support.waiting import until
+from tests.support.workers import Processes, WorkerProcess, start_azurite
 
-from ..consumer.processes import Processes, WorkerProcess, exit_code, start_azurite, until
-from ..emulator.peers import Azurite, emulator_process, free_port
 from . import scenario
 from .report import Kill, in_flight
 from .settings import Settings
 from .sinks import Sinks, sinks
 
 BLOB_ENV = "CHAOS_STORAGE_CONNECTION_STRING"
-BIN = Path(__file__).resolve().parents[1] / "consumer" / "bin"
 """The fake ``az`` the Azure CLI credential runs."""
 SCRAPE_EVERY_S = 1.0
 LAST_SCRAPE_S = 5.0
@@ -113,7 +117,7 @@ class Cluster:
         return {
             "EVENTHUB_CONNECTION_STRING": self.hub,
             BLOB_ENV: self.storage.connection_string,
-            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            "PATH": f"{AZ_BIN}{os.pathsep}{os.environ['PATH']}",
             "MLEVENTS_TEST_TOKEN": self.sinks.arm.token,
         }
 

@@ -25,7 +25,8 @@ from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.exceptions import EventHubError
 
-from ..consumer.processes import until
+from tests.support.waiting import until
+
 from . import scenario
 from .cluster import Cluster, cluster
 from .report import Findings, done_mark_window, ledger_down, uncertain_metric

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from ..consumer.peers import event_body
+from tests.support.factories import event_body
 
 KINDS = ("failed", "drift", "model")
 """Event kinds, in turn: a failed run, data drift, a model registration. Each names its rule."""

@@ -18,9 +18,10 @@ from typing import Any, NamedTuple
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from ..consumer.armserver import ArmServer, Fault
-from ..consumer.peers import WebhookReceiver, always_ok
-from ..consumer.smtppeers import SmtpServer
+from tests.support.arm import ArmServer, Fault
+from tests.support.smtp import SmtpServer
+from tests.support.webhooks import WebhookReceiver, always_ok
+
 from .scenario import ENDPOINT, Key, key_for, model_versions
 
 RETRY_AFTER = "1"

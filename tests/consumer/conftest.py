@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from emulator import Emulator, HubSpec
-
-from .processes import PARTITIONS, Processes
+from tests.support.workers import PARTITIONS, Processes
 
 
 @pytest.fixture

@@ -17,9 +17,8 @@ from consumer.actions.azure import ArmClient
 from consumer.config import AzureConfig, Config, load_config
 from consumer.credentials import CachedTokens, LazyCredential, azure_credential
 from consumer.errors import ConfigError, PermanentActionError, TransientActionError
-
-from .armserver import TOKEN, FakeCredential
-from .peers import action_session
+from tests.support.arm import AZ_BIN, TOKEN, FakeCredential
+from tests.support.factories import action_session
 
 WORKLOAD_VARIABLES = ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_FEDERATED_TOKEN_FILE")
 
@@ -81,7 +80,6 @@ async def test_workload_identity_without_its_settings_names_the_file_and_key(
 
 
 SCOPE = "https://management.azure.com/.default"
-BIN = Path(__file__).resolve().parent / "bin"
 
 
 class Clock:
@@ -257,7 +255,7 @@ def az(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The fake ``az`` first on PATH, answering with ``TOKEN``; returns the file it
     records each run in."""
     calls = tmp_path / "az-calls"
-    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{AZ_BIN}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("MLEVENTS_TEST_TOKEN", TOKEN)
     monkeypatch.setenv("MLEVENTS_TEST_AZ_CALLS", str(calls))
     return calls

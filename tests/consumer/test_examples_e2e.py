@@ -15,12 +15,11 @@ from consumer.config import load_config
 from consumer.worker.wiring import build
 from emulator import Emulator
 from rules import decode_body, plan
-
-from ..emulator.peers import send_each
-from .armserver import ArmServer, FakeCredential
-from .peers import WebhookReceiver, worker_config
-from .processes import PARTITIONS
-from .smtppeers import SmtpServer
+from tests.support.arm import ArmServer, FakeCredential
+from tests.support.emulator import send_each
+from tests.support.smtp import SmtpServer
+from tests.support.webhooks import WebhookReceiver
+from tests.support.workers import PARTITIONS, worker_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "consumer" / "examples"
 TEAMS_URL = "http://127.0.0.1:8099/teams"

@@ -9,8 +9,7 @@ import pytest
 from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
 from emulator import Emulator, HubSpec
-
-from .peers import Azurite, azurite, create_container
+from tests.support.azurite import Azurite, azurite, create_container
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ import pytest
 
 from emulator import ConfigError, HubSpec
 from emulator.amqp import Begin, Detach
+from tests.support.emulator import emulator_process
+from tests.support.ports import free_port
 
-from .peers import emulator_process, free_port
 from .raw import RawClient
 
 

@@ -24,8 +24,8 @@ from emulator.amqp import (
     encode_message,
     encode_performative,
 )
+from tests.support.emulator import receive, send
 
-from .peers import receive, send
 from .raw import RawClient
 
 

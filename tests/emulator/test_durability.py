@@ -13,7 +13,8 @@ from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.exceptions import EventHubError
 
-from .peers import emulator_process, free_port, receive
+from tests.support.emulator import emulator_process, receive
+from tests.support.ports import free_port
 
 KEY = "SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=emulator-key"
 

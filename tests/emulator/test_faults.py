@@ -13,8 +13,7 @@ from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
 from azure.eventhub.exceptions import EventHubError
 
 from emulator import Emulator
-
-from .peers import send
+from tests.support.emulator import send
 
 
 class Reader:

@@ -15,8 +15,7 @@ from azure.eventhub.exceptions import ConnectionLostError
 from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
 from emulator import Emulator, HubSpec
-
-from .peers import send, send_each
+from tests.support.emulator import send, send_each
 
 
 @dataclass(eq=False)

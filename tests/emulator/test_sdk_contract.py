@@ -10,11 +10,10 @@ from azure.eventhub import EventData
 from azure.eventhub import EventHubConsumerClient as SyncConsumer
 from azure.eventhub import EventHubProducerClient as SyncProducer
 from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
-from azure.eventhub.exceptions import ConnectError, EventHubError
+from azure.eventhub.exceptions import ConnectError, EventDataSendError, EventHubError
 
 from emulator import Emulator
-
-from .peers import receive, send
+from tests.support.emulator import receive, send
 
 
 async def test_batch_to_partition_is_read_back_in_order(emulator: Emulator) -> None:
@@ -216,6 +215,63 @@ async def test_event_just_under_the_limit_is_accepted_and_delivered(emulator: Em
     body = bytes(range(256)) * 4000
     async with EventHubProducerClient.from_connection_string(cs) as producer:
         await producer.send_event(EventData(body))
+    (event,) = await receive(cs, 1, starting_position="-1")
+    assert event.body_as_str(encoding="latin-1").encode("latin-1") == body
+
+
+EVENT_HUBS_MAX_MESSAGE = 1_048_576
+"""The largest message Event Hubs (Standard tier) takes: 1 MiB of the AMQP-encoded message as
+the client sent it (sections and all), not of the body alone."""
+DATA_SECTION = 8
+"""What the SDK's encoding of an event with only a body adds to a body over 255 bytes: the
+data section's descriptor (0x00 0x53 0x75) and its vbin32 header (0xb0, four length bytes)."""
+
+
+async def test_an_event_of_exactly_one_mebibyte_is_accepted_and_delivered(
+    emulator: Emulator,
+) -> None:
+    """An event whose encoded message is exactly the limit is stored and delivered whole."""
+    cs = emulator.connection_string("solo")
+    body = bytes(range(256)) * 4096
+    body = body[: EVENT_HUBS_MAX_MESSAGE - DATA_SECTION]
+    async with EventHubProducerClient.from_connection_string(cs, retry_total=0) as producer:
+        await producer.send_event(EventData(body))
+    (event,) = await receive(cs, 1, starting_position="-1")
+    assert event.body_as_str(encoding="latin-1").encode("latin-1") == body
+
+
+async def test_an_event_one_byte_over_one_mebibyte_is_rejected_as_event_hubs_rejects_it(
+    emulator: Emulator,
+) -> None:
+    """One byte more and the hub rejects the delivery with the service's condition and its
+    words ("The received message (…size…1048577 bytes) exceeds the limit (1048576 bytes)
+    currently allowed on the link."); nothing is stored. The SDK sends a single event
+    without checking its size, so this is the hub's answer, not the client's."""
+    cs = emulator.connection_string("solo")
+    body = b"x" * (EVENT_HUBS_MAX_MESSAGE - DATA_SECTION + 1)
+    async with EventHubProducerClient.from_connection_string(cs, retry_total=0) as producer:
+        with pytest.raises(EventDataSendError) as caught:
+            await producer.send_event(EventData(body))
+        props = await producer.get_partition_properties("0")
+    assert caught.value.error == "link:message-size-exceeded"
+    assert "1048577 bytes" in str(caught.value)
+    assert "exceeds the limit (1048576 bytes) currently allowed on the link" in str(caught.value)
+    assert props["is_empty"]
+
+
+async def test_a_batch_holds_exactly_one_mebibyte_and_not_a_byte_more(emulator: Emulator) -> None:
+    """The SDK sizes batches by the limit the hub announces when the link attaches: a batch
+    filled to exactly 1 MiB is accepted and delivered, and one byte more does not fit."""
+    cs = emulator.connection_string("solo")
+    # In a batch, the event's encoded message goes into a data section of the batch message.
+    body = b"y" * (EVENT_HUBS_MAX_MESSAGE - 2 * DATA_SECTION)
+    async with EventHubProducerClient.from_connection_string(cs, retry_total=0) as producer:
+        batch = await producer.create_batch()
+        batch.add(EventData(body))
+        assert (batch.max_size_in_bytes, batch.size_in_bytes) == (EVENT_HUBS_MAX_MESSAGE,) * 2
+        await producer.send_batch(batch)
+        with pytest.raises(ValueError, match="size limit"):
+            (await producer.create_batch()).add(EventData(body + b"y"))
     (event,) = await receive(cs, 1, starting_position="-1")
     assert event.body_as_str(encoding="latin-1").encode("latin-1") == body
 

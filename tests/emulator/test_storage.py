@@ -11,8 +11,7 @@ import emulator as emulator_package
 from emulator import Emulator, HubSpec
 from emulator.errors import StorageError
 from emulator.storage import EventLog, Retention, StoredEvent
-
-from .peers import receive, send
+from tests.support.emulator import receive, send
 
 
 def events(start: int, count: int, offset: int = 0, ms: int = 1000) -> list[StoredEvent]:

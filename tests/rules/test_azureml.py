@@ -6,8 +6,7 @@ from decimal import Decimal
 
 from rules import payload
 from rules.azureml import DatasetDriftDetected, ModelDeployed, ModelRegistered, RunStatusChanged
-
-from ..factories import make_event
+from tests.support.factories import make_event
 
 PREFIX = "Microsoft.MachineLearningServices."
 

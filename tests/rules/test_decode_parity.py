@@ -356,6 +356,35 @@ def test_absurd_size_raises_decode_error() -> None:
         decode_body(body)
 
 
+EVENT_HUBS_MAX_MESSAGE = 1_048_576
+"""Event Hubs carries at most 1 MiB a message, so no longer body is one Event Grid wrote."""
+
+
+def _body_of_size(size: int, letter: str = "a") -> str:
+    """A one-event body of exactly ``size`` UTF-8 bytes, its data string of ``letter``s
+    (padded with one "a" where a two-byte letter leaves an odd byte)."""
+    head, tail = '[{"id":"1","eventType":"t","subject":"s","data":{"x":"', '"}}]'
+    room = size - len(head) - len(tail)
+    width = len(letter.encode("utf-8"))
+    return head + letter * (room // width) + "a" * (room % width) + tail
+
+
+@pytest.mark.parametrize("letter", ["a", "é"], ids=["ascii", "two-byte-letters"])
+def test_a_body_of_exactly_one_mebibyte_decodes_and_one_byte_more_does_not(letter: str) -> None:
+    """The limit counts UTF-8 bytes, as bytes or as text: a body of exactly 1 MiB decodes; one
+    more byte (a space, which JSON allows at the end) is refused for its size alone."""
+    text = _body_of_size(EVENT_HUBS_MAX_MESSAGE, letter)
+    data = text.encode("utf-8")
+    assert len(data) == EVENT_HUBS_MAX_MESSAGE
+    too_large = "body is 1048577 bytes, more than the limit of 1048576"
+    pairs: list[tuple[str | bytes, str | bytes]] = [(text, text + " "), (data, data + b" ")]
+    for body, one_more in pairs:
+        (event,) = decode_body(body)
+        assert event.data["x"].startswith(letter)
+        with pytest.raises(DecodeError, match=too_large):
+            decode_body(one_more)
+
+
 # --------------------------------------------------------------------------------------
 # Fuzzing: only DecodeError, never a hang
 # --------------------------------------------------------------------------------------

@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 
 from rules import compile_filter
-
-from ..factories import RUN_STATUS_CHANGED, make_event
+from tests.support.factories import RUN_STATUS_CHANGED, make_event
 
 FILTER: dict[str, Any] = {
     "includedEventTypes": [RUN_STATUS_CHANGED],

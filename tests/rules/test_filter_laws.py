@@ -15,8 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from rules import Event, compile_filter, decode_body
-
-from .test_filter_parity import ALL_OPERATORS, Raw, to_json
+from tests.support.filters import ALL_OPERATORS, Raw, numbers, to_json
 
 SETTINGS = settings(max_examples=200, deadline=None)
 
@@ -79,19 +78,6 @@ small_text = st.text(alphabet="aAbBzZß-._/ 0", max_size=6)
 any_text = st.text(max_size=8)
 texts = st.one_of(small_text, any_text)
 filter_texts = st.one_of(st.text(alphabet="aAbBzZß-._/ 0", min_size=1, max_size=4), any_text)
-
-numbers = st.one_of(
-    st.integers(min_value=-(10**20), max_value=10**20),
-    st.integers(min_value=-3, max_value=3),
-    st.decimals(min_value=Decimal("-1000"), max_value=Decimal("1000"), allow_nan=False, places=3),
-    st.decimals(
-        min_value=Decimal("-1E+6"),
-        max_value=Decimal("1E+6"),
-        allow_nan=False,
-        allow_infinity=False,
-    ),
-    st.sampled_from([Decimal("0"), Decimal("-0"), Decimal("0.10"), Decimal("1E+2")]),
-)
 
 scalars = st.one_of(texts, numbers, st.booleans())
 json_values = st.recursive(

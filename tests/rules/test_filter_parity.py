@@ -11,13 +11,13 @@ so numbers reach the filters exactly as the engine parses them.
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from rules import DecodeError, Event, FilterError, compile_filter, decode_body
+from tests.support.filters import ALL_OPERATORS, Raw, to_json
 
 # --------------------------------------------------------------------------------------
 # Event factory: JSON text with exact number literals -> bytes -> decode_body
@@ -32,42 +32,6 @@ TOPIC = (
 )
 SUBJECT = "experiments/5b0f7f4e-2f6c-4c1b-9d0a-3e2b1c4d5e6f/runs/brave_lamp_x7k2m9q1pz"
 EVENT_ID = "3f9c2b1e-8a7d-4c6b-9e5f-0a1b2c3d4e5f"
-
-
-class Raw:
-    """A JSON number literal written verbatim into the body (e.g. ``1e2``, ``-0``)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __repr__(self) -> str:
-        return f"Raw({self.text})"
-
-
-def to_json(value: object) -> str:
-    """Serialise to JSON text, writing ``Decimal`` and ``Raw`` numbers digit for digit."""
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, Raw):
-        return value.text
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, Decimal):
-        assert value.is_finite()
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(to_json(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{json.dumps(k)}:{to_json(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot serialise {value!r}")
 
 
 def eg_event(
@@ -146,27 +110,6 @@ def check(filter_obj: dict[str, Any], event: dict[str, Any], expected: bool) -> 
 # Operator catalogue
 # --------------------------------------------------------------------------------------
 
-ALL_OPERATORS = (
-    "NumberIn",
-    "NumberNotIn",
-    "NumberLessThan",
-    "NumberGreaterThan",
-    "NumberLessThanOrEquals",
-    "NumberGreaterThanOrEquals",
-    "BoolEquals",
-    "StringIn",
-    "StringNotIn",
-    "StringBeginsWith",
-    "StringEndsWith",
-    "StringContains",
-    "NumberInRange",
-    "NumberNotInRange",
-    "StringNotBeginsWith",
-    "StringNotEndsWith",
-    "StringNotContains",
-    "IsNullOrUndefined",
-    "IsNotNull",
-)
 NEGATED = frozenset(
     {
         "NumberNotIn",

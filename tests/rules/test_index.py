@@ -18,9 +18,7 @@ from hypothesis import strategies as st
 from rules import EventView, RuleSource, RuleTable, compile_filter, decode_body, load_table
 from rules.explain import explain_filter
 from rules.index import compile_plan
-
-from .test_filter_laws import numbers
-from .test_filter_parity import ALL_OPERATORS, to_json
+from tests.support.filters import ALL_OPERATORS, numbers, to_json
 
 TYPES = ["A.B.RunCompleted", "A.B.ModelRegistered", "X.Y"]
 KEYS = ["data.k", "data.K", "data.j", "data.tags.Stage", "data.tags.stage", "subject", "id"]

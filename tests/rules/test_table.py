@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 
 from rules import EventView, plan
 from rules.explain import explain_filter
-
-from ..factories import RUN_STATUS_CHANGED, make_event, make_table
+from tests.support.factories import RUN_STATUS_CHANGED, make_event, make_table
 
 TYPES = [RUN_STATUS_CHANGED, "Microsoft.MachineLearningServices.RunCompleted", "Other.Type"]
 KEYS = [

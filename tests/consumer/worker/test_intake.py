@@ -1,0 +1,233 @@
+"""Intake details that KEDA relies on: initial checkpoints and lower-case names."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import structlog
+from azure.eventhub import EventData
+from azure.eventhub._pyamqp.message import Message
+from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient, PartitionContext
+from azure.eventhub.amqp import AmqpMessageBodyType
+from structlog.testing import capture_logs
+
+from consumer.config import EventHubConfig, load_config
+from consumer.stores.checkpoints import SqliteCheckpointStore
+from consumer.worker.intake import Intake, _received, body_bytes
+from consumer.worker.partition import PartitionWorker
+from consumer.worker.wiring import build, warn_if_not_lower_case
+from emulator import Emulator, HubSpec
+from tests.support.emulator import send_each
+from tests.support.webhooks import webhook_rules
+from tests.support.workers import worker_config
+
+
+async def test_claimed_partitions_without_checkpoints_get_one_at_the_start(tmp_path: Path) -> None:
+    """With starting_position latest, each claimed partition is checkpointed at its last event."""
+    async with Emulator([HubSpec("hub", 2)]) as emu:
+        await send_each(emu.connection_string("hub"), {"0": ["a", "b", "c"], "1": []})
+        rules = webhook_rules(tmp_path / "rules.toml", "http://127.0.0.1:9/unused")
+        path = worker_config(tmp_path, rules, starting_position="latest")
+        config = load_config(path, {"EVENTHUB_CONNECTION_STRING": emu.connection_string()})
+        async with contextlib.AsyncExitStack() as stack:
+            worker = await build(config, stack)
+            task = asyncio.create_task(worker.run())
+            for _ in range(100):
+                if len(worker.partitions) == 2:
+                    break
+                await asyncio.sleep(0.1)
+            worker.stop()
+            await task
+        async with SqliteCheckpointStore(tmp_path / "state" / "checkpoints.sqlite3") as store:
+            namespace = f"{emu.host}:{emu.port}"
+            checkpoints = await store.list_checkpoints(namespace, "hub", "$Default")
+    by_partition = {c["partition_id"]: c["sequence_number"] for c in checkpoints}
+    assert by_partition == {"0": 2, "1": -1}
+
+
+async def test_lag_is_reported_from_the_checkpoint_found_at_claim(tmp_path: Path) -> None:
+    """A partition claimed with a backlog behind an earlier checkpoint shows its lag before
+    this process writes any checkpoint of its own (its cadence is far off)."""
+    async with Emulator([HubSpec("hub", 1)]) as emu:
+        await send_each(emu.connection_string("hub"), {"0": [f"e{i}" for i in range(8)]})
+        namespace = f"{emu.host}:{emu.port}"
+        async with SqliteCheckpointStore(tmp_path / "state" / "checkpoints.sqlite3") as store:
+            await store.update_checkpoint({
+                "fully_qualified_namespace": namespace, "eventhub_name": "hub",
+                "consumer_group": "$Default", "partition_id": "0",
+                "offset": "-1", "sequence_number": 2,
+            })  # fmt: skip
+        rules = webhook_rules(tmp_path / "rules.toml", "http://127.0.0.1:9/unused")
+        path = worker_config(tmp_path, rules, every_events=1000, every_s=600)
+        config = load_config(path, {"EVENTHUB_CONNECTION_STRING": emu.connection_string()})
+        async with contextlib.AsyncExitStack() as stack:
+            worker = await build(config, stack)
+            task = asyncio.create_task(worker.run())
+            try:
+                text = ""
+                for _ in range(200):
+                    text = worker.metrics.render().decode()
+                    if 'mlevents_partition_lag{partition="0"}' in text:
+                        break
+                    await asyncio.sleep(0.1)
+            finally:
+                worker.stop()
+                await task
+    assert 'mlevents_partition_lag{partition="0"} 5.0' in text
+    assert "mlevents_checkpoint_age_seconds{" not in text
+
+
+class ClaimingHub:
+    """A consumer client that claims partitions one after another, each with its last
+    enqueued sequence number, and records the management calls made."""
+
+    def __init__(self, last_enqueued: dict[str, int]) -> None:
+        self.last_enqueued = last_enqueued
+        self.reads: list[str] = []
+        self.claimed = asyncio.Event()
+
+    async def receive_batch(
+        self, *, on_partition_initialize: Callable[[PartitionContext], Awaitable[None]], **_: Any
+    ) -> None:
+        for partition in self.last_enqueued:
+            await on_partition_initialize(PartitionContext("ns", "hub", "$Default", partition))
+            await asyncio.sleep(0.01)  # the lag reader runs between claims
+        self.claimed.set()
+        await asyncio.Event().wait()  # receives until cancelled
+
+    async def get_partition_properties(self, partition: str) -> dict[str, Any]:
+        self.reads.append(partition)
+        await asyncio.sleep(0)
+        last = self.last_enqueued[partition]
+        return {
+            "beginning_sequence_number": 0, "last_enqueued_sequence_number": last,
+            "last_enqueued_offset": str(last * 100), "is_empty": False,
+        }  # fmt: skip
+
+    async def get_eventhub_properties(self) -> dict[str, Any]:
+        return {}
+
+
+class Checkpointed:
+    """A checkpoint store holding checkpoints for some partitions."""
+
+    def __init__(self, sequences: dict[str, int]) -> None:
+        self.sequences = sequences
+
+    async def list_checkpoints(self, *_: str) -> list[dict[str, Any]]:
+        return [{"partition_id": p, "sequence_number": s} for p, s in self.sequences.items()]
+
+    async def update_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.sequences[checkpoint["partition_id"]] = checkpoint["sequence_number"]
+
+
+class LagMetrics:
+    def __init__(self) -> None:
+        self.enqueued: dict[str, int] = {}
+
+    def last_enqueued(self, partition: str, sequence_number: int) -> None:
+        self.enqueued[partition] = sequence_number
+
+    def checkpoint_found(self, partition: str, sequence_number: int) -> None:
+        pass
+
+    def forget_partition(self, partition: str) -> None:
+        pass
+
+
+async def test_claims_read_each_partition_once_not_every_owned_one_per_claim() -> None:
+    """Four partitions claimed one after another (one of them with a checkpoint) cost four
+    property reads: the initial checkpoint's read gives the lag metric its last enqueued
+    sequence number, and only the partition that needed no initial checkpoint is read for
+    the lag."""
+    hub = ClaimingHub({"0": 10, "1": 11, "2": 12, "3": 13})
+    metrics = LagMetrics()
+    intake = Intake(
+        client=cast(EventHubConsumerClient, hub),
+        config=EventHubConfig(name="hub", starting_position="earliest"),
+        checkpoint_store=cast(CheckpointStore, Checkpointed({"2": 5})),
+        make_worker=lambda partition, context: cast(PartitionWorker, object()),
+        metrics=metrics,
+        drain_deadline_s=1.0,
+        log=structlog.get_logger("test"),
+    )
+    receiving = asyncio.create_task(intake.run())
+    try:
+        await asyncio.wait_for(hub.claimed.wait(), 5)
+        for _ in range(100):
+            if len(metrics.enqueued) == 4:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        receiving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiving
+    assert metrics.enqueued == {"0": 10, "1": 11, "2": 12, "3": 13}
+    assert sorted(hub.reads) == ["0", "1", "2", "3"]
+    assert intake.heard_at is not None
+
+
+def test_upper_case_namespace_or_hub_is_warned_about() -> None:
+    """KEDA reads checkpoints under lower-case paths, so mixed case gets a warning."""
+    log = structlog.get_logger("test")
+    with capture_logs() as logs:
+        warn_if_not_lower_case(EventHubConfig(name="Hub", fully_qualified_namespace="Ns.x"), log)
+        warn_if_not_lower_case(
+            EventHubConfig(name="", connection_string="Endpoint=sb://ns/;EntityPath=hub"), log
+        )
+    assert [(e["what"], e["name"]) for e in logs] == [("namespace", "Ns.x"), ("event hub", "Hub")]
+
+
+def _as_received(**message: Any) -> EventData:
+    """An ``EventData`` as the SDK makes one from a message it received."""
+    return EventData._from_message(Message(**message))
+
+
+_ANNOTATIONS = {
+    b"x-opt-sequence-number": 41,
+    b"x-opt-offset": b"8192",
+    b"x-opt-enqueued-time": 1_767_225_600_000,
+}
+RECEIVED_MESSAGES: dict[str, dict[str, Any]] = {
+    "one data section": {"data": [b'[{"id": "a"}]']},
+    "data sections": {"data": [b'[{"id": ', b'"b"}]']},
+    "value body": {"value": {"id": "v"}},
+    "sequence body": {"sequence": [[1, "a"], [2]]},
+    "empty data section": {"data": [b""]},
+}
+
+
+@pytest.mark.parametrize("annotations", [_ANNOTATIONS, None], ids=["annotated", "bare"])
+@pytest.mark.parametrize("kind", list(RECEIVED_MESSAGES))
+def test_received_reads_what_the_sdk_properties_give(
+    kind: str, annotations: dict[bytes, Any] | None
+) -> None:
+    event = _as_received(
+        message_annotations=annotations,
+        application_properties={b"source": "aml", "n": 3},
+        **RECEIVED_MESSAGES[kind],
+    )
+    received = _received("2", event)
+    assert received.partition == "2"
+    assert received.body == body_bytes(event)
+    assert received.sequence_number == (event.sequence_number or 0)
+    assert received.offset == str(event.offset)
+    data = event.body_type is AmqpMessageBodyType.DATA
+    assert (received.body_error is None) == data
+    if not data:
+        assert received.body_error == (
+            f"not a data body: the message has an AMQP {event.body_type.value} body"
+        )
+    assert received.metadata() == (event.enqueued_time, {"source": "aml", "n": 3})
+
+
+def test_received_data_body_is_its_sections_byte_for_byte() -> None:
+    event = _as_received(message_annotations=_ANNOTATIONS, data=[b"\xff\x00", b"", b"tail"])
+    received = _received("0", event)
+    assert received.body == b"\xff\x00tail"
+    assert (received.sequence_number, received.offset) == (41, "8192")
