@@ -511,27 +511,14 @@ async def _read_blobs(
     missing container reads as empty, as KEDA takes it for no checkpoint."""
 
     from azure.core.exceptions import ResourceNotFoundError
-    from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
-    from consumer.stores.blob import container_client, describe_error
+    from consumer.stores.blob import BlobAccount, describe_error
 
     container = store.container or ""
     try:
-        if store.connection_string is not None:
-            sdk_store = BlobCheckpointStore.from_connection_string(
-                store.connection_string, container, **STORAGE_RETRY
-            )
-            blobs = container_client(
-                container, connection_string=store.connection_string, retry_total=0
-            )
-        else:
-            token = credential()
-            sdk_store = BlobCheckpointStore(
-                store.account_url or "", container, credential=token, **STORAGE_RETRY
-            )
-            blobs = container_client(
-                container, account_url=store.account_url, credential=token, retry_total=0
-            )
+        account = BlobAccount.of(store, credential)
+        sdk_store = account.checkpoint_store(container, **STORAGE_RETRY)
+        blobs = account.container_client(container, retry_total=0)
     except ValueError as exc:
         raise StatusError(f"checkpoint container {container}: settings not valid") from exc
     prefix = f"{namespace}/{hub}/{group}/checkpoint/".lower()
@@ -573,7 +560,7 @@ async def _count_dead_letters(config: Config, credential: Credential) -> int:
 
     from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-    from consumer.stores.blob import container_client, describe_error
+    from consumer.stores.blob import BlobAccount, describe_error
     from consumer.stores.deadletters import BLOB_PREFIX, DirectoryDeadLetterStore
 
     store = config.deadletters
@@ -583,12 +570,7 @@ async def _count_dead_letters(config: Config, credential: Credential) -> int:
         return await DirectoryDeadLetterStore(path).count()
     container = store.container or ""
     try:
-        client = container_client(
-            container, connection_string=store.connection_string,
-            account_url=store.account_url,
-            credential=None if store.connection_string is not None else credential(),
-            retry_total=0,
-        )  # fmt: skip
+        client = BlobAccount.of(store, credential).container_client(container, retry_total=0)
     except ValueError as exc:
         raise StatusError(f"dead-letter container {container}: settings not valid") from exc
     try:

@@ -1,52 +1,102 @@
-"""What the blob stores share (dead letters, the ledger, status): making a container client
-from a connection string or an account URL, opening it with the container created if missing,
-and describing storage errors without what SDK texts may carry (signed URLs, tokens)."""
+"""What the blob stores share (checkpoints, dead letters, the ledger, status): the account a
+store's config names and the clients made from it, opening a container with it created if
+missing, and describing storage errors without what SDK texts may carry (signed URLs,
+tokens).
+
+``BlobAccount`` is the one place that chooses between a connection string and an account URL
+with a credential.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.blob.aio import ContainerClient
 
+from consumer.config import StoreConfig
+from consumer.credentials import Credential
 
-def container_client(
-    container: str,
-    *,
-    connection_string: str | None = None,
-    account_url: str | None = None,
-    credential: AsyncTokenCredential | AzureNamedKeyCredential | AzureSasCredential | None = None,
-    retry_total: int | None = None,
-    api_version: str | None = None,
-) -> ContainerClient:
-    """A client for ``container``, by connection string or by account URL and credential.
+if TYPE_CHECKING:
+    from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
-    ``retry_total`` and ``api_version`` default to the SDK's (an emulator such as Azurite may
-    only speak an older ``api_version`` than the SDK's newest).
+T = TypeVar("T")
+BlobCredential = AsyncTokenCredential | AzureNamedKeyCredential | AzureSasCredential
+"""How to sign in with an account URL: Azure AD, the account's shared key, or a SAS."""
 
-    Raises:
-        ValueError: saying which of the two is not valid, never quoting a connection string
-            (the SDK's own message may).
-    """
-    options: dict[str, Any] = {}
-    if retry_total is not None:
-        options["retry_total"] = retry_total
-    if api_version is not None:
-        options["api_version"] = api_version
-    try:
-        if connection_string is not None:
-            return ContainerClient.from_connection_string(connection_string, container, **options)
-        return ContainerClient(account_url or "", container, credential=credential, **options)
-    except (ValueError, AzureError) as exc:
-        what = (
-            "the connection string"
-            if connection_string is not None
-            else f"account URL {account_url!r}"
+
+@dataclass(frozen=True, slots=True)
+class BlobAccount:
+    """A storage account and how to sign in to it: by connection string (which wins when both
+    are given), or by account URL and credential."""
+
+    connection_string: str | None = field(default=None, repr=False)
+    account_url: str | None = None
+    credential: BlobCredential | None = None
+
+    @classmethod
+    def of(cls, store: StoreConfig, credential: Credential) -> BlobAccount:
+        """The account of a blob store's config section; the Azure AD credential is asked
+        for only when the section has no connection string."""
+        if store.connection_string is not None:
+            return cls(connection_string=store.connection_string)
+        return cls(account_url=store.account_url or "", credential=credential())
+
+    def container_client(
+        self, container: str, *, retry_total: int | None = None, api_version: str | None = None
+    ) -> ContainerClient:
+        """A client for ``container``. ``retry_total`` and ``api_version`` default to the
+        SDK's (an emulator such as Azurite may only speak an older ``api_version`` than the
+        SDK's newest).
+
+        Raises:
+            ValueError: saying which of the two is not valid, never quoting a connection
+                string (the SDK's own message may).
+        """
+        options: dict[str, Any] = {}
+        if retry_total is not None:
+            options["retry_total"] = retry_total
+        if api_version is not None:
+            options["api_version"] = api_version
+        return self._client(
+            ContainerClient.from_connection_string, ContainerClient, container, options
         )
-        raise ValueError(f"{what} is not valid") from exc
+
+    def checkpoint_store(self, container: str, **options: Any) -> BlobCheckpointStore:
+        """The Event Hubs SDK's checkpoint store on ``container``; ``options`` go to the SDK
+        (retries, timeouts). Raises ``ValueError`` as ``container_client`` does."""
+        from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
+
+        return self._client(
+            BlobCheckpointStore.from_connection_string, BlobCheckpointStore, container, options
+        )
+
+    def _client(
+        self,
+        by_connection_string: Callable[..., T],
+        by_account_url: Callable[..., T],
+        container: str,
+        options: dict[str, Any],
+    ) -> T:
+        """One of an SDK's two constructors, whichever this account is given for."""
+        try:
+            if self.connection_string is not None:
+                return by_connection_string(self.connection_string, container, **options)
+            return by_account_url(
+                self.account_url or "", container, credential=self.credential, **options
+            )
+        except (ValueError, AzureError) as exc:
+            what = (
+                "the connection string"
+                if self.connection_string is not None
+                else f"account URL {self.account_url!r}"
+            )
+            raise ValueError(f"{what} is not valid") from exc
 
 
 async def open_container(client: ContainerClient) -> None:

@@ -40,7 +40,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient
 
 from consumer.errors import DeadLetterError, UnreadableEntryError
-from consumer.stores.blob import container_client, describe_error, open_container
+from consumer.stores.blob import BlobAccount, describe_error, open_container
 
 Reason = Literal["decode", "action"]
 StoreKind = Literal["directory", "blob"]
@@ -459,14 +459,10 @@ class BlobDeadLetterStore:
         ``retry_total`` and ``api_version`` default to the SDK's; an emulator such as
         Azurite may only speak an older ``api_version`` than the SDK's newest.
         """
-        try:
-            client = container_client(
-                container, connection_string=connection_string,
-                retry_total=retry_total, api_version=api_version,
-            )  # fmt: skip
-        except ValueError as exc:
-            raise DeadLetterError(f"dead-letter container {container}: {exc}") from exc
-        return cls(client)
+        account = BlobAccount(connection_string=connection_string)
+        return cls.from_account(
+            account, container, retry_total=retry_total, api_version=api_version
+        )
 
     @classmethod
     def from_account_url(
@@ -479,11 +475,25 @@ class BlobDeadLetterStore:
         api_version: str | None = None,
     ) -> BlobDeadLetterStore:
         """A store on ``container`` at ``account_url``, signed in with Azure AD."""
+        account = BlobAccount(account_url=account_url, credential=credential)
+        return cls.from_account(
+            account, container, retry_total=retry_total, api_version=api_version
+        )
+
+    @classmethod
+    def from_account(
+        cls,
+        account: BlobAccount,
+        container: str,
+        *,
+        retry_total: int | None = None,
+        api_version: str | None = None,
+    ) -> BlobDeadLetterStore:
+        """A store on ``container`` of ``account``."""
         try:
-            client = container_client(
-                container, account_url=account_url, credential=credential,
-                retry_total=retry_total, api_version=api_version,
-            )  # fmt: skip
+            client = account.container_client(
+                container, retry_total=retry_total, api_version=api_version
+            )
         except ValueError as exc:
             raise DeadLetterError(f"dead-letter container {container}: {exc}") from exc
         return cls(client)
@@ -629,14 +639,11 @@ def open_dead_letter_store(
         raise DeadLetterError(f"unknown dead-letter store kind {kind!r}")
     if not container:
         raise DeadLetterError("a blob dead-letter store needs a container")
-    if connection_string is not None:
-        return BlobDeadLetterStore.from_connection_string(
-            connection_string, container, retry_total=retry_total, api_version=api_version
+    if connection_string is None and (account_url is None or credential is None):
+        raise DeadLetterError(
+            "a blob dead-letter store needs a connection string, or an account URL and a credential"
         )
-    if account_url is not None and credential is not None:
-        return BlobDeadLetterStore.from_account_url(
-            account_url, container, credential, retry_total=retry_total, api_version=api_version
-        )
-    raise DeadLetterError(
-        "a blob dead-letter store needs a connection string, or an account URL and a credential"
+    account = BlobAccount(connection_string, account_url, credential)
+    return BlobDeadLetterStore.from_account(
+        account, container, retry_total=retry_total, api_version=api_version
     )

@@ -30,7 +30,6 @@ import structlog
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError
 from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient
-from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
 from consumer.actions import Executor, Executors
 from consumer.actions.adf import AdfExecutor
@@ -54,9 +53,13 @@ from consumer.errors import (
     StoreError,
 )
 from consumer.rulefiles import load_rule_files
-from consumer.stores.blob import container_client, describe_error, open_container
+from consumer.stores.blob import BlobAccount, describe_error, open_container
 from consumer.stores.checkpoints import SqliteCheckpointStore
-from consumer.stores.deadletters import DeadLetterStore, open_dead_letter_store
+from consumer.stores.deadletters import (
+    BlobDeadLetterStore,
+    DeadLetterStore,
+    DirectoryDeadLetterStore,
+)
 from consumer.stores.deadlines import (
     CHECKPOINTS,
     DEAD_LETTERS,
@@ -289,14 +292,10 @@ async def open_ledger(config: Config, credential: Credential) -> AsyncIterator[L
             if store.kind == "local":
                 path = config.local_path(store, "ledger.sqlite3")
                 ledger = SqliteLedger(path, **options)
-            elif store.connection_string is not None:
-                ledger = BlobLedger.from_connection_string(
-                    store.connection_string, store.container or "", retry_total=0, **options
-                )
             else:
-                ledger = BlobLedger.from_account_url(
-                    store.account_url or "", store.container or "",
-                    credential=credential(), retry_total=0, **options,
+                ledger = BlobLedger.from_account(
+                    BlobAccount.of(store, credential), store.container or "", retry_total=0,
+                    **options,
                 )  # fmt: skip
             await opened.enter_async_context(ledger)
         purging = asyncio.create_task(_purge_every(ledger, LEDGER_PURGE_EVERY_S))
@@ -376,31 +375,18 @@ async def checkpoint_store(
         "connection_timeout": store_config.timeout_s,
         "read_timeout": store_config.timeout_s,
     }
+    container = store_config.container or ""
     with _opening("checkpoints", store_config):
-        await _create_container(store_config, credential)
-        if store_config.connection_string is not None:
-            blob = BlobCheckpointStore.from_connection_string(
-                store_config.connection_string, store_config.container or "", **options
-            )
-        else:
-            blob = BlobCheckpointStore(
-                store_config.account_url or "",
-                store_config.container or "",
-                credential=credential(),
-                **options,
-            )
+        account = BlobAccount.of(store_config, credential)
+        await _create_container(account, container)
+        blob = account.checkpoint_store(container, **options)
     async with blob:
         yield blob
 
 
-async def _create_container(store: StoreConfig, credential: Credential) -> None:
+async def _create_container(account: BlobAccount, container: str) -> None:
     """Create the checkpoint container if missing: the SDK's store only reads and writes."""
-    client = container_client(
-        store.container or "",
-        connection_string=store.connection_string,
-        account_url=store.account_url,
-        credential=credential() if store.connection_string is None else None,
-    )
+    client = account.container_client(container)
     try:
         await open_container(client)
     finally:
@@ -415,15 +401,12 @@ async def dead_letter_store(
     store = config.deadletters
     async with contextlib.AsyncExitStack() as stack:
         with _opening("deadletters", store):
+            opened: DeadLetterStore
             if store is None or store.kind == "local":
-                path = config.local_path(store, "deadletters")
-                opened = open_dead_letter_store("directory", path=path)
+                opened = DirectoryDeadLetterStore(config.local_path(store, "deadletters"))
             else:
-                opened = open_dead_letter_store(
-                    "blob", connection_string=store.connection_string,
-                    account_url=store.account_url, container=store.container,
-                    credential=credential() if store.connection_string is None else None,
-                )  # fmt: skip
+                account = BlobAccount.of(store, credential)
+                opened = BlobDeadLetterStore.from_account(account, store.container or "")
             await stack.enter_async_context(opened)
         yield opened
 

@@ -20,7 +20,7 @@ from azure.core.exceptions import (
 from azure.storage.blob.aio import ContainerClient
 
 from consumer.errors import LedgerError
-from consumer.stores.blob import container_client, describe_error, open_container
+from consumer.stores.blob import BlobAccount, describe_error, open_container
 from consumer.stores.ledger.shared import Claim, Entry, Settings, warn_lost
 
 BLOB_PREFIX = "ledger/"
@@ -63,14 +63,11 @@ class BlobLedger:
         retry_total: int | None = None,
     ) -> BlobLedger:
         """A ledger on ``container`` of the account the connection string names."""
-        try:
-            client = container_client(
-                container, connection_string=connection_string,
-                retry_total=retry_total, api_version=api_version,
-            )  # fmt: skip
-        except ValueError as exc:
-            raise LedgerError(f"ledger container {container}: {exc}") from exc
-        return cls(client, owner=owner, lease_s=lease_s, expire_after_s=expire_after_s, clock=clock)
+        return cls.from_account(
+            BlobAccount(connection_string=connection_string), container, owner=owner,
+            lease_s=lease_s, expire_after_s=expire_after_s, clock=clock,
+            api_version=api_version, retry_total=retry_total,
+        )  # fmt: skip
 
     @classmethod
     def from_account_url(
@@ -87,11 +84,30 @@ class BlobLedger:
         retry_total: int | None = None,
     ) -> BlobLedger:
         """A ledger on ``container`` at ``account_url``, signed in with ``credential``."""
+        return cls.from_account(
+            BlobAccount(account_url=account_url, credential=credential), container, owner=owner,
+            lease_s=lease_s, expire_after_s=expire_after_s, clock=clock,
+            api_version=api_version, retry_total=retry_total,
+        )  # fmt: skip
+
+    @classmethod
+    def from_account(
+        cls,
+        account: BlobAccount,
+        container: str,
+        *,
+        owner: str,
+        lease_s: float,
+        expire_after_s: float,
+        clock: Callable[[], float] = time.time,
+        api_version: str | None = None,
+        retry_total: int | None = None,
+    ) -> BlobLedger:
+        """A ledger on ``container`` of ``account``."""
         try:
-            client = container_client(
-                container, account_url=account_url, credential=credential,
-                retry_total=retry_total, api_version=api_version,
-            )  # fmt: skip
+            client = account.container_client(
+                container, retry_total=retry_total, api_version=api_version
+            )
         except ValueError as exc:
             raise LedgerError(f"ledger container {container}: {exc}") from exc
         return cls(client, owner=owner, lease_s=lease_s, expire_after_s=expire_after_s, clock=clock)
