@@ -4,7 +4,8 @@ missing, and describing storage errors without what SDK texts may carry (signed 
 tokens).
 
 ``BlobAccount`` is the one place that chooses between a connection string and an account URL
-with a credential.
+with a credential; ``BlobStore`` gives the dead-letter store and the ledger their
+constructors from either.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 from azure.core.credentials_async import AsyncTokenCredential
@@ -21,6 +22,7 @@ from azure.storage.blob.aio import ContainerClient
 
 from consumer.config import StoreConfig
 from consumer.credentials import Credential
+from consumer.errors import ConsumerError
 
 if TYPE_CHECKING:
     from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
@@ -97,6 +99,70 @@ class BlobAccount:
                 else f"account URL {self.account_url!r}"
             )
             raise ValueError(f"{what} is not valid") from exc
+
+
+class BlobStore:
+    """What the blob-backed stores (dead letters, the ledger) share: one container client,
+    made from an account by the constructors here, and closed on leaving.
+
+    A subclass names itself in ``what`` and its error type in ``error``, for the message of
+    settings that do not make a client. A credential passed in stays the caller's to close.
+    """
+
+    what: ClassVar[str]
+    """How messages name the store's container: ``<what> container <name>``."""
+    error: ClassVar[type[ConsumerError]]
+
+    def __init__(self, client: ContainerClient) -> None:
+        self._client = client
+
+    @classmethod
+    def from_account(
+        cls,
+        account: BlobAccount,
+        container: str,
+        *,
+        retry_total: int | None = None,
+        api_version: str | None = None,
+        **settings: Any,
+    ) -> Self:
+        """A store on ``container`` of ``account``; ``settings`` go to the constructor, and
+        ``retry_total`` and ``api_version`` to the client (``BlobAccount.container_client``).
+
+        Raises:
+            ConsumerError: of the store's own type, when the settings do not make a client.
+        """
+        try:
+            client = account.container_client(
+                container, retry_total=retry_total, api_version=api_version
+            )
+        except ValueError as exc:
+            raise cls.error(f"{cls.what} container {container}: {exc}") from exc
+        return cls(client, **settings)
+
+    @classmethod
+    def from_connection_string(cls, connection_string: str, container: str, **options: Any) -> Self:
+        """A store on ``container`` of the account the connection string names."""
+        return cls.from_account(
+            BlobAccount(connection_string=connection_string), container, **options
+        )
+
+    @classmethod
+    def from_account_url(
+        cls, account_url: str, container: str, credential: BlobCredential, **options: Any
+    ) -> Self:
+        """A store on ``container`` at ``account_url``, signed in with ``credential``."""
+        account = BlobAccount(account_url=account_url, credential=credential)
+        return cls.from_account(account, container, **options)
+
+    @property
+    def container(self) -> str:
+        """The container's name."""
+        name: str = self._client.container_name
+        return name
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.close()
 
 
 async def open_container(client: ContainerClient) -> None:

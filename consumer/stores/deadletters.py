@@ -37,10 +37,9 @@ from typing import Any, Literal, Protocol, Self, cast, get_args
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.storage.blob.aio import ContainerClient
 
 from consumer.errors import DeadLetterError, UnreadableEntryError
-from consumer.stores.blob import BlobAccount, describe_error, open_container
+from consumer.stores.blob import BlobAccount, BlobStore, describe_error, open_container
 
 Reason = Literal["decode", "action"]
 StoreKind = Literal["directory", "blob"]
@@ -435,74 +434,16 @@ def _fsync_folder(folder: Path) -> None:
             os.close(descriptor)
 
 
-class BlobDeadLetterStore:
+class BlobDeadLetterStore(BlobStore):
     """One blob ``deadletters/<id>.json`` per entry in an Azure blob container.
 
-    The container is created on entering if it does not exist. A credential passed in
-    stays the caller's to close.
+    The container is created on entering if it does not exist. Made from a container client,
+    or from an account by ``BlobStore``'s constructors; a credential passed in stays the
+    caller's to close.
     """
 
-    def __init__(self, client: ContainerClient) -> None:
-        self._client = client
-
-    @classmethod
-    def from_connection_string(
-        cls,
-        connection_string: str,
-        container: str,
-        *,
-        retry_total: int | None = None,
-        api_version: str | None = None,
-    ) -> BlobDeadLetterStore:
-        """A store on ``container`` of the account the connection string names.
-
-        ``retry_total`` and ``api_version`` default to the SDK's; an emulator such as
-        Azurite may only speak an older ``api_version`` than the SDK's newest.
-        """
-        account = BlobAccount(connection_string=connection_string)
-        return cls.from_account(
-            account, container, retry_total=retry_total, api_version=api_version
-        )
-
-    @classmethod
-    def from_account_url(
-        cls,
-        account_url: str,
-        container: str,
-        credential: AsyncTokenCredential,
-        *,
-        retry_total: int | None = None,
-        api_version: str | None = None,
-    ) -> BlobDeadLetterStore:
-        """A store on ``container`` at ``account_url``, signed in with Azure AD."""
-        account = BlobAccount(account_url=account_url, credential=credential)
-        return cls.from_account(
-            account, container, retry_total=retry_total, api_version=api_version
-        )
-
-    @classmethod
-    def from_account(
-        cls,
-        account: BlobAccount,
-        container: str,
-        *,
-        retry_total: int | None = None,
-        api_version: str | None = None,
-    ) -> BlobDeadLetterStore:
-        """A store on ``container`` of ``account``."""
-        try:
-            client = account.container_client(
-                container, retry_total=retry_total, api_version=api_version
-            )
-        except ValueError as exc:
-            raise DeadLetterError(f"dead-letter container {container}: {exc}") from exc
-        return cls(client)
-
-    @property
-    def container(self) -> str:
-        """The container's name."""
-        name: str = self._client.container_name
-        return name
+    what = "dead-letter"
+    error = DeadLetterError
 
     async def __aenter__(self) -> Self:
         try:
@@ -510,14 +451,6 @@ class BlobDeadLetterStore:
         except AzureError as exc:
             raise _storage_error(f"open container {self.container}", exc) from exc
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._client.close()
 
     async def check(self) -> None:
         """The container answers."""

@@ -9,8 +9,6 @@ from collections.abc import Callable
 from typing import Any, Self
 
 from azure.core import MatchConditions
-from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
-from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
     AzureError,
     ResourceExistsError,
@@ -20,7 +18,7 @@ from azure.core.exceptions import (
 from azure.storage.blob.aio import ContainerClient
 
 from consumer.errors import LedgerError
-from consumer.stores.blob import BlobAccount, describe_error, open_container
+from consumer.stores.blob import BlobStore, describe_error, open_container
 from consumer.stores.ledger.shared import Claim, Entry, Settings, warn_lost
 
 BLOB_PREFIX = "ledger/"
@@ -28,14 +26,19 @@ _ATTEMPTS = 5
 """How often a blob reserve looks again when the entry changed under it."""
 
 
-class BlobLedger:
+class BlobLedger(BlobStore):
     """One blob ``ledger/<sha256 of the key>`` per entry in an Azure blob container.
 
     Reserving uploads the blob only if none exists; an entry whose time is up is taken over
     with an upload conditional on the etag read, so of two replicas racing exactly one wins.
     ``mark_done`` and ``release`` are conditional on the etag too. The container is created on
-    entering if missing. A credential passed in stays the caller's to close.
+    entering if missing. Made from a container client, or from an account by ``BlobStore``'s
+    constructors (``owner``, ``lease_s``, ``expire_after_s`` and ``clock`` pass through them);
+    a credential passed in stays the caller's to close.
     """
+
+    what = "ledger"
+    error = LedgerError
 
     def __init__(
         self,
@@ -46,77 +49,8 @@ class BlobLedger:
         expire_after_s: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._client = client
+        super().__init__(client)
         self._settings = Settings(owner, lease_s, expire_after_s, clock)
-
-    @classmethod
-    def from_connection_string(
-        cls,
-        connection_string: str,
-        container: str,
-        *,
-        owner: str,
-        lease_s: float,
-        expire_after_s: float,
-        clock: Callable[[], float] = time.time,
-        api_version: str | None = None,
-        retry_total: int | None = None,
-    ) -> BlobLedger:
-        """A ledger on ``container`` of the account the connection string names."""
-        return cls.from_account(
-            BlobAccount(connection_string=connection_string), container, owner=owner,
-            lease_s=lease_s, expire_after_s=expire_after_s, clock=clock,
-            api_version=api_version, retry_total=retry_total,
-        )  # fmt: skip
-
-    @classmethod
-    def from_account_url(
-        cls,
-        account_url: str,
-        container: str,
-        *,
-        credential: AsyncTokenCredential | AzureNamedKeyCredential | AzureSasCredential,
-        owner: str,
-        lease_s: float,
-        expire_after_s: float,
-        clock: Callable[[], float] = time.time,
-        api_version: str | None = None,
-        retry_total: int | None = None,
-    ) -> BlobLedger:
-        """A ledger on ``container`` at ``account_url``, signed in with ``credential``."""
-        return cls.from_account(
-            BlobAccount(account_url=account_url, credential=credential), container, owner=owner,
-            lease_s=lease_s, expire_after_s=expire_after_s, clock=clock,
-            api_version=api_version, retry_total=retry_total,
-        )  # fmt: skip
-
-    @classmethod
-    def from_account(
-        cls,
-        account: BlobAccount,
-        container: str,
-        *,
-        owner: str,
-        lease_s: float,
-        expire_after_s: float,
-        clock: Callable[[], float] = time.time,
-        api_version: str | None = None,
-        retry_total: int | None = None,
-    ) -> BlobLedger:
-        """A ledger on ``container`` of ``account``."""
-        try:
-            client = account.container_client(
-                container, retry_total=retry_total, api_version=api_version
-            )
-        except ValueError as exc:
-            raise LedgerError(f"ledger container {container}: {exc}") from exc
-        return cls(client, owner=owner, lease_s=lease_s, expire_after_s=expire_after_s, clock=clock)
-
-    @property
-    def container(self) -> str:
-        """The container's name."""
-        name: str = self._client.container_name
-        return name
 
     async def __aenter__(self) -> Self:
         try:
@@ -124,9 +58,6 @@ class BlobLedger:
         except AzureError as exc:
             raise self._error("open the container", exc) from exc
         return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._client.close()
 
     async def reserve(self, key: str) -> Claim:
         async with self._settings.holding(key) as outcome:
