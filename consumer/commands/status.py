@@ -63,7 +63,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from consumer.config import Config, EventHubConfig, StoreConfig, load_config
 from consumer.errors import EXIT_OK, EXIT_USAGE, ConfigError, DeadLetterError, StatusError
@@ -402,18 +401,6 @@ async def read_status(
     )
 
 
-def namespace_of(config: EventHubConfig) -> str:
-    """The namespace as the SDK's event processor keys the checkpoint store with it: the
-    configured one, or the host (and port) of the connection string's ``Endpoint``."""
-    if config.fully_qualified_namespace is not None:
-        return config.fully_qualified_namespace
-    for part in (config.connection_string or "").split(";"):
-        key, _, value = part.partition("=")
-        if key.strip().lower() == "endpoint":
-            return urlsplit(value.strip()).netloc.strip()
-    return ""
-
-
 async def _read_hub(
     config: EventHubConfig, credential: Credential
 ) -> tuple[str, str, list[PartitionProperties]]:
@@ -421,8 +408,9 @@ async def _read_hub(
     from azure.eventhub.aio import EventHubConsumerClient
 
     from consumer.stores.blob import describe_error
+    from consumer.stores.checkpoints import checkpoint_scope
 
-    namespace = namespace_of(config)
+    namespace, _ = checkpoint_scope(config)
     where = f"event hub {config.name or '(from the connection string)'} at {namespace or '?'}"
     options: dict[str, Any] = {"consumer_group": config.consumer_group, "retry_total": RETRY_TOTAL}
     try:

@@ -42,9 +42,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
+from urllib.parse import urlsplit
 
+from azure.core.utils import parse_connection_string
 from azure.eventhub.aio import CheckpointStore
 
+from consumer.config import EventHubConfig
 from consumer.stores.sqlite import connect, transaction
 
 logger = logging.getLogger(__name__)
@@ -85,6 +88,21 @@ _UPSERT_CHECKPOINT = (
     " last_modified = excluded.last_modified"
 )
 _Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+
+
+def checkpoint_scope(config: EventHubConfig) -> tuple[str, str]:
+    """The namespace and event hub under which the SDK's event processor keeps this hub's
+    checkpoints and ownership: the configured ones, or else the host (and port) of the
+    connection string's ``Endpoint`` and its ``EntityPath``, read with the parser the SDK
+    reads connection strings with (keys in any case). ``""`` for what is not known."""
+    settings: Mapping[str, str] = {}
+    if config.connection_string is not None:
+        with contextlib.suppress(ValueError):  # malformed: the SDK's client will say so
+            settings = parse_connection_string(config.connection_string)
+    namespace = config.fully_qualified_namespace
+    if namespace is None:
+        namespace = urlsplit(settings.get("endpoint", "").strip()).netloc.strip()
+    return namespace, config.name or settings.get("entitypath", "")
 
 
 def _add_checkpoint_times(conn: sqlite3.Connection) -> None:

@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import structlog
 from azure.core.credentials_async import AsyncTokenCredential
@@ -54,7 +53,7 @@ from consumer.errors import (
 )
 from consumer.rulefiles import load_rule_files
 from consumer.stores.blob import BlobAccount, describe_error, open_container
-from consumer.stores.checkpoints import SqliteCheckpointStore
+from consumer.stores.checkpoints import SqliteCheckpointStore, checkpoint_scope
 from consumer.stores.deadletters import (
     BlobDeadLetterStore,
     DeadLetterStore,
@@ -437,18 +436,7 @@ def warn_if_not_lower_case(
     config: EventHubConfig, log: structlog.typing.FilteringBoundLogger
 ) -> None:
     """KEDA reads checkpoints under lower-case paths only; say so when names are not."""
-    namespace = config.fully_qualified_namespace
-    if namespace is None and config.connection_string is not None:
-        endpoint = next(
-            (
-                part.split("=", 1)[1]
-                for part in config.connection_string.split(";")
-                if part.lower().startswith("endpoint=")
-            ),
-            "",
-        )
-        namespace = urlsplit(endpoint).netloc
-    hub = config.name or _entity_path(config.connection_string)
+    namespace, hub = checkpoint_scope(config)
     for what, name in (("namespace", namespace), ("event hub", hub)):
         if name and name != name.lower():
             log.warning(
@@ -457,10 +445,3 @@ def warn_if_not_lower_case(
                 name=name,
                 hint="KEDA's blobMetadata checkpoints are read under lower-case paths",
             )
-
-
-def _entity_path(connection_string: str | None) -> str | None:
-    for part in (connection_string or "").split(";"):
-        if part.lower().startswith("entitypath="):
-            return part.split("=", 1)[1]
-    return None

@@ -20,7 +20,8 @@ import pytest
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient, PartitionContext
 
-from consumer.stores.checkpoints import SqliteCheckpointStore
+from consumer.config import EventHubConfig
+from consumer.stores.checkpoints import SqliteCheckpointStore, checkpoint_scope
 from emulator import Emulator, HubSpec
 from tests.support import ROOT
 from tests.support.emulator import send
@@ -52,6 +53,40 @@ def checkpoint(partition_id: str, offset: str, sequence_number: int) -> dict[str
         "offset": offset,
         "sequence_number": sequence_number,
     }
+
+
+KEY = "SharedAccessKeyName=k;SharedAccessKey=c2VjcmV0"
+
+
+@pytest.mark.parametrize(
+    ("connection_string", "name", "scope"),
+    [
+        (f"Endpoint=sb://Ns.servicebus.windows.net/;{KEY};EntityPath=Hub", "",
+         ("Ns.servicebus.windows.net", "Hub")),
+        (f"endpoint=sb://127.0.0.1:5672;{KEY};entitypath=hub;UseDevelopmentEmulator=true", "",
+         ("127.0.0.1:5672", "hub")),
+        (f"Endpoint=sb://ns/;{KEY}", "named", ("ns", "named")),
+    ],
+)  # fmt: skip
+def test_the_scope_of_a_connection_string_is_the_sdk_clients(
+    connection_string: str, name: str, scope: tuple[str, str]
+) -> None:
+    """Namespace (host and port) and hub of a connection string, keys in any case, as the
+    SDK's own client reads them."""
+    config = EventHubConfig(name=name, connection_string=connection_string)
+    assert checkpoint_scope(config) == scope
+    client = EventHubConsumerClient.from_connection_string(
+        connection_string, "$Default", eventhub_name=name or None
+    )
+    assert (client._address.hostname, client.eventhub_name) == scope
+
+
+def test_configured_names_win_and_a_malformed_string_says_nothing() -> None:
+    named = EventHubConfig(
+        name="hub", fully_qualified_namespace="ns.x", connection_string="Endpoint=sb://y/;a=b"
+    )
+    assert checkpoint_scope(named) == ("ns.x", "hub")
+    assert checkpoint_scope(EventHubConfig(name="", connection_string="nonsense")) == ("", "")
 
 
 class FakeClock:
