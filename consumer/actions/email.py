@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import html as html_escaping
-import os
 import re
 import ssl
 import time
@@ -42,6 +41,7 @@ from typing import Literal, Protocol
 import aiosmtplib
 
 from consumer.errors import ActionError, PermanentActionError, TransientActionError
+from consumer.stores.files import write_atomically
 from rules import Decision, EmailAction
 from rules.addresses import one_address, parse_address
 from rules.templates import TemplateError, context, render
@@ -190,7 +190,7 @@ class FilesTransport:
         name = _FILE_NAME_UNSAFE.sub("_", message_id.strip("<> ").split("@")[0]) + ".eml"
         data = message.as_bytes(policy=policy.default)  # "\n" line ends, as files on disk have
         try:
-            await asyncio.to_thread(_write_atomically, self._directory, name, data)
+            await asyncio.to_thread(_write, self._directory / name, data)
         except OSError as exc:
             raise TransientActionError(
                 f"writing {name} into {self._directory}: {exc.strerror or exc}"
@@ -198,18 +198,9 @@ class FilesTransport:
         return name
 
 
-def _write_atomically(directory: Path, name: str, data: bytes) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    temporary = directory / f".{name}.{uuid.uuid4().hex}.tmp"
-    try:
-        with temporary.open("xb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        temporary.replace(directory / name)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+def _write(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(target, data)
 
 
 @dataclass(frozen=True, slots=True)

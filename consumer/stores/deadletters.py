@@ -23,7 +23,6 @@ import asyncio
 import base64
 import binascii
 import builtins
-import contextlib
 import json
 import os
 import re
@@ -40,6 +39,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from consumer.errors import DeadLetterError, UnreadableEntryError
 from consumer.stores.blob import BlobAccount, BlobStore, describe_error, open_container
+from consumer.stores.files import write_atomically
 
 Reason = Literal["decode", "action"]
 StoreKind = Literal["directory", "blob"]
@@ -402,36 +402,6 @@ class DirectoryDeadLetterStore:
             raise DeadLetterError(
                 f"cannot delete dead letter {letter_id}: {exc.strerror or exc}"
             ) from exc
-
-
-def write_atomically(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` so that readers see all of it or nothing.
-
-    The temporary name is hidden and does not end in ``.json``, so a half-written file
-    left by a crash is never taken for an entry.
-    """
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with temporary.open("wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        temporary.replace(target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
-    _fsync_folder(target.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    # The rename itself is durable only once the directory entry reaches the disk.
-    with contextlib.suppress(OSError):
-        descriptor = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
 
 
 class BlobDeadLetterStore(BlobStore):
