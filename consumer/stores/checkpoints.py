@@ -12,8 +12,9 @@ It owns the SQLite schema for partition ownership and checkpoints and implements
   time they were written (``last_modified_time`` in listings, as ownership records have; the
   blob store keeps that time as the blob's, which its listing leaves out).
 
-Every operation is one short transaction on the store's own thread, so the event loop never
-waits on the disk. That one thread runs the operations in order and hands results back once per
+Every operation is one short transaction on the store's own thread (``StoreThread`` of
+``consumer.stores.sqlite``), so the event loop never waits on the disk, not even to open the
+file. That one thread runs the operations in order and hands results back once per
 round of work: a hand-off through ``asyncio.to_thread`` cost about 80 us of CPU per call, four
 times the write itself (on the dedicated thread a checkpoint costs ~95 us in all, down from
 ~125), and checkpoints are written every 100 events per partition. Checkpoint
@@ -29,13 +30,10 @@ SDK's load-balancing loop logs them and tries again.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import logging
-import queue
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -48,7 +46,7 @@ from azure.core.utils import parse_connection_string
 from azure.eventhub.aio import CheckpointStore
 
 from consumer.config import EventHubConfig
-from consumer.stores.sqlite import connect, transaction
+from consumer.stores.sqlite import StoreThread, connect, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +85,6 @@ _UPSERT_CHECKPOINT = (
     " sequence_number = excluded.sequence_number,"
     " last_modified = excluded.last_modified"
 )
-_Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
 
 
 def checkpoint_scope(config: EventHubConfig) -> tuple[str, str]:
@@ -103,6 +100,15 @@ def checkpoint_scope(config: EventHubConfig) -> tuple[str, str]:
     if namespace is None:
         namespace = urlsplit(settings.get("endpoint", "").strip()).netloc.strip()
     return namespace, config.name or settings.get("entitypath", "")
+
+
+def _write_checkpoints(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Upsert checkpoint rows: one statement on its own, several in one transaction."""
+    if len(rows) == 1:
+        conn.execute(_UPSERT_CHECKPOINT, rows[0])  # autocommit: one statement
+    else:
+        with transaction(conn):
+            conn.executemany(_UPSERT_CHECKPOINT, rows)
 
 
 def _add_checkpoint_times(conn: sqlite3.Connection) -> None:
@@ -131,24 +137,33 @@ def _partition_key(record: Mapping[str, Any]) -> _Key:
 class SqliteCheckpointStore(CheckpointStore):
     """Partition ownership and checkpoints in a local SQLite file (shareable between processes).
 
-    The file and its folder are created by the constructor. Use ``async with store:`` or call
-    ``close()`` when done. ``clock`` supplies ownership and checkpoint timestamps (seconds
-    since the epoch); the SDK compares them with ``time.time()``, so only tests should
-    replace it.
+    The file and its folder are created when the store is entered (``async with store:``),
+    or else with its first operation, on the store's own thread; ``close()`` (or leaving)
+    closes it. ``clock`` supplies ownership and checkpoint timestamps (seconds since the
+    epoch); the SDK compares them with ``time.time()``, so only tests should replace it.
     """
 
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self._clock = clock
-        self._conn: sqlite3.Connection | None = connect(self.path, _SCHEMA)
+        self._thread = StoreThread(self.path, self._open, _write_checkpoints)
+
+    def _open(self) -> sqlite3.Connection:
+        conn = connect(self.path, _SCHEMA)
         try:
-            _add_checkpoint_times(self._conn)
+            _add_checkpoint_times(conn)
         except BaseException:
-            self._conn.close()
+            conn.close()
             raise
-        self._thread = _StoreThread(self.path, self._conn)
+        return conn
 
     async def __aenter__(self) -> Self:
+        """Open the file now: one that cannot be opened fails here, not at the first call."""
+        try:
+            await self._thread.open()
+        except BaseException:
+            await self._thread.close()
+            raise
         return self
 
     async def __aexit__(
@@ -227,7 +242,7 @@ class SqliteCheckpointStore(CheckpointStore):
         write wins)."""
         key = _partition_key(checkpoint)
         offset, sequence = str(checkpoint["offset"]), int(checkpoint["sequence_number"])
-        await self._thread.write_checkpoint(key, (*key, offset, sequence, float(self._clock())))
+        await self._thread.write(key, (*key, offset, sequence, float(self._clock())))
 
     async def list_checkpoints(
         self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str, **kwargs: Any
@@ -293,153 +308,3 @@ def _claim_one(
             (*key, owner, etag, now),
         )
     return cursor.rowcount == 1
-
-
-class _StoreThread:
-    """The one thread that uses a store's connection: calls in order, checkpoints coalesced.
-
-    Each round takes every checkpoint write waiting (one per partition, the latest asked)
-    and every call waiting, writes the checkpoints in one statement or transaction, runs the
-    calls in the order they came, and hands the results to each caller's event loop in one
-    callback per loop. The thread starts with the first operation, sleeps in a C queue while
-    there is nothing to do (it is woken only then), and ends with ``close``.
-    """
-
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
-        self._path = path
-        self._conn: sqlite3.Connection | None = conn
-        self._lock = threading.Lock()
-        self._wakeups: queue.SimpleQueue[None] = queue.SimpleQueue()
-        self._idle = True
-        self._writes: dict[_Key, tuple[tuple[Any, ...], list[_Waiter]]] = {}
-        self._calls: list[tuple[Callable[[sqlite3.Connection], Any], _Waiter]] = []
-        self._closing: list[_Waiter] | None = None
-        self._thread: threading.Thread | None = None
-
-    async def call(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        waiter = self._waiter()
-        with self._lock:
-            self._refuse_if_closed()
-            self._calls.append((work, waiter))
-            self._wake()
-        result: _T = await waiter[1]
-        return result
-
-    async def write_checkpoint(self, key: _Key, values: tuple[Any, ...]) -> None:
-        waiter = self._waiter()
-        with self._lock:
-            self._refuse_if_closed()
-            waiting = self._writes.get(key)
-            if waiting is None:
-                self._writes[key] = (values, [waiter])
-            else:  # not written yet: the later checkpoint replaces it, for both callers
-                self._writes[key] = (values, [*waiting[1], waiter])
-            self._wake()
-        await waiter[1]
-
-    async def close(self) -> None:
-        """Close the connection after every operation asked before; idempotent."""
-        waiter = self._waiter()
-        with self._lock:
-            if self._conn is None:
-                return
-            if self._closing is None:
-                self._closing = []
-            self._closing.append(waiter)
-            self._wake()
-        await waiter[1]
-
-    def _waiter(self) -> _Waiter:
-        loop = asyncio.get_running_loop()
-        return loop, loop.create_future()
-
-    def _refuse_if_closed(self) -> None:
-        """Under ``_lock``: operations asked after ``close`` fail as a closed connection's."""
-        if self._closing is not None or self._conn is None:
-            raise sqlite3.ProgrammingError(f"checkpoint store {self._path} is closed")
-
-    def _wake(self) -> None:
-        """Under ``_lock``: start the thread, or wake it if it sleeps."""
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._serve, name=f"sqlite-store-{self._path.name}", daemon=True
-            )
-            self._thread.start()
-        if self._idle:
-            self._idle = False
-            self._wakeups.put(None)
-
-    def _serve(self) -> None:
-        while True:
-            self._wakeups.get()
-            while True:
-                with self._lock:
-                    writes, self._writes = self._writes, {}
-                    calls, self._calls = self._calls, []
-                    closing = self._closing if not (writes or calls) else None
-                    if closing is not None:
-                        self._shut()
-                    elif not (writes or calls):
-                        self._idle = True
-                        break
-                if closing is not None:
-                    _settle_all([(waiter, None, None) for waiter in closing])
-                    return
-                self._round(writes, calls)
-
-    def _round(
-        self,
-        writes: dict[_Key, tuple[tuple[Any, ...], list[_Waiter]]],
-        calls: list[tuple[Callable[[sqlite3.Connection], Any], _Waiter]],
-    ) -> None:
-        done: list[tuple[_Waiter, Any, BaseException | None]] = []
-        if writes:
-            error = self._write([values for values, _ in writes.values()])
-            done.extend((waiter, None, error) for _, ws in writes.values() for waiter in ws)
-        for work, waiter in calls:
-            done.append((waiter, *self._call(work)))
-        _settle_all(done)
-
-    def _write(self, rows: Sequence[tuple[Any, ...]]) -> BaseException | None:
-        assert self._conn is not None
-        try:
-            if len(rows) == 1:
-                self._conn.execute(_UPSERT_CHECKPOINT, rows[0])  # autocommit: one statement
-            else:
-                with transaction(self._conn):
-                    self._conn.executemany(_UPSERT_CHECKPOINT, rows)
-        except Exception as exc:  # noqa: BLE001 - each caller raises it
-            return exc
-        return None
-
-    def _call(self, work: Callable[[sqlite3.Connection], Any]) -> tuple[Any, Exception | None]:
-        assert self._conn is not None
-        try:
-            return work(self._conn), None
-        except Exception as exc:  # noqa: BLE001 - the caller raises it
-            return None, exc
-
-    def _shut(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
-def _settle_all(done: list[tuple[_Waiter, Any, BaseException | None]]) -> None:
-    """Hand results to their callers: one callback per event loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
-    for (loop, future), result, error in done:
-        by_loop.setdefault(loop, []).append((future, result, error))
-    for loop, results in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-            loop.call_soon_threadsafe(_settle, results)
-
-
-def _settle(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for future, result, error in results:
-        if future.done():  # cancelled: the caller's deadline passed
-            continue
-        if error is None:
-            future.set_result(result)
-        else:
-            future.set_exception(error)

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Self, TypeVar
 
 from consumer.errors import LedgerError
 from consumer.stores.ledger.shared import Claim, Entry, Settings, warn_lost
-from consumer.stores.sqlite import connect, transaction
+from consumer.stores.sqlite import StoreThread, connect, transaction
 
 _T = TypeVar("_T")
 
@@ -33,8 +30,9 @@ CREATE INDEX IF NOT EXISTS ledger_until ON ledger (until);
 class SqliteLedger:
     """Entries in a table of their own SQLite file (WAL; shareable between processes).
 
-    The file and its folder are created on entering (``async with``). Every operation is one
-    short transaction on a worker thread; ``reserve`` takes the write lock up front, so two
+    The file and its folder are created on entering (``async with``); operations before
+    that, or after leaving, raise ``LedgerError`` (not open). Every operation is one short
+    transaction on the ledger's own thread; ``reserve`` takes the write lock up front, so two
     processes can never both reserve a key.
     """
 
@@ -49,50 +47,33 @@ class SqliteLedger:
     ) -> None:
         self.path = Path(path)
         self._settings = Settings(owner, lease_s, expire_after_s, clock)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
         # A thread of its own: a done mark must not queue behind other work on the loop's
         # shared pool (dead-letter files, .eml files), or the window in which a crash leaves
         # an action's outcome uncertain grows with that work.
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
+        self._thread = StoreThread(self.path, lambda: connect(self.path, _SCHEMA))
+        self._open = False
 
     async def __aenter__(self) -> Self:
         try:
-            conn = await self._in_thread(connect, self.path, _SCHEMA)
+            await self._thread.open()
         except (sqlite3.Error, OSError) as exc:
+            await self._thread.close()
             raise LedgerError(f"ledger {self.path}: cannot open: {exc}") from exc
-        with self._lock:
-            self._conn = conn
+        self._open = True
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._in_thread(self._close)
-        self._thread.shutdown(wait=False)
-
-    async def _in_thread(self, work: Callable[..., _T], *args: Any) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
-
-    def _close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._open = False
+        await self._thread.close()
 
     async def _run(self, operation: str, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run ``work`` on a worker thread, one operation at a time; errors as LedgerError."""
-
-        def locked() -> _T:
-            with self._lock:
-                if self._conn is None:
-                    raise LedgerError(f"ledger {self.path}: cannot {operation}: not open")
-                try:
-                    return work(self._conn)
-                except sqlite3.Error as exc:
-                    raise LedgerError(f"ledger {self.path}: cannot {operation}: {exc}") from exc
-
-        if self._conn is None:  # closed (its thread is gone too)
+        """Run ``work`` on the ledger's thread, one operation at a time; errors as LedgerError."""
+        if not self._open:
             raise LedgerError(f"ledger {self.path}: cannot {operation}: not open")
-        return await self._in_thread(locked)
+        try:
+            return await self._thread.call(work)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger {self.path}: cannot {operation}: {exc}") from exc
 
     async def reserve(self, key: str) -> Claim:
         async with self._settings.holding(key) as outcome:

@@ -22,6 +22,7 @@ from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient, P
 
 from consumer.config import EventHubConfig
 from consumer.stores.checkpoints import SqliteCheckpointStore, checkpoint_scope
+from consumer.stores.ledger import SqliteLedger
 from emulator import Emulator, HubSpec
 from tests.support import ROOT
 from tests.support.emulator import send
@@ -253,15 +254,42 @@ async def test_a_file_from_before_checkpoint_times_gains_them(tmp_path: Path) ->
 
 
 async def test_file_and_folder_are_created_in_wal_mode(tmp_path: Path) -> None:
-    """The constructor creates missing folders and the database file, journaled with WAL."""
+    """Entering creates missing folders and the database file, journaled with WAL (the
+    constructor does no I/O: the file is opened on the store's thread)."""
     path = tmp_path / "new" / "deeper" / "checkpoints.db"
     store = SqliteCheckpointStore(str(path))
-    try:
+    assert not path.exists()
+    async with store:
         assert path.is_file()
         with contextlib.closing(sqlite3.connect(path)) as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    finally:
-        await store.close()
+
+
+def _opened(kind: str, path: Path) -> contextlib.AbstractAsyncContextManager[object]:
+    if kind == "checkpoints":
+        return SqliteCheckpointStore(path)
+    return SqliteLedger(path, owner="a", lease_s=1, expire_after_s=1)
+
+
+@pytest.mark.parametrize("kind", ["checkpoints", "ledger"])
+async def test_opening_waits_for_a_write_lock_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Another process holds the file's write lock while a store opens it: the store waits
+    on its own thread, and the event loop runs on meanwhile (here, the timer that lets the
+    lock go; were the open on the loop, that timer could not fire before the busy timeout)."""
+    monkeypatch.setattr("consumer.stores.sqlite.BUSY_TIMEOUT_S", 5.0)
+    path = tmp_path / "store.db"
+    async with _opened(kind, path):
+        pass  # the file exists, in WAL mode: opening it again takes the write lock only
+    loop = asyncio.get_running_loop()
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        loop.call_later(0.3, other.execute, "ROLLBACK")
+        started = loop.time()
+        async with _opened(kind, path):
+            waited_s = loop.time() - started
+    assert 0.3 <= waited_s < 5.0
 
 
 async def test_closed_store_refuses_work_and_close_is_idempotent(tmp_path: Path) -> None:
