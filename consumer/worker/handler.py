@@ -16,8 +16,8 @@ past it. One log line per event says what happened. ``handle`` runs both parts a
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -36,9 +36,12 @@ from consumer.worker.retrying import RetryPolicy, attempts_of
 from rules import Action, Decision, DecodeError, Event, Rule, RuleTable, decode_body
 
 DEAD_LETTER_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+"""Waits between tries of a dead-letter store that fails; the last one repeats until it takes
+the letter."""
 LEDGER_BUSY_POLL_S = 5.0
 """Longest wait between looks at a decision another worker holds in the ledger."""
 LEDGER_RETRY_S = 0.5
+"""The wait before a reservation that failed is tried the second and last time."""
 LEDGER_OUTAGE_S = 10.0
 """After the ledger's store failed twice in a row, how long actions run unreserved."""
 Rest = Coroutine[Any, Any, int]
@@ -150,8 +153,22 @@ class Handler:
     """Each rule's actions with their types and inline runners, by ``id(rule)`` of the rules
     of ``_steps_of`` (worked out once per rule, not per event)."""
     _steps_of: RuleTable | None = field(default=None, init=False)
+    _ledger_retry: RetryPolicy = field(init=False)
+    _dead_letter_retry: RetryPolicy = field(init=False)
     handled: int = field(default=0, init=False)
     """Messages handled to the end so far."""
+
+    def __post_init__(self) -> None:
+        # The storage calls' own policies, waiting with the handler's sleep. A reservation is
+        # tried twice, or once when the store did not answer in time (an outage, not a
+        # blip); a dead letter until the store takes it.
+        self._ledger_retry = RetryPolicy(
+            attempts=2, waits=(LEDGER_RETRY_S,), retry_on=_may_be_a_blip, sleep=self.sleep
+        )
+        self._dead_letter_retry = RetryPolicy(
+            attempts=None, total_s=math.inf, waits=DEAD_LETTER_RETRY_S,
+            retry_on=_is_store_error, sleep=self.sleep,
+        )  # fmt: skip
 
     async def handle(self, received: Received, *, only: tuple[str, int] | None = None) -> int:
         """Process one message to the end (acted on, or dead-lettered).
@@ -460,8 +477,8 @@ class Handler:
         the ledger instead: two workers reading one partition during an outage could each ask
         the sink, find nothing, and both act.
         """
-        assert self.ledger is not None
-        failures = 0
+        ledger = self.ledger
+        assert ledger is not None
         while True:
             if self.monotonic() < self._ledger_down_until or not self.ledger_up():
                 if not wait:
@@ -469,13 +486,8 @@ class Handler:
                 await self.sleep(LEDGER_BUSY_POLL_S)
                 continue
             try:
-                claim = await self.ledger.reserve(decision.key)
+                claim, _ = await self._ledger_retry.call(lambda: ledger.reserve(decision.key))
             except ConsumerError as exc:
-                failures += 1
-                # An error may be a blip: look once more. No answer in time is an outage.
-                if failures < 2 and not isinstance(exc, StorageTimeoutError):
-                    await self.sleep(LEDGER_RETRY_S)
-                    continue
                 self._ledger_down_until = self.monotonic() + LEDGER_OUTAGE_S
                 self.log.warning(
                     "ledger.unavailable", error=str(exc), acting_unreserved_s=LEDGER_OUTAGE_S
@@ -555,16 +567,24 @@ class Handler:
             )
             return
         self.metrics.dead_lettered(reason)
-        waits = itertools.chain(DEAD_LETTER_RETRY_S, itertools.repeat(DEAD_LETTER_RETRY_S[-1]))
-        for wait_s in waits:
-            try:
-                await self.dead_letters.put(letter)
-                return
-            except ConsumerError as exc:
-                # Nothing may be lost: until the letter is stored the event stays unfinished,
-                # so its partition's checkpoint cannot pass it. Shutdown cancels this wait.
-                self.log.error("deadletter.store_failed", error=str(exc), retry_in_s=wait_s)
-                await self.sleep(wait_s)
+        # Nothing may be lost: until the letter is stored the event stays unfinished, so its
+        # partition's checkpoint cannot pass it. Shutdown cancels the waits.
+        await self._dead_letter_retry.call(
+            lambda: self.dead_letters.put(letter),
+            on_retry=lambda attempt, error, wait_s: self.log.error(
+                "deadletter.store_failed", error=str(error), retry_in_s=wait_s
+            ),
+        )
+
+
+def _may_be_a_blip(error: BaseException) -> bool:
+    """A storage error worth one more look; no answer in time is an outage, not a blip."""
+    return isinstance(error, ConsumerError) and not isinstance(error, StorageTimeoutError)
+
+
+def _is_store_error(error: BaseException) -> bool:
+    """A store failed (anything else is a bug, and is not retried)."""
+    return isinstance(error, ConsumerError)
 
 
 def _enqueued_at(received: Received, *, fallback: float) -> float:

@@ -171,6 +171,25 @@ async def test_an_unavailable_dead_letter_store_is_retried_until_it_takes_the_le
     assert len(store.letters) == 1
 
 
+async def test_the_dead_letter_store_is_retried_on_the_handlers_sleep_at_a_fixed_pace() -> None:
+    """The waits between tries of the store: the schedule, its last wait repeated, each on the
+    handler's own sleep, and each failure logged."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    store = FlakyStore(down_for=8)
+    with capture_logs() as logs:
+        assert (
+            await _handler(store, Executor(), Executor(), sleep=sleep).handle(_received(b"[")) == 1
+        )
+    assert waits == [0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 30.0, 30.0]
+    failed = [line["retry_in_s"] for line in logs if line["event"] == "deadletter.store_failed"]
+    assert failed == waits
+    assert len(store.letters) == 1
+
+
 # --- the idempotency ledger ----------------------------------------------------------------
 
 

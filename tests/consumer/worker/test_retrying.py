@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from consumer.errors import PermanentActionError, TransientActionError
@@ -81,3 +83,32 @@ async def test_retry_after_is_honoured_up_to_the_cap() -> None:
     await RetryPolicy(sleep=sleeps, max_wait_s=20).call(work)
     assert sleeps.waits[0] >= 7
     assert sleeps.waits[1] == 20
+
+
+async def test_a_fixed_schedule_repeats_its_last_wait_without_an_attempt_limit() -> None:
+    """``waits`` replaces backoff; with ``attempts=None`` the call is tried until it succeeds
+    (the dead-letter store's policy)."""
+    sleeps = Sleeps()
+    work = Flaky(*[TransientActionError(f"try {i}") for i in range(7)])
+    policy = RetryPolicy(attempts=None, total_s=math.inf, waits=(0.5, 1.0, 2.0), sleep=sleeps)
+    assert await policy.call(work) == ("done", 8)
+    assert sleeps.waits == [0.5, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+
+
+async def test_retry_on_chooses_which_errors_are_retried() -> None:
+    """A policy for other errors than actions' (a store's), leaving the rest alone."""
+    policy = RetryPolicy(retry_on=lambda error: isinstance(error, LookupError), sleep=Sleeps())
+    assert await policy.call(Flaky(KeyError("blip"))) == ("done", 2)
+    transient = Flaky(TransientActionError("503"))
+    with pytest.raises(TransientActionError):
+        await policy.call(transient)
+    assert transient.calls == 1
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
+    """Computed from the attempt alone, however many attempts there were."""
+    policy = RetryPolicy(initial_s=0.5, jitter_s=0.25, max_wait_s=30)
+    for attempt, least in [(1, 0.5), (2, 1.0), (3, 2.0), (6, 16.0)]:
+        assert least <= policy.wait_s(attempt, None) <= least + 0.25
+    assert policy.wait_s(7, None) == 30
+    assert policy.wait_s(100_000, None) == 30
