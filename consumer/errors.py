@@ -9,6 +9,7 @@ into these with ``raise ... from exc`` so callers handle one tree::
     ├── CaseFileError          a rule-test file is not valid
     ├── DeadLetterError        a dead letter could not be written, read, found or deleted
     │   └── UnreadableEntryError   one entry is not a valid dead letter
+    ├── CheckpointError        the checkpoint store failed a call (named by type and status)
     ├── LedgerError            the idempotency ledger could not be read or written (retried)
     ├── StorageTimeoutError    a store did not answer within its deadline (frozen, unreachable)
     ├── StoreError             a store (checkpoints, dead letters, ledger) could not be opened
@@ -52,6 +53,12 @@ class EventFileError(ConsumerError):
 
 class CaseFileError(ConsumerError):
     """A rule-test (cases) file is not valid; the message names the file and the case."""
+
+
+class CheckpointError(ConsumerError):
+    """The checkpoint store failed a call (a checkpoint, partition ownership). The message
+    names the call and the store's error by type and status: SDK messages may quote signed
+    URLs. The next flush (or load-balancing round) tries again."""
 
 
 class LedgerError(ConsumerError):

@@ -27,7 +27,12 @@ from typing import Any, Protocol, Self, TypeVar
 import structlog
 from azure.eventhub.aio import CheckpointStore
 
-from consumer.errors import ConsumerError, StorageTimeoutError, UnreadableEntryError
+from consumer.errors import (
+    CheckpointError,
+    ConsumerError,
+    StorageTimeoutError,
+    UnreadableEntryError,
+)
 from consumer.stores.blob import describe_error
 from consumer.stores.deadletters import DeadLetter, DeadLetterStore
 from consumer.stores.ledger import Claim, Ledger
@@ -125,31 +130,42 @@ class Guard:
 
 
 class GuardedCheckpointStore(CheckpointStore):
-    """The SDK's checkpoint store, every call (ownership included) under a deadline."""
+    """The SDK's checkpoint store, every call (ownership included) under a deadline, its
+    failures turned into ``CheckpointError``: the SDK logs what its load balancing catches,
+    and our logs print what a flush caught, so neither may carry the store's own message."""
 
     def __init__(self, store: CheckpointStore, guard: Guard) -> None:
         self._store, self._guard = store, guard
 
     async def list_ownership(self, *args: Any, **kwargs: Any) -> Iterable[dict[str, Any]]:
-        result: Iterable[dict[str, Any]] = await self._guard(
+        result: Iterable[dict[str, Any]] = await self._call(
             self._store.list_ownership(*args, **kwargs), "list partition ownership"
         )
         return result
 
     async def claim_ownership(self, *args: Any, **kwargs: Any) -> Iterable[dict[str, Any]]:
-        result: Iterable[dict[str, Any]] = await self._guard(
+        result: Iterable[dict[str, Any]] = await self._call(
             self._store.claim_ownership(*args, **kwargs), "claim partitions"
         )
         return result
 
     async def update_checkpoint(self, *args: Any, **kwargs: Any) -> None:
-        await self._guard(self._store.update_checkpoint(*args, **kwargs), "write a checkpoint")
+        await self._call(self._store.update_checkpoint(*args, **kwargs), "write a checkpoint")
 
     async def list_checkpoints(self, *args: Any, **kwargs: Any) -> Iterable[dict[str, Any]]:
-        result: Iterable[dict[str, Any]] = await self._guard(
+        result: Iterable[dict[str, Any]] = await self._call(
             self._store.list_checkpoints(*args, **kwargs), "list checkpoints"
         )
         return result
+
+    async def _call(self, call: Awaitable[T], what: str) -> T:
+        try:
+            return await self._guard(call, what)
+        except ConsumerError:
+            raise
+        except Exception as exc:
+            message = f"{self._guard.name}: cannot {what}: {describe_error(exc)}"
+            raise CheckpointError(message) from exc
 
 
 class GuardedLedger:
