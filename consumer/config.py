@@ -218,7 +218,8 @@ class LedgerConfig(_Table, frozen=True):
 
 
 class Secrets:
-    """Values of environment variables named in rule files (``secret_env`` of webhooks).
+    """Values of environment variables named in rule files (a webhook's ``url_env``,
+    ``headers_env`` and ``secret_env``).
 
     Read once, when the config loads; never shown in ``repr`` or logs.
     """

@@ -4,6 +4,8 @@ Each action in a rule is a table with a ``type`` and that type's fields. Loading
 them all (unknown fields, wrong types, missing fields, numbers out of range); carrying them
 out is the shell's job (``consumer/``). Every string field is a template rendered from the
 event when the action runs, so a field like ``to`` may read ``"{{ data.runTags.owner }}"``.
+The exceptions are a webhook's ``*_env`` fields, which name environment variables (the shell
+reads their values and uses them as they are), and its ``auth.scope``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 
 import msgspec
 
-from .templates import Escape
+from .templates import Escape, is_template, url_host
 
 # Every number below has a lower and an upper bound (``msgspec.Meta``), which also refuses
 # the non-finite floats TOML and JSON can spell: ``inf`` is above every upper bound, and
@@ -26,6 +28,10 @@ RESERVED_HEADERS = frozenset(
 """Headers a webhook rule may not set: the signature's, and the body's framing."""
 HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 """An HTTP header name (RFC 9110's token)."""
+ENV_NAME = re.compile(r"[-._A-Za-z][-._A-Za-z0-9]*")
+"""An environment variable's name, as Kubernetes takes one. A ``*_env`` field holds a name,
+never the value: a URL or a key pasted there would be refused, and not echoed back."""
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 OnUncertain = Literal["repeat", "skip", "deadletter"]
@@ -71,15 +77,36 @@ class EmailAction(_Action, tag="email", frozen=True):
             raise ValueError("needs a body: 'text', 'html' or both")
 
 
-class WebhookAction(_Action, tag="webhook", frozen=True):
-    """POST the event to an HTTP endpoint."""
+class AzureAdAuth(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A webhook's ``auth``: an Azure AD bearer token for ``scope`` (such as
+    ``api://<app id>/.default``), from the worker's credential (``[azure] credential``)."""
 
-    url: str
+    type: Literal["azure_ad"]
+    scope: str
+    """Written out in the rule: event data never picks whom a token is for."""
+
+
+class WebhookAction(_Action, tag="webhook", frozen=True):
+    """POST the event to an HTTP endpoint.
+
+    Its secrets stay out of the rule: each ``*_env`` field names an environment variable
+    that holds one (the shell reads it; a Teams or Slack URL, an API key, a signing secret).
+    """
+
+    url: str | None = None
+    """The URL template; or ``url_env``, never both."""
+    url_env: str | None = None
+    """Name of the environment variable holding the URL, used as it is (not a template)."""
     format: Literal["eventgrid", "cloudevents", "template"] = "eventgrid"
     body: str | None = None
     """The body template, for ``format = "template"``."""
     preset: Literal["teams", "slack"] | None = None
     headers: dict[str, str] = {}
+    headers_env: dict[str, str] = {}
+    """Header name (written in the rule) to the name of the environment variable holding
+    its value."""
+    auth: AzureAdAuth | None = None
+    """With it, every request carries ``Authorization: Bearer <token>``."""
     timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
     """For one request, up to 300 s: a slow endpoint holds its partition's checkpoint."""
     secret_env: str | None = None
@@ -92,13 +119,45 @@ class WebhookAction(_Action, tag="webhook", frozen=True):
     with its scheme and host written out."""
 
     def __post_init__(self) -> None:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError(
+                "needs either 'url' or 'url_env' (the environment variable holding the URL)"
+            )
         if (self.format == "template") != (self.body is not None):
             raise ValueError("'body' is required with format = \"template\" and only then")
-        for name in self.headers:
-            if not HEADER_NAME.fullmatch(name):
-                raise ValueError(f"headers: {name!r} is not a valid header name")
-            if name.lower() in RESERVED_HEADERS:
-                raise ValueError(f"headers: {name!r} is set by the worker, not a rule")
+        for field, names in (("headers", self.headers), ("headers_env", self.headers_env)):
+            for name in names:
+                if not HEADER_NAME.fullmatch(name):
+                    raise ValueError(f"{field}: {name!r} is not a valid header name")
+                if name.lower() in RESERVED_HEADERS:
+                    raise ValueError(f"{field}: {name!r} is set by the worker, not a rule")
+        twice = {name.lower() for name in self.headers} & {n.lower() for n in self.headers_env}
+        if twice:
+            raise ValueError(f"headers_env: {min(twice)!r} is in headers too")
+        variables = [("url_env", self.url_env), ("secret_env", self.secret_env)]
+        variables += [(f"headers_env.{k}", v) for k, v in self.headers_env.items()]
+        for field, variable in variables:
+            if variable is not None and not ENV_NAME.fullmatch(variable):
+                raise ValueError(f"{field}: must name an environment variable, not hold a value")
+        if self.auth is not None:
+            self._check_auth(self.auth)
+
+    def _check_auth(self, auth: AzureAdAuth) -> None:
+        scope = auth.scope
+        if not scope or is_template(scope) or any(char.isspace() for char in scope):
+            raise ValueError("auth: 'scope' must be one scope, written out (not a template)")
+        headers = [*self.headers, *self.headers_env]
+        if any(name.lower() == "authorization" for name in headers):
+            raise ValueError("auth: sets the Authorization header; leave it out of headers")
+        if self.url is not None and url_host(self.url) and not may_carry_token(self.url):
+            raise ValueError("auth: a token goes over https only (plain http to loopback)")
+
+
+def may_carry_token(url: str) -> bool:
+    """Whether a bearer token may go to ``url`` (a URL, or a URL template, whose scheme and
+    host are written out): over https, or plain http to this machine."""
+    scheme = url.partition(":")[0].lower()
+    return scheme == "https" or (scheme == "http" and url_host(url) in LOOPBACK_HOSTS)
 
 
 class AdfPipelineRunAction(_Action, tag="adf_pipeline_run", frozen=True):

@@ -193,7 +193,8 @@ class ArmClient:
     async def _send(
         self, method: str, url: str, where: str, body: Any, allow: Collection[int]
     ) -> ArmResponse:
-        headers = {"Authorization": f"Bearer {await self._token()}", "Accept": "application/json"}
+        token = await bearer_token(self._credential, self.scope, self._timeout_s)
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         data = None
         if body is not None:
             data = _encoder.encode(body)
@@ -224,32 +225,6 @@ class ArmClient:
         if 200 <= response.status < 300 or response.status in allow:
             return response
         raise self.error_for(method, where, response)
-
-    async def _token(self) -> str:
-        """The bearer token, within ``timeout_s``.
-
-        Raises:
-            PermanentActionError: the credential cannot get one until someone acts.
-            TransientActionError: any other failure, of whatever type: the retry policy
-                tries again within its bounds instead of the action crashing.
-        """
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                token = await self._credential.get_token(self.scope)
-        except Exception as exc:
-            raise self._token_error(exc) from exc
-        return str(token.token)
-
-    def _token_error(self, error: Exception) -> ActionError:
-        """The classified error for a failure to get a token (``is_permanent``)."""
-        reason = _short(str(getattr(error, "message", None) or error))
-        if is_permanent(error):
-            return PermanentActionError(f"no Azure AD token for {self.scope}: {reason}")
-        if isinstance(error, TimeoutError):
-            reason = reason or f"none within {self._timeout_s:g}s"
-        else:
-            reason = ": ".join(part for part in (type(error).__name__, reason) if part)
-        return TransientActionError(f"no Azure AD token for {self.scope}: {reason}")
 
     def _poll_target(
         self, started: ArmResponse, path: str, api_version: str
@@ -356,6 +331,31 @@ def _decode(raw: bytes) -> Any:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+async def bearer_token(credential: AsyncTokenCredential, scope: str, timeout_s: float) -> str:
+    """A bearer token for ``scope`` from ``credential``, within ``timeout_s`` (for ARM and
+    for webhooks with ``auth``).
+
+    Raises:
+        PermanentActionError: the credential cannot get one until someone acts
+            (``consumer.credentials.is_permanent``).
+        TransientActionError: any other failure, of whatever type: the retry policy tries
+            again within its bounds instead of the action crashing.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            token = await credential.get_token(scope)
+    except Exception as exc:
+        reason = _short(str(getattr(exc, "message", None) or exc))
+        if is_permanent(exc):
+            raise PermanentActionError(f"no Azure AD token for {scope}: {reason}") from exc
+        if isinstance(exc, TimeoutError):
+            reason = reason or f"none within {timeout_s:g}s"
+        else:
+            reason = ": ".join(part for part in (type(exc).__name__, reason) if part)
+        raise TransientActionError(f"no Azure AD token for {scope}: {reason}") from exc
+    return str(token.token)
 
 
 def _short(text: str) -> str:

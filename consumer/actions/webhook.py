@@ -9,6 +9,11 @@ Event values cannot steer a request: the URL's scheme, host and port are the rul
 values are escaped as JSON, and a header value with a line break is refused. With
 ``[webhook] allowed_hosts``, only those hosts are posted to.
 
+Secrets come from the environment, named by the rule (``consumer.actions.webhookenv``): the
+whole URL (``url_env``, for a Teams or Slack URL, which is its own key), header values
+(``headers_env``) and the signing secret (``secret_env``). With ``auth``, an Azure AD token
+from the worker's credential goes in ``Authorization``, over https only.
+
 Every request carries a ``webhook-id`` derived from the decision key, the same across retries
 and redeliveries, because delivery is at least once and only the receiver can drop the
 duplicates; with ``secret_env`` it is signed as Standard Webhooks specifies, so the receiver
@@ -18,7 +23,7 @@ The response decides what happens next: 2xx is done; 408, 429 and 5xx, timeouts 
 connection errors may pass if retried (``Retry-After`` is passed on); 410 Gone and any other
 status are permanent, and redirects are not followed (a redirect could lead a signed body
 anywhere). Error messages carry the status and the host, never the URL's query (it may hold a
-key), a header's value nor the secret.
+key), a header's value, a token nor the secret.
 """
 
 from __future__ import annotations
@@ -32,17 +37,27 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
 import aiohttp
 import msgspec
+from azure.core.credentials_async import AsyncTokenCredential
 
+from consumer.actions.azure import bearer_token
 from consumer.actions.hosts import host_allowed
 from consumer.actions.http import answer_within
+from consumer.actions.webhookenv import (
+    CONTROL_CHARACTERS,
+    Secrets,
+    env_header,
+    env_url,
+    signing_key,
+)
+from consumer.credentials import FETCH_TIMEOUT_S
 from consumer.errors import PermanentActionError, TransientActionError
 from rules import Decision, Event, WebhookAction
-from rules.actions import HEADER_NAME, RESERVED_HEADERS
+from rules.actions import HEADER_NAME, RESERVED_HEADERS, may_carry_token
 from rules.templates import Escape, TemplateError, context, render
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -53,8 +68,7 @@ DRAIN_LIMIT = 64 * 1024
 MAX_VALUE_CHARS = 300
 """Event values longer than this are cut in chat messages (Slack refuses a section over 3,000
 characters; Teams a card over 28 KB)."""
-Secrets = Callable[[str], "str | None"]
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_T = TypeVar("_T")
 _QUOTED_TEMPLATE = re.compile(r"""^template (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
 
 
@@ -62,10 +76,12 @@ class WebhookExecutor:
     """Posts events with a shared ``aiohttp.ClientSession`` (made by
     ``consumer.actions.http.client_session``, which times the pool's queue apart from the receiver).
 
-    ``secrets(name)`` gives the value of the environment variable a ``secret_env`` names
+    ``secrets(name)`` gives the value of the environment variable a ``*_env`` field names
     (config loading reads the environment, nothing else does); ``clock`` stamps signatures;
     ``allowed_hosts`` (``[webhook] allowed_hosts``), when not empty, are the only hosts posted
     to. Rules naming another host are refused when they load; this is checked again here.
+    ``credential`` (the worker's, cached: ``consumer.credentials.CachedTokens``) gives the
+    tokens of webhooks with ``auth``.
     """
 
     def __init__(
@@ -75,17 +91,22 @@ class WebhookExecutor:
         secrets: Secrets = lambda name: None,
         clock: Callable[[], float] = time.time,
         allowed_hosts: Sequence[str] = (),
+        credential: AsyncTokenCredential | None = None,
     ) -> None:
         self._session = session
         self._secrets = secrets
         self._clock = clock
         self._allowed_hosts = tuple(allowed_hosts)
+        self._credential = credential
 
     async def __call__(self, decision: Decision) -> str:
         action = decision.action
         assert isinstance(action, WebhookAction)
         names = context(decision.event)
-        url = _render(action.url, names, "url", escape="url")
+        if action.url_env is not None:
+            url = _from_env(env_url, self._secrets, action.url_env, "url_env")
+        else:
+            url = _render(action.url or "", names, "url", escape="url")
         host = _host(url)
         if self._allowed_hosts and not host_allowed(urlsplit(url).hostname, self._allowed_hosts):
             raise PermanentActionError(f"webhook: host {host} is not in [webhook] allowed_hosts")
@@ -96,8 +117,13 @@ class WebhookExecutor:
             headers["aeg-event-type"] = "Notification"
         for name, template in action.headers.items():
             _set_header(headers, name, _render(template, names, f"headers.{name}"))
+        for name, variable in action.headers_env.items():
+            value = _from_env(env_header, self._secrets, variable, f"headers_env.{name}")
+            _set_header(headers, name, value)
+        if action.auth is not None:
+            headers["Authorization"] = await self._bearer(action.auth.scope, url)
         if action.secret_env:
-            key = _signing_key(self._secrets(action.secret_env), action.secret_env)
+            key = _from_env(signing_key, self._secrets, action.secret_env, "secret_env")
             timestamp = str(int(self._clock()))
             headers["webhook-timestamp"] = timestamp
             headers["webhook-signature"] = _signature(key, message_id, timestamp, body)
@@ -112,6 +138,21 @@ class WebhookExecutor:
         if 300 <= status < 400:
             raise PermanentActionError(f"{message}: redirects are not followed")
         raise PermanentActionError(message)
+
+    async def _bearer(self, scope: str, url: str) -> str:
+        """``Authorization``'s value for ``auth``: a token for ``scope``, never sent in clear
+        but to this machine.
+
+        Raises:
+            PermanentActionError: no credential, plain http elsewhere, or a credential that
+                cannot get a token until someone acts.
+            TransientActionError: any other failure to get a token.
+        """
+        if self._credential is None:
+            raise PermanentActionError("webhook: 'auth': this worker has no Azure AD credential")
+        if not may_carry_token(url):
+            raise PermanentActionError("webhook: 'auth': a token goes over https only")
+        return "Bearer " + await bearer_token(self._credential, scope, FETCH_TIMEOUT_S)
 
     async def _post(
         self, url: str, host: str, body: bytes, headers: dict[str, str], timeout_s: float
@@ -156,21 +197,15 @@ def webhook_id(key: str) -> str:
     return "msg_" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
-def _signing_key(secret: str | None, variable: str) -> bytes:
-    """The HMAC key a Standard Webhooks secret stands for; errors name ``variable`` only."""
-    if not secret:
-        raise PermanentActionError(
-            f"webhook: the signing secret's environment variable {variable} is not set"
-        )
+def _from_env(
+    read: Callable[[Secrets, str], _T], secrets: Secrets, variable: str, field: str
+) -> _T:
+    """``read(secrets, variable)`` (``consumer.actions.webhookenv``); an error names the
+    field and the variable, never the value."""
     try:
-        key = base64.b64decode(secret.strip().removeprefix("whsec_"), validate=True)
-    except ValueError:
-        raise PermanentActionError(
-            f"webhook: the signing secret in {variable} is not base64 (whsec_...)"
-        ) from None
-    if not key:
-        raise PermanentActionError(f"webhook: the signing secret in {variable} is empty")
-    return key
+        return read(secrets, variable)
+    except ValueError as exc:
+        raise PermanentActionError(f"webhook: '{field}': {exc}") from None
 
 
 def _signature(key: bytes, message_id: str, timestamp: str, body: bytes) -> str:
@@ -216,7 +251,7 @@ def _set_header(headers: dict[str, str], name: str, value: str) -> None:
     lower = name.lower()
     if lower in RESERVED_HEADERS:
         raise PermanentActionError(f"webhook: header {name!r} is set by the worker, not a rule")
-    if _CONTROL.search(value):
+    if CONTROL_CHARACTERS.search(value):
         raise PermanentActionError(
             f"webhook: header {name!r} holds a line break or another control character "
             "after rendering"

@@ -59,7 +59,8 @@ def add_parsers(commands: Any) -> None:
     lint.add_argument(
         "--env",
         action="store_true",
-        help="also check that the secrets the rules name (secret_env) are set in the environment",
+        help="also check the environment variables the rules name (url_env, headers_env, "
+        "secret_env): set, and holding what they must",
     )
     lint.set_defaults(func=_lint)
 

@@ -63,7 +63,8 @@ class RuleHolder:
     log: structlog.typing.FilteringBoundLogger
     metrics: WorkerMetrics
     secrets: Callable[[str], str | None] | None = None
-    """Where ``secret_env`` names are looked up, so a reload cannot name a missing one."""
+    """Where the environment variables webhooks name are looked up, so a reload cannot
+    name a missing or unusable one."""
     allowed_hosts: Sequence[str] = ()
     """``[webhook] allowed_hosts``, so a reload cannot name another host."""
 

@@ -217,17 +217,16 @@ async def open_actions(
     if dependencies is not None:
         ledger = GuardedLedger(ledger, Guard(LEDGER, config.ledger.store.timeout_s, dependencies))
         await _watch(stack, dependencies, LEDGER, ledger.check)
-    arm = ArmClient(
-        azure,
-        CachedTokens(credential()),
-        base_url=config.azure.management_url,
-        scope=config.azure.scope,
-    )
+    tokens = CachedTokens(credential())  # one cache for ARM and webhooks with auth
+    arm = ArmClient(azure, tokens, base_url=config.azure.management_url, scope=config.azure.scope)
     ml_version = config.azure.ml_api_version
     by_type: dict[str, Executor] = {
         "log": LogExecutor(log),
         "webhook": WebhookExecutor(
-            hooks, secrets=config.secrets, allowed_hosts=config.webhook.allowed_hosts
+            hooks,
+            secrets=config.secrets,
+            allowed_hosts=config.webhook.allowed_hosts,
+            credential=tokens,
         ),
         "email": EmailExecutor(email_transport(config.email), sender=config.email.sender),
         "adf_pipeline_run": AdfExecutor(arm, api_version=config.azure.datafactory_api_version),

@@ -126,7 +126,7 @@ def test_event_grid_limits_are_warnings_not_errors() -> None:
     ("action", "fragment"),
     [
         ({"type": "smoke-signal"}, "unknown action type 'smoke-signal'"),
-        ({"type": "webhook"}, "missing required field `url`"),
+        ({"type": "webhook"}, "needs either 'url' or 'url_env'"),
         ({"type": "webhook", "url": "u", "format": "template"}, "'body' is required"),
         ({"type": "email", "to": ["a@b"], "subject": "s"}, "needs a body"),
         ({"type": "log", "level": "loud"}, "at `$.level`"),

@@ -24,6 +24,15 @@ def always_ok(event_id: str, seen: int) -> tuple[int, float]:
     return 200, 0.0
 
 
+@dataclass(frozen=True)
+class Received:
+    """One POST as it arrived."""
+
+    path: str
+    """The path and the query."""
+    headers: dict[str, str]
+
+
 @dataclass
 class WebhookReceiver:
     """An HTTP server on loopback that records the Event Grid bodies POSTed to it."""
@@ -36,6 +45,8 @@ class WebhookReceiver:
     the client was still there to read it."""
     bodies: list[Any] = field(default_factory=list)
     """The JSON bodies taken with 2xx, in order."""
+    received: list[Received] = field(default_factory=list)
+    """Every POST's path and headers, failed ones included, in order."""
     port: int = 0
     gate: Gate | None = None
     """Holds requests while closed (see ``Gate``)."""
@@ -60,6 +71,7 @@ class WebhookReceiver:
 
     async def _hook(self, request: web.Request) -> web.Response:
         body: Any = json.loads(await request.read())
+        self.received.append(Received(request.path_qs, dict(request.headers)))
         event = body[0] if isinstance(body, list) else body
         event_id = str(event.get("id"))
         self.calls[event_id] += 1

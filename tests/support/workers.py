@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from azure.core.credentials_async import AsyncTokenCredential
+
 from consumer.config import Config, ProcessingConfig
 from consumer.worker.lifecycle import Worker
 from consumer.worker.wiring import build
@@ -36,12 +38,16 @@ BLOB_ENV = "CHECKPOINT_STORAGE_CONNECTION_STRING"
 
 @contextlib.asynccontextmanager
 async def running(
-    config: Config, *, dry_run: bool = False, partitions: int = len(PARTITIONS)
+    config: Config,
+    *,
+    dry_run: bool = False,
+    partitions: int = len(PARTITIONS),
+    credential: AsyncTokenCredential | None = None,
 ) -> AsyncIterator[Worker]:
     """A worker built from ``config`` in this loop, running until the block ends, once it owns
-    ``partitions`` partitions."""
+    ``partitions`` partitions; ``credential`` stands in for Azure AD."""
     async with contextlib.AsyncExitStack() as stack:
-        worker = await build(config, stack, dry_run=dry_run)
+        worker = await build(config, stack, dry_run=dry_run, credential=credential)
         task = asyncio.create_task(worker.run())
         try:
             await until(lambda: len(worker.partitions) == partitions, 20, "partitions claimed")

@@ -12,12 +12,14 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 import msgspec
 import pytest
 import standardwebhooks
 from aiohttp import web
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import ServiceRequestError
 
 from consumer.actions.hosts import host_allowed
 from consumer.actions.webhook import WebhookExecutor
@@ -25,6 +27,7 @@ from consumer.errors import PermanentActionError, TransientActionError
 from rules import Decision, Event, RuleSource, RuleTableError, decode_body, load_table, plan
 from rules.templates import TemplateError, context, render
 from tests.support import SAMPLES
+from tests.support.arm import FakeCredential
 from tests.support.factories import action_session, make_event, make_table
 from tests.support.ports import free_port
 
@@ -293,9 +296,12 @@ async def _run(
     decision: Decision,
     secrets: dict[str, str] | None = None,
     clock: Any = time.time,
+    credential: AsyncTokenCredential | None = None,
 ) -> str:
     async with action_session() as session:
-        executor = WebhookExecutor(session, secrets=(secrets or {}).get, clock=clock)
+        executor = WebhookExecutor(
+            session, secrets=(secrets or {}).get, clock=clock, credential=credential
+        )
         return await executor(decision)
 
 
@@ -624,3 +630,115 @@ async def test_a_model_event_links_to_the_model(server: Server) -> None:
     facts = {fact["title"]: fact["value"] for fact in card["body"][1]["facts"]}
     assert "Model" in facts
     assert "/model/" in card["actions"][0]["url"]
+
+
+# --- secrets from the environment, and an Azure AD token --------------------------------------
+
+SCOPE = "api://hooks/.default"
+
+
+def _env_decision(**action: Any) -> Decision:
+    """The decision of a webhook whose URL is in the variable ``HOOK_URL``."""
+    table = make_table(
+        {"name": "r", "actions": [{"type": "webhook", "url_env": "HOOK_URL", **action}]}
+    )
+    (decision,) = plan(table, make_event(id="ev-9"))
+    return decision
+
+
+async def test_the_url_from_the_environment_is_used_as_it_is(server: Server) -> None:
+    """The variable's URL is not a template: its query (a Teams Workflows URL's ``sp`` and
+    ``sig``) arrives meaning what it said, ``{{ }}`` included, without the line break a
+    mounted secret ends in."""
+    query = "sp=%2Ftriggers%2Frun&sig=a%2Bb%3D&note=%7B%7B+event.id+%7D%7D"
+    url = f"http://127.0.0.1:{server.port}/hook?{query}"
+    assert await _run(_env_decision(), {"HOOK_URL": f" {url}\n"}) == "HTTP 200"
+    (received,) = server.paths
+    path, _, sent = received.partition("?")
+    assert path == "/hook"
+    assert parse_qs(sent) == parse_qs(query)
+    assert parse_qs(sent)["note"] == ["{{ event.id }}"]
+
+
+async def test_header_values_come_from_the_environment(server: Server) -> None:
+    """The header's name is the rule's, its value the variable's."""
+    decision = _decision(server, headers_env={"X-Api-Key": "HOOK_API_KEY"})
+    await _run(decision, {"HOOK_API_KEY": "KEY-123"})
+    headers, _ = server.requests[0]
+    assert headers["X-Api-Key"] == "KEY-123"
+
+
+@pytest.mark.parametrize(
+    ("secrets", "action", "message"),
+    [
+        ({}, {"url_env": "HOOK_URL"}, "'url_env': environment variable HOOK_URL is not set"),
+        (
+            {"HOOK_URL": "hooks.example.com/SECRET"},
+            {"url_env": "HOOK_URL"},
+            "'url_env': environment variable HOOK_URL does not hold an http(s) URL",
+        ),
+        (
+            {"KEY": "SECRET\r\nX-Other: 1"},
+            {"headers_env": {"X-Api-Key": "KEY"}},
+            "'headers_env.X-Api-Key': environment variable KEY holds a line break "
+            "or another control character",
+        ),
+        (
+            {"HOOK_SECRET": "SECRET*"},
+            {"secret_env": "HOOK_SECRET"},
+            "'secret_env': environment variable HOOK_SECRET does not hold a Standard "
+            "Webhooks signing secret (base64, optionally after whsec_)",
+        ),
+    ],
+)
+async def test_an_unusable_variable_is_permanent_and_names_it_not_its_value(
+    server: Server, secrets: dict[str, str], action: dict[str, Any], message: str
+) -> None:
+    """Checked at start too (``consumer.rulefiles``); this is the executor's own check."""
+    decision = _env_decision() if "url_env" in action else _decision(server, **action)
+    with pytest.raises(PermanentActionError) as caught:
+        await _run(decision, secrets)
+    assert str(caught.value) == f"webhook: {message}"
+    assert server.requests == []
+
+
+async def test_auth_sends_a_bearer_token_for_the_rules_scope(server: Server) -> None:
+    credential = FakeCredential("TOKEN-123")
+    decision = _decision(server, auth={"type": "azure_ad", "scope": SCOPE})
+    await _run(decision, credential=credential)
+    headers, _ = server.requests[0]
+    assert headers["Authorization"] == "Bearer TOKEN-123"
+    assert credential.scopes == [(SCOPE,)]
+
+
+@pytest.mark.parametrize(
+    ("credential", "error", "message"),
+    [
+        (None, PermanentActionError, "webhook: 'auth': this worker has no Azure AD credential"),
+        (FakeCredential(fail=True), PermanentActionError, f"no Azure AD token for {SCOPE}: "),
+        (
+            FakeCredential(errors=(ServiceRequestError("IMDS busy"),)),
+            TransientActionError,
+            f"no Azure AD token for {SCOPE}: ServiceRequestError: IMDS busy",
+        ),
+    ],
+)
+async def test_token_failures_are_classified_as_for_azure_resource_manager(
+    server: Server, credential: FakeCredential | None, error: type[Exception], message: str
+) -> None:
+    """A credential that cannot get a token until someone acts is permanent, any other
+    failure transient (``consumer.credentials.is_permanent``); nothing is sent."""
+    decision = _decision(server, auth={"type": "azure_ad", "scope": SCOPE})
+    with pytest.raises(error) as caught:
+        await _run(decision, credential=credential)
+    assert str(caught.value).startswith(message)
+    assert server.requests == []
+
+
+async def test_a_token_is_not_sent_over_plain_http_to_another_machine() -> None:
+    """Checked at start for ``url_env``, and again before asking for a token."""
+    credential = FakeCredential()
+    decision = _env_decision(auth={"type": "azure_ad", "scope": SCOPE})
+    with pytest.raises(PermanentActionError, match="a token goes over https only"):
+        await _run(decision, {"HOOK_URL": "http://hooks.example.invalid/x"}, credential=credential)
+    assert credential.scopes == []

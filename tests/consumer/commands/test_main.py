@@ -427,7 +427,9 @@ def test_lint_prints_warnings_and_fails_on_errors(
 def test_lint_with_env_checks_the_secrets_the_rules_name(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``lint --env`` fails naming an unset ``secret_env``; plain lint does not look."""
+    """``lint --env`` fails naming an unset ``secret_env``, or one that is not a signing
+    secret (every signed request would be dead-lettered), never showing the value; plain
+    lint does not look."""
     rules = tmp_path / "rules.toml"
     rules.write_text(
         '[[rules]]\nname = "hook"\n[[rules.actions]]\ntype = "webhook"\n'
@@ -440,8 +442,45 @@ def test_lint_with_env_checks_the_secrets_the_rules_name(
     err = capsys.readouterr().err
     assert "actions[0].secret_env: environment variable MLEVENTS_TEST_HOOK_SECRET is not set" in err
     monkeypatch.setenv("MLEVENTS_TEST_HOOK_SECRET", "s3cret-value")
+    assert main(["lint", "--env", "--rules", str(rules)]) == 2
+    out, err = capsys.readouterr()
+    assert (
+        f"{rules}:2: rule 'hook': actions[0].secret_env: environment variable "
+        "MLEVENTS_TEST_HOOK_SECRET does not hold a Standard Webhooks signing secret" in err
+    )
+    assert "s3cret-value" not in out + err
+    monkeypatch.setenv("MLEVENTS_TEST_HOOK_SECRET", "whsec_czNjcmV0LXZhbHVl")
     assert main(["lint", "--env", "--rules", str(rules)]) == 0
-    assert "s3cret-value" not in "".join(capsys.readouterr())
+    assert "czNjcmV0LXZhbHVl" not in "".join(capsys.readouterr())
+
+
+def test_lint_with_env_and_config_checks_the_host_of_a_url_from_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``url_env`` URL goes to an allowed host, as a written ``url`` does; the problem
+    names the host and the variable, never the URL."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rules]]\nname = "hook"\n[[rules.actions]]\ntype = "webhook"\n'
+        'url_env = "MLEVENTS_TEST_HOOK_URL"\n'
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[rules]\nfiles = ["rules.toml"]\n[webhook]\nallowed_hosts = ["*.example.com"]\n'
+    )
+    monkeypatch.setenv("MLEVENTS_TEST_HOOK_URL", "https://hooks.example.net/x?sig=URLKEY")
+    assert main(["lint", "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["lint", "--env", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "rule 'hook': actions[0].url_env: host hooks.example.net (in MLEVENTS_TEST_HOOK_URL) "
+        "is not in [webhook] allowed_hosts" in err
+    )
+    assert "URLKEY" not in err
+    monkeypatch.setenv("MLEVENTS_TEST_HOOK_URL", "https://hooks.example.com/x?sig=URLKEY")
+    assert main(["lint", "--env", "--config", str(config)]) == 0
+    assert "URLKEY" not in "".join(capsys.readouterr())
 
 
 def test_lint_with_config_checks_webhook_hosts_against_allowed_hosts(
