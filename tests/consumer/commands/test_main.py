@@ -91,6 +91,21 @@ def test_match_reports_bad_lines_with_file_and_line_and_goes_on(
     assert errors[1] == f"{events}:3: event [0] has no 'eventType' (Event Grid schema)"
 
 
+def test_match_reports_a_bad_json_file_with_its_line(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A .json file is one body: broken JSON is reported at the line where it breaks, a bad
+    event at line 1 where the body starts, each as file:line: reason."""
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{\n  "id": "a",\n  "eventType": oops\n}]\n')
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps([{"id": "x"}], indent=2))
+    assert main(["match", "--rules", str(rules_file), str(broken), str(wrong)]) == 1
+    errors = capsys.readouterr().err.splitlines()
+    assert errors[0].startswith(f"{broken}:3: body is not JSON: ")
+    assert errors[1] == f"{wrong}:1: event [0] has no 'eventType' (Event Grid schema)"
+
+
 def test_match_reads_standard_input_and_missing_files(
     rules_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
