@@ -42,7 +42,7 @@ class Progress:
         self._next = now + 1.0
         (done, errors), (what, bad) = self._counts(), self._names
         rate = done / max(now - self._started, 1e-9)
-        sys.stderr.write(f"\r{done:,} {what}, {rate:,.0f}/s, {errors} {bad}")
+        sys.stderr.write(f"\r{done:,} {what}, {rate:,.0f}/s, {errors:,} {bad}")
         sys.stderr.flush()
         self._shown = True
 

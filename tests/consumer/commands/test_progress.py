@@ -27,14 +27,16 @@ def test_progress_line_after_two_seconds_on_a_terminal_only(
     for progress in (quiet, cases, records):
         progress.tick()
     assert terminal.getvalue() == ""
-    counts[:], now[0] = [2_000, 3], 102.0
+    counts[:], now[0] = [2_000, 1_003], 102.0
     cases.tick()
-    assert terminal.getvalue() == "\r2,000 cases, 1,000/s, 3 failed"
+    assert terminal.getvalue() == "\r2,000 cases, 1,000/s, 1,003 failed"
     now[0] = 102.9
     cases.tick()
     records.tick()
     quiet.tick()
-    assert terminal.getvalue() == "\r2,000 cases, 1,000/s, 3 failed\r2,000 records, 690/s, 3 errors"
+    assert terminal.getvalue() == (
+        "\r2,000 cases, 1,000/s, 1,003 failed\r2,000 records, 690/s, 1,003 errors"
+    )
     for progress in (quiet, cases, records):
         progress.done()
     assert terminal.getvalue().endswith("errors\n\n")
