@@ -7,20 +7,25 @@ Formats, chosen by the file name:
 * ``*.avro``: an Event Hubs Capture file; each record's ``Body`` is one body and its
   ``Properties`` the message's application properties (files from ``mlevents record``
   also name the partition: ``x-opt-partition-id`` in ``SystemProperties``);
-* anything else (``*.json``): the whole file is one body;
+* anything else (``*.json``): the whole file is one body, found at line 1, or at the line
+  where its JSON breaks when it is not valid JSON;
 * ``-``: standard input, read as JSON Lines.
 
 Records come out as raw bytes: decoding them is the rule engine's job, so a bad line is
-reported where it is found and the rest of the file still goes through.
+reported where it is found (``file:line``, or ``file#record`` in Capture files) and the rest
+of the file still goes through.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+import msgspec
 
 from consumer.errors import EventFileError
 
@@ -33,7 +38,7 @@ class EventRecord:
     """One Event Hubs message body read from a file, and where it came from."""
 
     where: str
-    """``file:line`` (JSON Lines), ``file#record`` (Avro) or the file name."""
+    """``file:line`` (JSON Lines and JSON files) or ``file#record`` (Avro)."""
     body: bytes
     properties: Mapping[str, object] = field(default_factory=dict)
     """Application properties, where the file keeps them (Capture files do)."""
@@ -70,7 +75,8 @@ def read_event_file(path: str, stdin: IO[bytes] | None = None) -> Iterator[Event
             elif suffix == ".avro":
                 yield from _capture(path, handle)
             else:
-                yield EventRecord(path, handle.read())
+                body = handle.read()
+                yield EventRecord(f"{path}:{_json_line(body)}", body)
     except OSError as exc:
         raise EventFileError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
@@ -79,6 +85,23 @@ def _json_lines(name: str, handle: IO[bytes]) -> Iterator[EventRecord]:
     for number, line in enumerate(handle, start=1):
         if line.strip():
             yield EventRecord(f"{name}:{number}", line.rstrip(b"\r\n"))
+
+
+def _json_line(body: bytes) -> int:
+    """The line to name for a whole-file body: where its JSON breaks, when it does (the rule
+    engine says why; this is only where), else 1, where the body starts."""
+    try:
+        msgspec.json.decode(body)  # fast, and most files are valid
+        return 1
+    except (msgspec.DecodeError, RecursionError):
+        pass
+    try:
+        json.loads(body)
+    except json.JSONDecodeError as exc:
+        return exc.lineno
+    except (ValueError, RecursionError):  # not UTF-8, nested too deep: no line to tell
+        pass
+    return 1
 
 
 def _capture(name: str, handle: IO[bytes]) -> Iterator[EventRecord]:

@@ -38,12 +38,24 @@ def add_emulator_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="NAME:PARTITIONS[:GROUP,...]",
         help="a hub to serve (repeatable); $Default is always a consumer group",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5672)
-    parser.add_argument("--data-dir", type=Path, help="persist partitions here (default: memory)")
-    parser.add_argument("--retention-events", type=int, help="keep at most N events per partition")
-    parser.add_argument("--retention-seconds", type=float, help="drop events older than this")
-    parser.add_argument("--key-name", default=DEFAULT_KEY.name, help="SAS key name to print")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=5672, help="AMQP port to listen on (default: 5672)"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, metavar="DIR", help="persist partitions here (default: memory)"
+    )
+    parser.add_argument(
+        "--retention-events", type=int, metavar="N", help="keep at most N events per partition"
+    )
+    parser.add_argument(
+        "--retention-seconds", type=float, metavar="SECONDS", help="drop events older than this"
+    )
+    parser.add_argument(
+        "--key-name", default=DEFAULT_KEY.name, metavar="NAME", help="SAS key name to print"
+    )
     parser.add_argument("--key", default=DEFAULT_KEY.key, help="SAS key to print and verify")
     parser.add_argument(
         "--verify-sas", action="store_true", help="reject tokens not signed with --key-name/--key"
@@ -77,6 +89,7 @@ def _add_fault_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--detach-condition",
         default="amqp:link:detach-forced",
+        metavar="CONDITION",
         help="fault: the error condition SIGUSR2 detaches consumers with",
     )
 

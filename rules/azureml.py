@@ -7,6 +7,7 @@ returns the typed view for an Azure ML event and ``None`` for anything else.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -21,9 +22,41 @@ MODEL_DEPLOYED = PREFIX + "ModelDeployed"
 RUN_COMPLETED = PREFIX + "RunCompleted"
 RUN_STATUS_CHANGED = PREFIX + "RunStatusChanged"
 DATASET_DRIFT_DETECTED = PREFIX + "DatasetDriftDetected"
+EVENT_TYPES = (
+    MODEL_REGISTERED, MODEL_DEPLOYED, RUN_COMPLETED, RUN_STATUS_CHANGED, DATASET_DRIFT_DETECTED
+)  # fmt: skip
+"""Every event type Azure ML publishes: the docs' list and the Event Grid TypeSpec's models
+agree on these five."""
 
 BREACH_TAG = "azureml_modelmonitor_threshold_breached"
 """Run tag through which v2 model monitoring reports a breached threshold."""
+
+
+_FOLDED_TYPES = frozenset(fold(t) for t in EVENT_TYPES)
+_RUN_STATES = ("FAIL", "CANCEL", "START", "QUEUE", "PREPAR", "PROVISION", "RUNNING", "STATUS")
+"""Words of a run's status in a guessed type name (``RunFailed``): Azure ML reports those
+as RunStatusChanged, with the status in the payload."""
+
+
+def unknown_event_type(name: str) -> str | None:
+    """Why ``name`` will never match, when it is in Azure ML's namespace but not a type Azure
+    ML publishes (``Microsoft.MachineLearningServices.RunFailed``), naming the nearest real
+    type; ``None`` for the five real types (in any case) and for other namespaces."""
+    folded = fold(name)
+    if not folded.startswith(fold(PREFIX)) or folded in _FOLDED_TYPES:
+        return None
+    short = folded[len(PREFIX) :].replace("JOB", "RUN")  # v2 calls runs jobs
+    if short.startswith("RUN") and any(state in short for state in _RUN_STATES):
+        nearest, hint = RUN_STATUS_CHANGED, " (the run's status is in data.runStatus)"
+    else:
+        nearest = max(
+            EVENT_TYPES,
+            key=lambda real: difflib.SequenceMatcher(
+                None, short, fold(real[len(PREFIX) :])
+            ).ratio(),
+        )
+        hint = ""
+    return f"{name!r} is not an event type Azure ML publishes; nearest: {nearest!r}{hint}"
 
 
 def field(data: Any, name: str) -> Any:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
+from . import azureml
 from .errors import FilterError, Problem
 from .events import Event
 from .explain import Explanation, explain_filter
@@ -155,7 +156,7 @@ def compile_filter(spec: Mapping[str, Any] | None) -> Filter:
         subject_case_sensitive=case_sensitive,
         advanced=advanced,
         source=spec,
-        warnings=tuple(_limit_warnings(spec, advanced)),
+        warnings=(*_limit_warnings(spec, advanced), *_event_type_warnings(spec, advanced)),
     )
 
 
@@ -362,6 +363,32 @@ def _limit_warnings(spec: Mapping[str, Any], advanced: tuple[AdvancedFilter, ...
                 )
             )
     return warnings
+
+
+_EVENT_TYPE_KEYS = (("EVENTTYPE",), ("TYPE",))
+"""The keys that name an event's type: ``eventType`` (Event Grid), ``type`` (CloudEvents)."""
+
+
+def _event_type_warnings(
+    spec: Mapping[str, Any], advanced: tuple[AdvancedFilter, ...]
+) -> list[Problem]:
+    """A warning for each Azure ML event type named that Azure ML never publishes, in
+    ``includedEventTypes`` and in the values of StringIn and StringNotIn on the type."""
+    named = [
+        (f"filter.includedEventTypes[{i}]", name)
+        for i, name in enumerate(spec.get("includedEventTypes") or ())
+    ]
+    for index, f in enumerate(advanced):
+        if f.key.folded in _EVENT_TYPE_KEYS and f.operator.name in ("StringIn", "StringNotIn"):
+            named.extend(
+                (f"filter.advancedFilters[{index}].values[{i}]", value)
+                for i, value in enumerate(f.operand)
+            )
+    return [
+        Problem(message, key=where)
+        for where, name in named
+        if (message := azureml.unknown_event_type(name)) is not None
+    ]
 
 
 def _strings(node: Any, where: str) -> list[tuple[str, str]]:

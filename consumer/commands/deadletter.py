@@ -21,24 +21,29 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from consumer.commands.progress import Progress
 from consumer.config import Config, load_config
 from consumer.errors import UnreadableEntryError
 
 if TYPE_CHECKING:
     from consumer.stores.deadletters import DeadLetter, DeadLetterStore
-    from consumer.worker.handler import Received
+    from consumer.worker.handler import Handler, Received
     from rules import RuleTable
 
 
 def add_parser(commands: Any) -> None:
     """Add ``deadletter list|show|replay``."""
     deadletter = commands.add_parser("deadletter", help="inspect and replay dead letters")
-    deadletter.add_argument("--config", required=True, metavar="PATH", help="config.toml")
-    actions = deadletter.add_subparsers(dest="deadletter_command", required=True, metavar="ACTION")
+    deadletter.add_argument(
+        "--config", required=True, metavar="PATH", help="config.toml (its [deadletters] store)"
+    )
+    actions = deadletter.add_subparsers(
+        dest="deadletter_command", required=True, metavar="ACTION", help="what to do"
+    )
     listing = actions.add_parser("list", help="one line per dead letter, oldest first")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     show = actions.add_parser("show", help="one dead letter in full")
-    show.add_argument("id")
+    show.add_argument("id", metavar="ID", help="the entry's id (the first column of list)")
     replay = actions.add_parser("replay", help="re-drive dead letters through the current rules")
     replay.add_argument("ids", nargs="*", metavar="ID", help="entries to replay (default: all)")
     deadletter.set_defaults(func=_deadletter)
@@ -143,26 +148,36 @@ async def replay_letters(config: Config, ids: Sequence[str]) -> int:
             log=log,
         )
         letters = await _chosen(store, ids, skipped)
-        for letter in letters:
-            only = _only(letter)
-            if only is not None and not _still_planned(table, letter, only):
-                # Running nothing is not success: keep the letter for a person to look at.
-                failed += 1
-                print(
-                    f"{letter.id}: kept: rule {only[0]!r} no longer has action "
-                    f"#{only[1]} for this event"
-                )
-                continue
-            parked = await handler.handle(received(letter), only=only)
-            await store.delete(letter.id)
-            outcome = "failed again" if parked else "done"
-            failed += 1 if parked else 0
-            print(f"{letter.id}: {outcome}")
+        replayed = 0
+        progress = Progress(lambda: (replayed, failed), ("letters", "failed again"))
+        try:
+            for letter in letters:
+                progress.clear()  # the letter's line (and the handler's logs) go below it
+                failed += 0 if await _replay(letter, table, handler, store) else 1
+                replayed += 1
+                progress.tick()
+        finally:
+            progress.done()
     unreadable = f"; {skipped.count} unreadable, kept" if skipped.count else ""
     print(
         f"replayed {len(letters)}: {len(letters) - failed} done, {failed} failed again{unreadable}"
     )
     return 1 if failed or skipped.count else 0
+
+
+async def _replay(
+    letter: DeadLetter, table: RuleTable, handler: Handler, store: DeadLetterStore
+) -> bool:
+    """Re-drive one entry and print its outcome; whether it is done (deleted)."""
+    only = _only(letter)
+    if only is not None and not _still_planned(table, letter, only):
+        # Running nothing is not success: keep the letter for a person to look at.
+        print(f"{letter.id}: kept: rule {only[0]!r} no longer has action #{only[1]} for this event")
+        return False
+    parked = await handler.handle(received(letter), only=only)
+    await store.delete(letter.id)
+    print(f"{letter.id}: {'failed again' if parked else 'done'}")
+    return not parked
 
 
 async def _chosen(

@@ -6,7 +6,8 @@ with coverage and JUnit output) and ``lint`` (validate rule files, print warning
 With no rules given, ``test`` runs the example rule table and tests shipped with mlevents.
 ``run`` is the worker; ``dev`` runs it with the emulator and the sample events; ``status``,
 ``deadletter`` and ``record`` look at a running deployment; ``emulator`` serves a local
-Event Hubs and ``send`` publishes event files to a hub.
+Event Hubs and ``send`` publishes event files to a hub; ``completion`` prints a shell
+completion script. ``--version`` prints the installed package's version.
 
 Exit codes (``consumer.errors``): 0 success; 1 a test failed or an event did not decode;
 2 usage, config or rules errors, and a store (checkpoints, dead letters, ledger) that cannot
@@ -20,7 +21,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from consumer.commands import deadletter, dev, record, rules, run, send, status
+from consumer.commands import completion, deadletter, dev, record, rules, run, send, status
 from consumer.errors import (
     EXIT_OK,
     EXIT_USAGE,
@@ -31,7 +32,25 @@ from consumer.errors import (
 )
 from emulator.cli import add_emulator_parser
 
-DESCRIPTION = "React to Azure Machine Learning events from an Event Hub."
+DESCRIPTION = """\
+React to Azure Machine Learning events. Event Grid routes a workspace's events
+into an Event Hub; mlevents reads them there and runs a rule table against each
+one. Rule filters are written exactly like Event Grid subscription filters;
+actions send email, call webhooks, and start Data Factory pipelines, Azure ML
+jobs and deployments."""
+
+EPILOG = """\
+Try it without Azure: `mlevents dev` runs the worker on a local emulator with
+the sample events.
+Offline, on files: match, explain, test, lint. The worker: run.
+A running deployment: status, deadletter, record.
+Tools: emulator, send, completion.
+
+Exit codes: 0 success; 1 a test failed or an event did not decode; 2 usage,
+config or rules errors; 130 the worker was stopped before it had drained."""
+
+DISTRIBUTION = "mlevents"
+"""The project's name in pyproject.toml: its version is the installed package's."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,8 +84,20 @@ def _usage_errors() -> tuple[type[Exception], ...]:
 def _parser() -> argparse.ArgumentParser:
     """Every command's options. Each module adds its own; none imports an Azure SDK, the
     worker or the emulator's server before its command runs."""
-    parser = argparse.ArgumentParser(prog="mlevents", description=DESCRIPTION)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = argparse.ArgumentParser(
+        prog="mlevents",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action=_Version, help="print mlevents' version and exit")
+    commands = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        title="commands",
+        help="each has its own --help",
+    )
     rules.add_parsers(commands)
     run.add_parser(commands)
     dev.add_parser(commands)
@@ -75,4 +106,31 @@ def _parser() -> argparse.ArgumentParser:
     send.add_parser(commands)
     status.add_parser(commands)
     record.add_parser(commands)
+    completion.add_parser(commands, parser)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed package's version, looked up only when asked for (the
+    metadata machinery costs every other command its start-up time)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(
+            option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version(DISTRIBUTION)
+        except PackageNotFoundError:
+            found = "(unknown: the package is not installed)"
+        print(f"{parser.prog} {found}")
+        parser.exit()

@@ -53,7 +53,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from consumer.config import environment_secret
+from consumer.commands import connection
+from consumer.commands.progress import Progress
 from consumer.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, RecordError
 from consumer.eventfiles import PARTITION_ID
 
@@ -106,15 +107,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "time and application properties, into an Event Hubs Capture .avro file. Stops at "
         "--count, at --seconds or on Ctrl-C; never writes checkpoints.",
     )
-    secret = parser.add_mutually_exclusive_group(required=True)
-    secret.add_argument("--connection-string", help="the hub's connection string")
-    secret.add_argument(
-        "--connection-string-env",
-        metavar="NAME",
-        help="read the connection string from this environment variable",
+    connection.add_options(parser)
+    parser.add_argument(
+        "--consumer-group",
+        default="$Default",
+        metavar="GROUP",
+        help="the consumer group to read in (default: $Default; one of its own is kinder)",
     )
-    parser.add_argument("--eventhub", help="hub name, if the connection string has no EntityPath")
-    parser.add_argument("--consumer-group", default="$Default", help="default: $Default")
     parser.add_argument(
         "--start",
         type=_start,
@@ -166,35 +165,23 @@ def run_record(args: argparse.Namespace) -> int:
     """Record as the parsed arguments say; return the exit code."""
     secret = ""
     try:
-        secret = _connection_string(args)
+        secret = connection.connection_string(args)
         recording = _recording(args, secret)
         count = asyncio.run(record(recording))
     except ConfigError as exc:
-        print(f"mlevents record: {scrub(str(exc), secret)}", file=sys.stderr)
+        print(f"mlevents record: {connection.scrub(str(exc), secret)}", file=sys.stderr)
         return EXIT_USAGE
     except RecordError as exc:
-        print(f"mlevents record: {scrub(str(exc), secret)}", file=sys.stderr)
+        print(f"mlevents record: {connection.scrub(str(exc), secret)}", file=sys.stderr)
         return EXIT_FAILED
     print(f"recorded {count} events to {recording.out}")
     return EXIT_OK
 
 
-def _connection_string(args: argparse.Namespace) -> str:
-    if args.connection_string_env is not None:
-        return environment_secret("--connection-string-env", args.connection_string_env)
-    if not args.connection_string:
-        raise ConfigError("--connection-string: empty")
-    return str(args.connection_string)
-
-
 def _recording(args: argparse.Namespace, connection_string: str) -> Recording:
     from azure.eventhub import parse_connection_string
 
-    option = (
-        "--connection-string"
-        if args.connection_string_env is None
-        else f"--connection-string-env {args.connection_string_env}"
-    )
+    option = connection.option(args)
     try:
         entity = parse_connection_string(connection_string).eventhub_name
     except (ValueError, TypeError, AttributeError) as exc:
@@ -273,6 +260,9 @@ class _Recorder:
     error: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     opened: asyncio.Event = field(default_factory=asyncio.Event)
+    partitions: int = 0
+    progress: Progress | None = None
+    """Events written and partitions read, on a terminal; from the first partition on."""
 
     async def run(self, client: Any, recording: Recording) -> None:
         self.limit = recording.count
@@ -309,6 +299,8 @@ class _Recorder:
                 await client.close()
                 # The processor's loop sleeps out its load-balancing interval before it
                 # returns; the partitions are closed already, so nothing is lost.
+                if self.progress is not None:
+                    self.progress.done()
                 if receiving.done():
                     receiving.result()
                 receiving.cancel()
@@ -323,6 +315,10 @@ class _Recorder:
                 file=sys.stderr,
                 flush=True,
             )
+            self.progress = Progress(
+                lambda: (self.written, self.partitions), ("events", "partitions")
+            )
+        self.partitions += 1
         self.opened.set()
 
     async def on_event(self, context: Any, event: Any) -> None:
@@ -330,6 +326,8 @@ class _Recorder:
             return
         self.writer.write(capture_record(context.partition_id, event))
         self.written += 1
+        if self.progress is not None:
+            self.progress.tick()
         if self.limit is not None and self.written >= self.limit:
             self.done.set()
 
@@ -408,17 +406,3 @@ def _body(event: Any) -> bytes:
         body = event.body
         return body if isinstance(body, bytes) else b"".join(body)
     return str(event.body_as_str()).encode("utf-8")
-
-
-def scrub(text: str, connection_string: str) -> str:
-    """``text`` with the connection string, and the key or signature in it, masked."""
-    if not connection_string:
-        return text
-    secrets = [connection_string]
-    for part in connection_string.split(";"):
-        name, _, value = part.partition("=")
-        if name.strip().lower() in ("sharedaccesskey", "sharedaccesssignature") and value:
-            secrets.append(value)
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text

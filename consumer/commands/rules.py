@@ -15,14 +15,14 @@ import contextlib
 import json
 import re
 import sys
-import time
 import tomllib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from consumer.commands.progress import Progress
 from consumer.config import environment_secrets, load_config
 from consumer.errors import EXIT_FAILED, EXIT_OK, ConfigError, EventFileError
 
@@ -38,7 +38,12 @@ def add_parsers(commands: Any) -> None:
     """Add ``match``, ``explain``, ``test`` and ``lint``."""
     match = commands.add_parser("match", help="print the rules each recorded event matches")
     _rules_options(match)
-    match.add_argument("--format", choices=("text", "jsonl"), default="text")
+    match.add_argument(
+        "--format",
+        choices=("text", "jsonl"),
+        default="text",
+        help="text (default): a line to read per event; jsonl: one JSON object per event",
+    )
     match.add_argument("events", nargs="*", metavar="EVENTS", help=EVENT_FILES)
     match.set_defaults(func=_match)
 
@@ -167,41 +172,6 @@ class _Events:
                 print(str(exc), file=sys.stderr)
 
 
-class _Progress:
-    """A line on stderr, when it is a terminal, for runs longer than ``AFTER_S``: how many
-    records (or cases) are done, their rate and the errors (or failures) so far, redrawn
-    about once a second. ``counts`` gives the two numbers and ``names`` what they count."""
-
-    AFTER_S = 2.0
-
-    def __init__(
-        self,
-        counts: Callable[[], tuple[int, int]],
-        names: tuple[str, str] = ("records", "errors"),
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._counts, self._names, self._clock = counts, names, clock
-        self._started = clock()
-        self._next = self._started + self.AFTER_S
-        self._shown = False
-        self._on = sys.stderr.isatty()
-
-    def tick(self) -> None:
-        if not self._on or self._clock() < self._next:
-            return
-        now = self._clock()
-        self._next = now + 1.0
-        (done, errors), (what, bad) = self._counts(), self._names
-        rate = done / (now - self._started)
-        sys.stderr.write(f"\r{done:,} {what}, {rate:,.0f}/s, {errors} {bad}")
-        sys.stderr.flush()
-        self._shown = True
-
-    def done(self) -> None:
-        if self._shown:
-            sys.stderr.write("\n")
-
-
 _line_encoder = msgspec.json.Encoder()
 FLUSH_EVERY = 512
 """Lines buffered before a write (and a look at the clock for the progress line)."""
@@ -212,7 +182,7 @@ class _Output:
     redrawn between blocks). Leaving the ``with`` block writes what is left, also when an
     error stops the run (so the lines before it are out), unless the reader went away."""
 
-    def __init__(self, progress: _Progress, every: int = FLUSH_EVERY) -> None:
+    def __init__(self, progress: Progress, every: int = FLUSH_EVERY) -> None:
         self._out = sys.stdout.buffer
         self._progress, self._every = progress, every
         self._lines: list[bytes] = []
@@ -242,7 +212,7 @@ def _match(args: argparse.Namespace) -> int:
         raise ConfigError("match needs EVENTS: event files, or - for standard input")
     table = _load(args)
     events = _Events(args.events)
-    progress = _Progress(lambda: (events.records, events.errors))
+    progress = Progress(lambda: (events.records, events.errors))
     # Standard input may be a live stream (``tail -f``, ``mlevents record``): each line goes
     # out as its record is read. Files are written in blocks of lines.
     with _Output(progress, every=1 if "-" in args.events else FLUSH_EVERY) as output:
@@ -294,7 +264,7 @@ def _test(args: argparse.Namespace) -> int:
     tally = Tally()
     with contextlib.ExitStack() as stack:
         report = stack.enter_context(JUnitReport(Path(args.junit_xml))) if args.junit_xml else None
-        progress = _Progress(lambda: (tally.cases, tally.failed), ("cases", "failed"))
+        progress = Progress(lambda: (tally.cases, tally.failed), ("cases", "failed"))
         # Each case is read, run and let go before the next: its line waits at most for a
         # block of lines, and the report is on disk.
         with _Output(progress) as output:

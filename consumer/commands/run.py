@@ -13,7 +13,12 @@ from consumer.config import load_config
 def add_parser(commands: Any) -> None:
     """Add ``run``."""
     run = commands.add_parser("run", help="run the worker (Event Hubs intake, rules, actions)")
-    run.add_argument("--config", required=True, metavar="PATH", help="config.toml")
+    run.add_argument(
+        "--config",
+        required=True,
+        metavar="PATH",
+        help="the worker's config.toml (the shipped config.toml documents every key)",
+    )
     run.add_argument(
         "--dry-run",
         action="store_true",

@@ -306,7 +306,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "status", help="per partition: owner, checkpoint and lag as KEDA counts it"
     )
-    parser.add_argument("--config", required=True, metavar="PATH", help="config.toml")
+    parser.add_argument(
+        "--config", required=True, metavar="PATH", help="the config.toml the workers run with"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON document for scripts")
     parser.add_argument(
         "--threshold", type=_positive, default=KEDA_THRESHOLD, metavar="N",

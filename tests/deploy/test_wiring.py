@@ -4,6 +4,7 @@ drain, KEDA reads the checkpoints the worker writes, and selectors and reference
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from consumer.config import Config, load_config
 from consumer.rulefiles import load_rule_files
 from consumer.worker.health import HealthServer
 from consumer.worker.metrics import Metrics
+from rules import WebhookAction
 
 from .manifests import (
     ROOT,
@@ -70,14 +72,41 @@ def _pod_config(objects: list[Object], directory: Path) -> Config:
 
 
 def test_the_pod_config_and_its_rules_load(rendered: list[Object], tmp_path: Path) -> None:
-    """The mounted files are where config.toml and the rules expect them (jobs/retrain.yml
-    for the aml_job action), and every secret the config names is in the environment."""
+    """The mounted files are where config.toml and the rules expect them, and every secret
+    the config names is in the environment."""
     config = _pod_config(rendered, tmp_path)
     loaded = load_rule_files(config.rules.files, secrets=config.secrets)
     assert loaded.table.rules
     assert config.logging.format == "json"
     for store in (config.checkpoints.store, config.deadletters, config.ledger.store):
         assert store.kind == "blob"  # every replica shares them; the pod's disk is read-only
+
+
+def test_no_rule_posts_to_this_machine(rendered: list[Object], tmp_path: Path) -> None:
+    """No rule the pods load sends to a loopback address: in a pod nothing listens there, so
+    every event such a rule matched would end in the dead-letter store."""
+    config = _pod_config(rendered, tmp_path)
+    rules = load_rule_files(config.rules.files, secrets=config.secrets).table.rules
+    # A URL from the environment (url_env) is the operator's to give; the written ones are here.
+    urls = [a.url for r in rules for a in r.actions if isinstance(a, WebhookAction) and a.url]
+    assert [url for url in urls if _is_loopback(urlsplit(url).hostname or "")] == []
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def test_operations_docs_name_the_config_path_the_pods_run_with(rendered: list[Object]) -> None:
+    """docs/operations.md tells operators to give the config path the Deployment runs with
+    (for deadletter replay in a pod), not the image's default."""
+    args = container(one(rendered, "Deployment"))["args"]
+    docs = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    assert f"--config {args[2]}" in docs
 
 
 def test_container_runs_the_image_entrypoint_as_its_user(rendered: list[Object]) -> None:

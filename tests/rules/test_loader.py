@@ -11,6 +11,7 @@ from msgspec.inspect import FloatType, IntType, StructType, UnionType
 
 from rules import LogAction, RuleSource, RuleTableError, WebhookAction, check_rules, load_table
 from rules.actions import Action
+from rules.azureml import EVENT_TYPES, PREFIX, unknown_event_type
 
 GOOD_TOML = """\
 [[rules]]
@@ -120,6 +121,60 @@ def test_event_grid_limits_are_warnings_not_errors() -> None:
     assert any("26 filter values" in w for w in warnings)
     assert any("string of 513 characters" in w for w in warnings)
     assert any("has no actions" in w for w in warnings)
+
+
+def test_event_types_azure_ml_never_publishes_are_warnings_naming_the_nearest() -> None:
+    """An Azure ML type that does not exist, in includedEventTypes or in a StringIn on the
+    event type, loads with a warning naming the nearest real type; the five real types (in
+    any case) and other publishers' types give none."""
+    text = """\
+[[rules]]
+name = "guessed"
+[rules.filter]
+includedEventTypes = [
+  "Microsoft.MachineLearningServices.RunFailed",
+  "microsoft.machinelearningservices.runcompleted",
+  "Microsoft.Storage.BlobCreated",
+]
+[[rules.filter.advancedFilters]]
+operatorType = "StringIn"
+key = "eventType"
+values = ["Microsoft.MachineLearningServices.ModelRegister"]
+[[rules.filter.advancedFilters]]
+operatorType = "StringIn"
+key = "data.note"
+values = ["Microsoft.MachineLearningServices.Nothing"]
+[[rules.actions]]
+type = "log"
+"""
+    loaded = load_table([RuleSource("r.toml", text)])
+    assert [w.message_at() for w in loaded.warnings] == [
+        "r.toml:2: rule 'guessed': filter.includedEventTypes[0]: "
+        "'Microsoft.MachineLearningServices.RunFailed' is not an event type Azure ML publishes; "
+        "nearest: 'Microsoft.MachineLearningServices.RunStatusChanged' "
+        "(the run's status is in data.runStatus)",
+        "r.toml:2: rule 'guessed': filter.advancedFilters[0].values[0]: "
+        "'Microsoft.MachineLearningServices.ModelRegister' is not an event type Azure ML "
+        "publishes; nearest: 'Microsoft.MachineLearningServices.ModelRegistered'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("guess", "nearest"),
+    [
+        ("JobCanceled", "RunStatusChanged"),
+        ("RunComplete", "RunCompleted"),
+        ("DataDriftDetected", "DatasetDriftDetected"),
+        ("ModelDeploymentSucceeded", "ModelDeployed"),
+    ],
+)
+def test_the_nearest_real_event_type(guess: str, nearest: str) -> None:
+    """Run states point to RunStatusChanged (v2's jobs are runs); other guesses to the most
+    similar name."""
+    message = unknown_event_type(PREFIX + guess)
+    assert message is not None
+    assert f"nearest: '{PREFIX}{nearest}'" in message
+    assert all(unknown_event_type(real) is None for real in EVENT_TYPES)
 
 
 @pytest.mark.parametrize(

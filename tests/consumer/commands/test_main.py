@@ -17,11 +17,13 @@ import pytest
 import uvloop
 
 from consumer.commands.main import main
-from consumer.commands.rules import EXAMPLES, _Progress
+from consumer.commands.progress import Progress
+from consumer.commands.rules import EXAMPLES
 from consumer.commands.run import run_fast
 from tests.support import ROOT
 from tests.support.capture import write_capture
 from tests.support.factories import event_json
+from tests.support.terminal import Terminal
 
 RULES = """\
 [[rules]]
@@ -87,6 +89,21 @@ def test_match_reports_bad_lines_with_file_and_line_and_goes_on(
     errors = captured.err.splitlines()
     assert errors[0].startswith(f"{events}:1: body is not JSON")
     assert errors[1] == f"{events}:3: event [0] has no 'eventType' (Event Grid schema)"
+
+
+def test_match_reports_a_bad_json_file_with_its_line(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A .json file is one body: broken JSON is reported at the line where it breaks, a bad
+    event at line 1 where the body starts, each as file:line: reason."""
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{\n  "id": "a",\n  "eventType": oops\n}]\n')
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps([{"id": "x"}], indent=2))
+    assert main(["match", "--rules", str(rules_file), str(broken), str(wrong)]) == 1
+    errors = capsys.readouterr().err.splitlines()
+    assert errors[0].startswith(f"{broken}:3: body is not JSON: ")
+    assert errors[1] == f"{wrong}:1: event [0] has no 'eventType' (Event Grid schema)"
 
 
 def test_match_reads_standard_input_and_missing_files(
@@ -402,8 +419,8 @@ def test_test_shows_progress_in_cases_and_failures(
         [{"name": "wrong", "body": _body(), "expect": []}]
         + [{"body": _body(), "expect": ["failed", "everything"]}] * 1_000,
     )
-    monkeypatch.setattr(_Progress, "AFTER_S", 0.0)
-    terminal = _Terminal()
+    monkeypatch.setattr(Progress, "AFTER_S", 0.0)
+    terminal = Terminal()
     monkeypatch.setattr("sys.stderr", terminal)
     assert main(["test", "--rules", str(rules_file), str(cases)]) == 1
     assert re.fullmatch(r"\r512 cases, [\d,]+/s, 1 failed\n", terminal.getvalue())
@@ -640,41 +657,6 @@ def test_match_into_a_reader_that_stops_early_ends_quietly(
     assert first.startswith(b"e0  ")
     assert process.stderr.read() == b""
     process.stderr.close()
-
-
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_line_after_two_seconds_on_a_terminal_only(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Nothing for the first two seconds or when stderr is not a terminal; then the count,
-    its rate and the errors under the names the command gives, redrawn at most once a
-    second, and a newline at the end."""
-    now, counts = [100.0], [0, 0]
-    monkeypatch.setattr("sys.stderr", io.StringIO())
-    quiet = _Progress(lambda: (counts[0], counts[1]), clock=lambda: now[0])
-    terminal = _Terminal()
-    monkeypatch.setattr("sys.stderr", terminal)
-    cases = _Progress(lambda: (counts[0], counts[1]), ("cases", "failed"), clock=lambda: now[0])
-    records = _Progress(lambda: (counts[0], counts[1]), clock=lambda: now[0])
-    counts[:], now[0] = [1_000, 0], 101.9
-    for progress in (quiet, cases, records):
-        progress.tick()
-    assert terminal.getvalue() == ""
-    counts[:], now[0] = [2_000, 3], 102.0
-    cases.tick()
-    assert terminal.getvalue() == "\r2,000 cases, 1,000/s, 3 failed"
-    now[0] = 102.9
-    cases.tick()
-    records.tick()
-    quiet.tick()
-    assert terminal.getvalue() == "\r2,000 cases, 1,000/s, 3 failed\r2,000 records, 690/s, 3 errors"
-    for progress in (quiet, cases, records):
-        progress.done()
-    assert terminal.getvalue().endswith("errors\n\n")
 
 
 def test_test_into_a_reader_that_stops_early_ends_quietly(rules_file: Path, tmp_path: Path) -> None:

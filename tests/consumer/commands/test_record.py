@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -21,11 +22,13 @@ from azure.eventhub.aio import EventHubProducerClient
 from fastavro.schema import to_parsing_canonical_form
 
 from consumer.commands.main import main
+from consumer.commands.progress import Progress
 from consumer.commands.record import avro_value, capture_time
 from consumer.commands.rules import EXAMPLES
 from consumer.eventfiles import EventRecord, read_event_file
 from emulator import Emulator, HubSpec
 from tests.support.capture import CAPTURE_SCHEMA, write_capture
+from tests.support.terminal import Terminal
 
 EVENTS = sorted((EXAMPLES / "events").glob("*.json"))
 RULES = EXAMPLES / "rules.toml"
@@ -185,6 +188,26 @@ async def test_count_stops_early_and_options_choose_partition_group_and_secret_s
     records = list(read_event_file(str(out)))
     assert [(r.partition, r.sequence_number) for r in records] == [("1", 0), ("1", 1)]
     assert [r.body for r in records] == [EVENTS[1].read_bytes(), EVENTS[5].read_bytes()]
+
+
+async def test_progress_counts_events_and_partitions_on_a_terminal(
+    hubs: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal, after the line saying what is read, a progress line counts the events
+    written and the partitions read, and ends with a newline before the summary."""
+    await _send_originals(hubs.connection_string("source"))
+    monkeypatch.setattr(Progress, "AFTER_S", 0.0)
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    code = await _cli("record", "--connection-string", hubs.connection_string("source"),
+                      "--partition", "1", "--count", "2", "--seconds", "30",
+                      "--out", str(tmp_path / "two.avro"))  # fmt: skip
+    assert code == 0
+    assert re.fullmatch(
+        r"mlevents record: reading 'source'; Ctrl-C stops and keeps what was read\n"
+        r"\r1 events, [\d,]+/s, 1 partitions\n",
+        terminal.getvalue(),
+    )
 
 
 async def test_without_bounds_it_records_until_sigint_and_leaves_a_valid_file(

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from consumer.commands.main import main
+from consumer.commands.progress import Progress
 from emulator import Emulator, HubSpec
 from tests.support.emulator import receive
+from tests.support.terminal import Terminal
 
 
 @pytest.fixture
@@ -53,3 +56,54 @@ async def test_send_reports_a_missing_file(
     argv = ["send", "--connection-string", emulator.connection_string("hub"), missing]
     assert await asyncio.to_thread(main, argv) == 1
     assert "missing.jsonl" in capsys.readouterr().err
+
+
+async def test_send_reads_the_connection_string_from_the_environment(
+    emulator: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--connection-string-env NAME`` takes the secret from the environment, off argv."""
+    lines = tmp_path / "recorded.jsonl"
+    lines.write_text('{"a": 1}\n')
+    cs = emulator.connection_string("hub")
+    monkeypatch.setenv("MLEVENTS_TEST_SEND_HUB", cs)
+    argv = ["send", "--connection-string-env", "MLEVENTS_TEST_SEND_HUB", str(lines)]
+    assert await asyncio.to_thread(main, argv) == 0
+    assert capsys.readouterr().out == "sent 1 events\n"
+    events = await receive(cs, 1, starting_position="-1")
+    assert [e.body_as_json() for e in events] == [{"a": 1}]
+
+
+def test_send_names_an_unset_variable_and_refuses_both_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unset variable is a usage error naming the option and the variable; the string
+    and the variable together are refused by the parser."""
+    monkeypatch.delenv("MLEVENTS_TEST_SEND_HUB", raising=False)
+    events = str(tmp_path / "events.jsonl")
+    assert main(["send", "--connection-string-env", "MLEVENTS_TEST_SEND_HUB", events]) == 2
+    assert capsys.readouterr().err == (
+        "mlevents send: --connection-string-env: environment variable MLEVENTS_TEST_SEND_HUB "
+        "is not set\n"
+    )
+    with pytest.raises(SystemExit) as exited:
+        main(["send", "--connection-string", "x", "--connection-string-env", "Y", events])
+    assert exited.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+async def test_send_shows_progress_on_a_terminal(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal, a progress line counts the events read and sent, and ends with a
+    newline before the summary."""
+    lines = tmp_path / "recorded.jsonl"
+    lines.write_text('{"a": 1}\n{"a": 2}\n')
+    monkeypatch.setattr(Progress, "AFTER_S", 0.0)
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    argv = ["send", "--connection-string", emulator.connection_string("hub"), str(lines)]
+    assert await asyncio.to_thread(main, argv) == 0
+    assert re.fullmatch(r"\r1 events read, [\d,]+/s, 0 sent\n", terminal.getvalue())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -18,6 +19,9 @@ from azure.storage.blob.aio import ContainerClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consumer.commands.deadletter import replay_letters
+from consumer.commands.progress import Progress
+from consumer.config import load_config
 from consumer.errors import ConsumerError, DeadLetterError, UnreadableEntryError
 from consumer.stores.deadletters import (
     BLOB_PREFIX,
@@ -30,6 +34,7 @@ from consumer.stores.deadletters import (
 from tests.support import ROOT
 from tests.support.azurite import AZURITE_KEY, Azurite, azurite, create_container
 from tests.support.factories import event_json
+from tests.support.terminal import Terminal
 
 # Azurite 3.37.0 (package-lock.json) speaks blob API versions up to this one; the SDK's
 # default is newer, and Azurite refuses it.
@@ -428,6 +433,30 @@ def test_replay_command_replays_the_rest_and_keeps_a_corrupt_file(tmp_path: Path
     assert named.returncode == 1
     assert f"warning: {broken}: not a valid dead letter" in named.stderr
     assert "replayed 0: 0 done, 0 failed again; 1 unreadable, kept" in named.stdout
+
+
+async def test_replay_draws_its_progress_below_each_letter_on_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a terminal, replay counts letters and failures on a progress line, erased before
+    each letter's line and drawn again after it; the letters' lines stay on stdout."""
+    folder, kept = _letters_folder(tmp_path)
+    second = DeadLetter.create(
+        created=BASE + timedelta(seconds=1), reason="decode", error="then", partition="1",
+        attempts=1, body=json.dumps([event_json(id="ev-2")]).encode(), sequence_number=8,
+    )  # fmt: skip
+    (folder / f"{second.id}.json").write_bytes(second.to_json())
+    monkeypatch.setattr(Progress, "AFTER_S", 0.0)
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+
+    assert await replay_letters(load_config(tmp_path / "config.toml"), []) == 0
+
+    line = r"\r{} letters, [\d,]+/s, 0 failed again"
+    erase = re.escape("\r\x1b[K")
+    assert re.fullmatch(f"{line.format(1)}{erase}{line.format(2)}\n", terminal.getvalue())
+    out = capsys.readouterr().out
+    assert f"{kept.id}: done" in out and f"{second.id}: done" in out
 
 
 # --- the factory ------------------------------------------------------------------------
