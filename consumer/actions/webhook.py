@@ -19,6 +19,9 @@ connection errors may pass if retried (``Retry-After`` is passed on); 410 Gone a
 status are permanent, and redirects are not followed (a redirect could lead a signed body
 anywhere). Error messages carry the status and the host, never the URL's query (it may hold a
 key), a header's value nor the secret.
+
+``webhook_request`` builds the request without sending it, for the executor and for previews
+(``consumer.actions.preview``); aiohttp is imported only to send.
 """
 
 from __future__ import annotations
@@ -32,14 +35,14 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
 
-import aiohttp
 import msgspec
 
+from consumer.actions import REDACTED
 from consumer.actions.hosts import host_allowed
-from consumer.actions.http import answer_within
 from consumer.errors import PermanentActionError, TransientActionError
 from rules import Decision, Event, WebhookAction
 from rules.actions import HEADER_NAME, RESERVED_HEADERS
@@ -56,6 +59,9 @@ characters; Teams a card over 28 KB)."""
 Secrets = Callable[[str], "str | None"]
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _QUOTED_TEMPLATE = re.compile(r"""^template (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+
+if TYPE_CHECKING:  # sending needs aiohttp; building a request (a preview) does not
+    import aiohttp
 
 
 class WebhookExecutor:
@@ -84,24 +90,16 @@ class WebhookExecutor:
     async def __call__(self, decision: Decision) -> str:
         action = decision.action
         assert isinstance(action, WebhookAction)
-        names = context(decision.event)
-        url = _render(action.url, names, "url", escape="url")
-        host = _host(url)
-        if self._allowed_hosts and not host_allowed(urlsplit(url).hostname, self._allowed_hosts):
-            raise PermanentActionError(f"webhook: host {host} is not in [webhook] allowed_hosts")
-        body, content_type = _body(action, decision.event, names)
-        message_id = webhook_id(decision.key)
-        headers = {"Content-Type": content_type, "webhook-id": message_id}
-        if action.format == "eventgrid" and action.preset is None:
-            headers["aeg-event-type"] = "Notification"
-        for name, template in action.headers.items():
-            _set_header(headers, name, _render(template, names, f"headers.{name}"))
+        key = None
         if action.secret_env:
             key = _signing_key(self._secrets(action.secret_env), action.secret_env)
-            timestamp = str(int(self._clock()))
-            headers["webhook-timestamp"] = timestamp
-            headers["webhook-signature"] = _signature(key, message_id, timestamp, body)
-        status, retry_after = await self._post(url, host, body, headers, action.timeout_s)
+        request = webhook_request(
+            decision, now=self._clock(), key=key, allowed_hosts=self._allowed_hosts
+        )
+        host = request.host
+        status, retry_after = await self._post(
+            request.url, host, request.body, request.headers, action.timeout_s
+        )
         if 200 <= status < 300:
             return f"HTTP {status}"
         message = f"webhook to {host} answered HTTP {status}"
@@ -117,6 +115,10 @@ class WebhookExecutor:
         self, url: str, host: str, body: bytes, headers: dict[str, str], timeout_s: float
     ) -> tuple[int, float | None]:
         """Send the request; its status and ``Retry-After`` (seconds), or a transient error."""
+        import aiohttp  # here, not at the top: a preview builds requests without it
+
+        from consumer.actions.http import answer_within
+
         try:
             # The timeout is the receiver's: it starts once the request has a connection.
             async with (
@@ -149,6 +151,52 @@ class WebhookExecutor:
         except aiohttp.ClientError as exc:
             raise TransientActionError(f"webhook to {host}: {type(exc).__name__}") from exc
         return status, retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """A webhook POST as it is sent: the rendered URL, its host (for messages), the headers
+    and the body."""
+
+    url: str
+    host: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def webhook_request(
+    decision: Decision, *, now: float, key: bytes | None, allowed_hosts: Sequence[str] = ()
+) -> WebhookRequest:
+    """The request the webhook action of ``decision`` sends, stamped ``now`` (seconds since
+    the epoch). With ``secret_env`` it is signed with ``key``; ``None`` stands for a key not
+    at hand (a preview), and the signature then reads ``REDACTED``.
+
+    Raises:
+        PermanentActionError: a template fails, the URL is not an absolute http(s) URL once
+            rendered or its host is not in ``allowed_hosts`` (when given), a header is not
+            valid, or a template body is not JSON.
+    """
+    action = decision.action
+    assert isinstance(action, WebhookAction)
+    names = context(decision.event)
+    url = _render(action.url, names, "url", escape="url")
+    host = _host(url)
+    if allowed_hosts and not host_allowed(urlsplit(url).hostname, allowed_hosts):
+        raise PermanentActionError(f"webhook: host {host} is not in [webhook] allowed_hosts")
+    body, content_type = _body(action, decision.event, names)
+    message_id = webhook_id(decision.key)
+    headers = {"Content-Type": content_type, "webhook-id": message_id}
+    if action.format == "eventgrid" and action.preset is None:
+        headers["aeg-event-type"] = "Notification"
+    for name, template in action.headers.items():
+        _set_header(headers, name, _render(template, names, f"headers.{name}"))
+    if action.secret_env:
+        timestamp = str(int(now))
+        headers["webhook-timestamp"] = timestamp
+        headers["webhook-signature"] = (
+            REDACTED if key is None else _signature(key, message_id, timestamp, body)
+        )
+    return WebhookRequest(url, host, headers, body)
 
 
 def webhook_id(key: str) -> str:
