@@ -24,6 +24,17 @@ def always_ok(event_id: str, seen: int) -> tuple[int, float]:
     return 200, 0.0
 
 
+@dataclass(frozen=True)
+class Request:
+    """One POST as it arrived: what the client sent, byte for byte in its body."""
+
+    method: str
+    target: str
+    """The path and query, as sent (percent-encoding kept)."""
+    headers: dict[str, str]
+    body: bytes
+
+
 @dataclass
 class WebhookReceiver:
     """An HTTP server on loopback that records the Event Grid bodies POSTed to it."""
@@ -36,6 +47,8 @@ class WebhookReceiver:
     the client was still there to read it."""
     bodies: list[Any] = field(default_factory=list)
     """The JSON bodies taken with 2xx, in order."""
+    requests: list[Request] = field(default_factory=list)
+    """Every POST that arrived, in order."""
     port: int = 0
     gate: Gate | None = None
     """Holds requests while closed (see ``Gate``)."""
@@ -59,7 +72,9 @@ class WebhookReceiver:
             await self._runner.cleanup()
 
     async def _hook(self, request: web.Request) -> web.Response:
-        body: Any = json.loads(await request.read())
+        raw = await request.read()
+        self.requests.append(Request(request.method, request.raw_path, dict(request.headers), raw))
+        body: Any = json.loads(raw)
         event = body[0] if isinstance(body, list) else body
         event_id = str(event.get("id"))
         self.calls[event_id] += 1
