@@ -25,7 +25,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from consumer.config import LogFormat
 
-__all__ = ["configure_logging", "redact", "redact_secrets"]
+__all__ = ["configure_logging", "is_secret_name", "redact", "redact_secrets"]
 
 MASK = "***"
 FOREIGN_LEVEL = logging.WARNING
@@ -116,7 +116,7 @@ def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDic
 
 
 def _redact_item(key: object, value: Any) -> Any:
-    if isinstance(key, str) and _is_secret_key(key):
+    if isinstance(key, str) and is_secret_name(key):
         return MASK
     return _redact_value(value)
 
@@ -137,7 +137,9 @@ def _redact_value(value: Any) -> Any:
     return value if cleaned == text else cleaned
 
 
-def _is_secret_key(key: str) -> bool:
+def is_secret_name(key: str) -> bool:
+    """Whether ``key`` names a secret (``password``, ``api_key``, ``sasToken``...): the log
+    lines' fields, and the headers and query parameters of action previews."""
     # camelCase and kebab-case keys count too: accountKey, sas-token.
     snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).lower().replace("-", "_")
     if snake in _NOT_SECRET_KEYS:

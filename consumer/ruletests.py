@@ -4,8 +4,14 @@ A cases file (TOML or JSON) holds a ``cases`` list. Each case names an event, ei
 path (``event = "events/run-failed.json"``, relative to the cases file) or inline JSON
 (``body = '''[{...}]'''``), and the rules expected to match, in table order
 (``expect = ["email-on-failed-run"]``; ``[]`` means none). ``actions``, when given, pins
-the action types those rules would run, in order. A ``Tally`` of the results also reports
-coverage: the rules that no case matched.
+the action types those rules would run, in order. Every action the event would run is
+rendered too (``consumer.actions.preview``), so a case fails where the worker would
+dead-letter the action before sending it: a template that reads a field the event does not
+have, an address that is not one, a webhook body that is not JSON. A ``Tally`` of the
+results also reports coverage: the rules that no case matched.
+
+``sample_warnings`` does the same for ``mlevents lint``, which has no events of its own:
+each rule's actions are rendered for the shipped sample events the rule matches.
 
 A run takes memory for its cases file, not for its results: ``iter_cases`` yields one case
 at a time and reads its event file only then, ``Tally`` keeps counts and the names of the
@@ -27,8 +33,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
-from consumer.errors import CaseFileError, ConfigError
-from rules import DecodeError, RuleTable, decode_body, plan
+from consumer.actions import action_type
+from consumer.actions.preview import Preview, Previewer
+from consumer.errors import ActionError, CaseFileError, ConfigError
+from rules import Decision, DecodeError, Problem, RuleTable, decode_body, plan
 
 CASE_FIELDS = ("name", "event", "body", "expect", "actions")
 
@@ -46,11 +54,13 @@ class Case:
 
 @dataclass(frozen=True, slots=True)
 class CaseResult:
-    """What a case matched, and why it failed (``failure is None`` when it passed)."""
+    """What a case matched, why it failed (``failure is None`` when it passed), and what
+    its actions would send."""
 
     case: Case
     matched: tuple[str, ...]
     failure: str | None
+    previews: tuple[Preview, ...] = ()
 
 
 def iter_cases(path: Path) -> Iterator[Case]:
@@ -160,8 +170,9 @@ def _names(
     return tuple(value)
 
 
-def run_case(table: RuleTable, case: Case) -> CaseResult:
-    """Decode the case's event, match it and compare with what the case expects."""
+def run_case(table: RuleTable, case: Case, previewer: Previewer | None = None) -> CaseResult:
+    """Decode the case's event, match it, compare with what the case expects, and render
+    every action it would run (with ``previewer``, or the default settings)."""
     try:
         events = decode_body(case.body)
     except DecodeError as exc:
@@ -181,7 +192,53 @@ def run_case(table: RuleTable, case: Case) -> CaseResult:
         return CaseResult(
             case, matched, f"expected actions {list(case.actions)}, planned {list(actions)}"
         )
-    return CaseResult(case, matched, None)
+    previews, failures = render_all(decisions, previewer or Previewer())
+    return CaseResult(case, matched, "; ".join(failures) or None, previews)
+
+
+def render_all(
+    decisions: Sequence[Decision], previewer: Previewer
+) -> tuple[tuple[Preview, ...], list[str]]:
+    """The previews of ``decisions``, and why each one that cannot be rendered would fail,
+    naming its rule and action."""
+    previews, failures = [], []
+    for decision in decisions:
+        try:
+            previews.append(previewer.preview(decision))
+        except ActionError as exc:
+            failures.append(
+                f"rule {decision.rule.name!r} actions[{decision.index}] "
+                f"({action_type(decision)}) would fail: {exc}"
+            )
+    return tuple(previews), failures
+
+
+def sample_warnings(
+    table: RuleTable, previewer: Previewer, samples: Sequence[Path]
+) -> list[Problem]:
+    """A warning for each action that would fail on a sample event its rule matches (the
+    shipped ``consumer/examples/events``), naming the sample: the event types' documented
+    and captured shapes, so a template reading a field they lack is found without events.
+    Actions of rules that match no sample are not checked."""
+    events = [(path.name, event) for path in samples for event in decode_body(path.read_bytes())]
+    warnings = []
+    for rule in table.rules:
+        failed: set[int] = set()
+        for name, event in events:
+            if not rule.filter.matches(event):
+                continue
+            for index, action in enumerate(rule.actions):
+                if index in failed:
+                    continue
+                try:
+                    previewer.preview(Decision(event, rule, index, action))
+                except ActionError as exc:
+                    failed.add(index)
+                    message = f"would fail on the sample event {name}: {exc}"
+                    warnings.append(
+                        Problem(message, f"actions[{index}]", rule.name, rule.file, rule.line)
+                    )
+    return warnings
 
 
 @dataclass(slots=True)

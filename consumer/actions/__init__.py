@@ -13,6 +13,10 @@ An executor whose sink can be asked whether an action already happened (an Azure
 its name, a deployment by its spec, a pipeline run by a parameter) is ``Findable``: when a
 worker takes over an action whose earlier holder may have done it, the handler asks before it
 acts again.
+
+What an executor sends is built by functions that do no I/O and import no HTTP client or SDK
+(``compose``, ``webhook.webhook_request``, ``arm`` and the Azure actions' builders), so that
+``preview`` shows exactly that, offline.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ class Findable(Protocol):
 
 
 Executors = Mapping[str, Executor]
+REDACTED = "<redacted>"
+"""What a preview of an action shows in place of a secret, or of a value derived from one (a
+signature, a bearer token)."""
 
 
 def action_type(decision: Decision) -> str:
@@ -55,4 +62,4 @@ def action_type(decision: Decision) -> str:
     return str(tag)
 
 
-__all__ = ["Executor", "Executors", "Findable", "action_type"]
+__all__ = ["REDACTED", "Executor", "Executors", "Findable", "action_type"]

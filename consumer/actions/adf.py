@@ -14,12 +14,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from consumer.actions.azure import ArmClient, arm_path, render_fields
+from consumer.actions.arm import ArmRequest, arm_path, render_fields
 from consumer.errors import PermanentActionError
 from rules import Action, AdfPipelineRunAction, Decision
 from rules.templates import TemplateError, context, render_value
+
+if TYPE_CHECKING:  # the client imports aiohttp; building a request needs neither
+    from consumer.actions.azure import ArmClient
 
 QUERY_MARGIN_S = 300.0
 """Runs updated this long before the reservation are looked at too (clocks differ)."""
@@ -41,28 +44,12 @@ class AdfExecutor:
         self._now = now
 
     async def __call__(self, decision: Decision) -> str:
-        action = decision.action
-        assert isinstance(action, AdfPipelineRunAction)
-        names = context(decision.event)
-        where = render_fields(
-            "adf_pipeline_run", names, subscription_id=action.subscription_id,
-            resource_group=action.resource_group, factory=action.factory,
-            pipeline=action.pipeline,
-        )  # fmt: skip
-        try:
-            parameters = render_value(action.parameters, names)
-        except TemplateError as exc:
-            raise PermanentActionError(f"adf_pipeline_run: 'parameters': {exc}") from exc
-        if action.key_parameter is not None:
-            parameters[action.key_parameter] = decision.key
-        path = arm_path(*_factory(where), "pipelines", where["pipeline"], "createRun")
-        response = await self._arm.request(
-            "POST", path, api_version=self._api_version, json=parameters
-        )
+        call = create_run(decision, self._api_version)
+        response = await self._arm.send(call)
         run_id = response.body.get("runId") if isinstance(response.body, dict) else None
         if not run_id:
             raise PermanentActionError(
-                f"POST {path} answered HTTP {response.status} without a runId"
+                f"POST {call.path} answered HTTP {response.status} without a runId"
             )
         return f"run {run_id}"
 
@@ -75,11 +62,7 @@ class AdfExecutor:
         updated since ``since`` (less a margin), if there is one."""
         action = decision.action
         assert isinstance(action, AdfPipelineRunAction) and action.key_parameter is not None
-        where = render_fields(
-            "adf_pipeline_run", context(decision.event), subscription_id=action.subscription_id,
-            resource_group=action.resource_group, factory=action.factory,
-            pipeline=action.pipeline,
-        )  # fmt: skip
+        where = _where(action, context(decision.event))
         path = arm_path(*_factory(where), "queryPipelineRuns")
         query: dict[str, Any] = {
             "lastUpdatedAfter": _iso(since - QUERY_MARGIN_S),
@@ -99,6 +82,35 @@ class AdfExecutor:
                 return None
             query["continuationToken"] = body["continuationToken"]
         raise PermanentActionError(f"POST {path}: more than {MAX_PAGES} pages of runs")
+
+
+def create_run(decision: Decision, api_version: str) -> ArmRequest:
+    """Pipelines - Create Run for ``decision``: its body is the parameters rendered from the
+    event, with the decision key in ``key_parameter`` when the action names one.
+
+    Raises:
+        PermanentActionError: a template fails, naming the field.
+    """
+    action = decision.action
+    assert isinstance(action, AdfPipelineRunAction)
+    names = context(decision.event)
+    where = _where(action, names)
+    try:
+        parameters = render_value(action.parameters, names)
+    except TemplateError as exc:
+        raise PermanentActionError(f"adf_pipeline_run: 'parameters': {exc}") from exc
+    if action.key_parameter is not None:
+        parameters[action.key_parameter] = decision.key
+    path = arm_path(*_factory(where), "pipelines", where["pipeline"], "createRun")
+    return ArmRequest("POST", path, api_version, parameters)
+
+
+def _where(action: AdfPipelineRunAction, names: dict[str, Any]) -> dict[str, str]:
+    """The action's subscription, resource group, factory and pipeline, rendered."""
+    return render_fields(
+        "adf_pipeline_run", names, subscription_id=action.subscription_id,
+        resource_group=action.resource_group, factory=action.factory, pipeline=action.pipeline,
+    )  # fmt: skip
 
 
 def _factory(where: dict[str, str]) -> tuple[str, ...]:

@@ -8,16 +8,23 @@ the whole; past it the action fails permanently while Azure carries on (see ``fo
 
 Idempotency comes from the deployment's name: a PUT is create-or-update, so a redelivered
 event PUTs the same spec under the same name instead of creating another deployment.
+
+The calls are built by ``DeployPlan`` (no I/O); ``deploy_calls`` lists them for a preview,
+with what the answers to the earlier calls decide in the later ones.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from consumer.actions.azure import ArmClient, render_fields, workspace_path
+from consumer.actions.arm import ArmRequest, render_fields, workspace_path
 from consumer.errors import PermanentActionError
 from rules import Action, AmlDeployAction, Decision
 from rules.templates import context
+
+if TYPE_CHECKING:  # the client imports aiohttp; building a request needs neither
+    from consumer.actions.azure import ArmClient, ArmResponse
 
 DEFAULT_INSTANCE_TYPE = "Standard_DS3_v2"
 DEFAULT_INSTANCE_COUNT = 1
@@ -41,105 +48,116 @@ class AmlDeployExecutor:
         when the action sets one): what an earlier holder's PUT would have left."""
         action = decision.action
         assert isinstance(action, AmlDeployAction)
-        fields = self._fields(action, context(decision.event))
-        workspace = (fields["subscription_id"], fields["resource_group"], fields["workspace"])
-        model_path = workspace_path(
-            *workspace, "models", fields["model_name"], "versions", fields["model_version"]
-        )
-        endpoint_path = workspace_path(*workspace, "onlineEndpoints", fields["endpoint"])
-        deployment_path = workspace_path(
-            *workspace, "onlineEndpoints", fields["endpoint"], "deployments", fields["deployment"]
-        )
-        deployment = await self._arm.request(
-            "GET", deployment_path, api_version=self._api_version, allow=(404,)
-        )
+        plan = deploy_plan(decision, self._api_version)
+        deployment = await self._arm.send(plan.read_deployment(), allow=(404,))
         properties = _properties(deployment.body) if deployment.status != 404 else {}
-        if str(properties.get("model", "")).lower() != model_path.lower():
+        if str(properties.get("model", "")).lower() != plan.model_path.lower():
             return None
         state = properties.get("provisioningState") or "state unknown"
-        where = f"{fields['endpoint']}/{fields['deployment']}"
         if action.traffic_percent is not None:
-            endpoint = await self._arm.request(
-                "GET", endpoint_path, api_version=self._api_version, allow=(404,)
-            )
+            endpoint = await self._arm.send(plan.read_endpoint(), allow=(404,))
             traffic = _properties(endpoint.body).get("traffic") or {}
-            if traffic.get(fields["deployment"]) != action.traffic_percent:
+            if traffic.get(plan.deployment) != action.traffic_percent:
                 return None
-        return f"deployment {where} found with the model ({state})"
-
-    def _fields(self, action: AmlDeployAction, names: dict[str, Any]) -> dict[str, str]:
-        return render_fields(
-            "aml_deploy", names, subscription_id=action.subscription_id,
-            resource_group=action.resource_group, workspace=action.workspace,
-            endpoint=action.endpoint, deployment=action.deployment,
-            model_name=action.model_name, model_version=action.model_version,
-            **_optional(instance_type=action.instance_type, environment_id=action.environment_id,
-                        code_id=action.code_id, scoring_script=action.scoring_script),
-        )  # fmt: skip
+        return f"deployment {plan.where} found with the model ({state})"
 
     async def __call__(self, decision: Decision) -> str:
         action = decision.action
         assert isinstance(action, AmlDeployAction)
-        fields = self._fields(action, context(decision.event))
+        plan = deploy_plan(decision, self._api_version)
         deadline = self._arm.clock() + action.timeout_s
-        workspace = (fields["subscription_id"], fields["resource_group"], fields["workspace"])
-        model_path = workspace_path(
-            *workspace, "models", fields["model_name"], "versions", fields["model_version"]
-        )
-        model = await self._arm.request(
-            "GET", model_path, api_version=self._api_version, allow=(404,)
-        )
+        model = await self._arm.send(plan.read_model(), allow=(404,))
         if model.status == 404:
             raise PermanentActionError(
-                f"model {fields['model_name']}:{fields['model_version']} no longer exists; "
-                "not deployed"
+                f"model {plan.fields['model_name']}:{plan.fields['model_version']} no longer "
+                "exists; not deployed"
             )
-        tags = _tags(model.body)
-        endpoint_path = workspace_path(*workspace, "onlineEndpoints", fields["endpoint"])
-        endpoint = await self._arm.request(
-            "GET", endpoint_path, api_version=self._api_version, allow=(404,)
-        )
+        endpoint = await self._arm.send(plan.read_endpoint(), allow=(404,))
         if endpoint.status == 404:
             raise PermanentActionError(
-                f"online endpoint {fields['endpoint']} does not exist; create it first"
+                f"online endpoint {plan.fields['endpoint']} does not exist; create it first"
             )
         location = endpoint.body.get("location") if isinstance(endpoint.body, dict) else None
-        body = _deployment_body(action, decision, fields, model_path, tags, location)
-        deployment_path = workspace_path(
-            *workspace, "onlineEndpoints", fields["endpoint"], "deployments", fields["deployment"]
-        )
-        started = await self._arm.request(
-            "PUT", deployment_path, api_version=self._api_version, json=body
-        )
+        put = plan.put_deployment(decision, _tags(model.body), location)
+        ended = await self._follow(put, await self._arm.send(put), deadline)
+        if action.traffic_percent is None:
+            return f"deployment {plan.where} {ended}"
+        traffic = await self._shift_traffic(plan, action.traffic_percent, deadline)
+        return f"deployment {plan.where} {ended}, traffic {traffic}"
+
+    async def _shift_traffic(
+        self, plan: DeployPlan, percent: int, deadline: float
+    ) -> dict[str, int]:
+        """Give the deployment its share (``DeployPlan.put_traffic``), with the endpoint read
+        again: the deployment may have taken minutes."""
+        current = await self._arm.send(plan.read_endpoint())
+        traffic, put = plan.put_traffic(current.body, percent)
+        if put is not None:
+            await self._follow(put, await self._arm.send(put), deadline)
+        return traffic
+
+    async def _follow(self, put: ArmRequest, started: ArmResponse, deadline: float) -> str:
+        """Follow the operation ``put`` started until it succeeds, within ``deadline``."""
         ended = await self._arm.follow(
-            started, "PUT", deployment_path, api_version=self._api_version,
+            started, put.method, put.path, api_version=put.api_version,
             timeout_s=max(0.0, deadline - self._arm.clock()),
             poll_interval_s=self._poll_interval_s,
         )  # fmt: skip
-        where = f"{fields['endpoint']}/{fields['deployment']}"
-        if action.traffic_percent is None:
-            return f"deployment {where} {ended.status}"
-        traffic = await self._shift_traffic(
-            endpoint_path, fields["deployment"], action.traffic_percent, deadline
-        )
-        return f"deployment {where} {ended.status}, traffic {traffic}"
+        return ended.status
 
-    async def _shift_traffic(
-        self, endpoint_path: str, deployment: str, percent: int, deadline: float
-    ) -> dict[str, int]:
-        """Give ``deployment`` its share; the others keep their proportions of the rest.
 
-        The endpoint is read again (after a deployment that may have taken minutes) and PUT
-        back whole, without its read-only fields: ARM's PATCH of an endpoint cannot change
-        traffic. A traffic table that already reads as wanted (a redelivery) is left alone.
+@dataclass(frozen=True, slots=True)
+class DeployPlan:
+    """The resources one ``aml_deploy`` decision touches, rendered from its event, and the
+    ARM calls on them. The calls that depend on an answer (the model's tags, the endpoint's
+    region and traffic) take that answer as an argument."""
+
+    fields: dict[str, str]
+    """The action's template fields, rendered (the optional ones when set)."""
+    model_path: str
+    endpoint_path: str
+    deployment_path: str
+    api_version: str
+
+    @property
+    def deployment(self) -> str:
+        return self.fields["deployment"]
+
+    @property
+    def where(self) -> str:
+        """``endpoint/deployment``, for messages."""
+        return f"{self.fields['endpoint']}/{self.deployment}"
+
+    def read_model(self) -> ArmRequest:
+        return ArmRequest("GET", self.model_path, self.api_version)
+
+    def read_endpoint(self) -> ArmRequest:
+        return ArmRequest("GET", self.endpoint_path, self.api_version)
+
+    def read_deployment(self) -> ArmRequest:
+        return ArmRequest("GET", self.deployment_path, self.api_version)
+
+    def put_deployment(self, decision: Decision, tags: dict[str, Any], location: Any) -> ArmRequest:
+        """The deployment's PUT, given the model's ``tags`` and the endpoint's ``location``."""
+        action = decision.action
+        assert isinstance(action, AmlDeployAction)
+        body = _deployment_body(action, decision, self.fields, self.model_path, tags, location)
+        return ArmRequest("PUT", self.deployment_path, self.api_version, body)
+
+    def put_traffic(self, endpoint: Any, percent: int) -> tuple[dict[str, int], ArmRequest | None]:
+        """The traffic the endpoint (as just read) gets, and its PUT, or ``None`` when the
+        traffic already reads so (a redelivery).
+
+        The endpoint is PUT back whole, without its read-only fields: ARM's PATCH of an
+        endpoint cannot change traffic. The other deployments keep their proportions of the
+        rest (``split_traffic``).
         """
-        current = await self._arm.request("GET", endpoint_path, api_version=self._api_version)
-        endpoint = current.body if isinstance(current.body, dict) else {}
+        endpoint = endpoint if isinstance(endpoint, dict) else {}
         properties = dict(endpoint.get("properties") or {})
         before = {name: int(share) for name, share in (properties.get("traffic") or {}).items()}
-        traffic = split_traffic(before, deployment, percent)
+        traffic = split_traffic(before, self.deployment, percent)
         if traffic == before:
-            return traffic
+            return traffic, None
         properties["traffic"] = traffic
         body = {
             key: endpoint[key]
@@ -151,15 +169,84 @@ class AmlDeployExecutor:
             for key, value in properties.items()
             if key not in ("provisioningState", "scoringUri", "swaggerUri")
         }
-        started = await self._arm.request(
-            "PUT", endpoint_path, api_version=self._api_version, json=body
+        return traffic, ArmRequest("PUT", self.endpoint_path, self.api_version, body)
+
+
+def deploy_plan(decision: Decision, api_version: str) -> DeployPlan:
+    """The ``DeployPlan`` of ``decision``.
+
+    Raises:
+        PermanentActionError: a template fails, naming the field.
+    """
+    action = decision.action
+    assert isinstance(action, AmlDeployAction)
+    fields = render_fields(
+        "aml_deploy", context(decision.event), subscription_id=action.subscription_id,
+        resource_group=action.resource_group, workspace=action.workspace,
+        endpoint=action.endpoint, deployment=action.deployment,
+        model_name=action.model_name, model_version=action.model_version,
+        **_optional(instance_type=action.instance_type, environment_id=action.environment_id,
+                    code_id=action.code_id, scoring_script=action.scoring_script),
+    )  # fmt: skip
+    workspace = (fields["subscription_id"], fields["resource_group"], fields["workspace"])
+    endpoint = (*workspace, "onlineEndpoints", fields["endpoint"])
+    return DeployPlan(
+        fields,
+        model_path=workspace_path(
+            *workspace, "models", fields["model_name"], "versions", fields["model_version"]
+        ),
+        endpoint_path=workspace_path(*endpoint),
+        deployment_path=workspace_path(*endpoint, "deployments", fields["deployment"]),
+        api_version=api_version,
+    )
+
+
+def deploy_calls(decision: Decision, api_version: str) -> list[tuple[ArmRequest, str]]:
+    """The calls ``decision`` makes, in order, each with what decides the parts of it that
+    only the answers before it tell (a preview: nothing is asked). The deployment's body is
+    shown as the action alone makes it: without the endpoint's region, and with the instance
+    type and count the action sets, else the defaults (the model's tags may change them)."""
+    action = decision.action
+    assert isinstance(action, AmlDeployAction)
+    plan = deploy_plan(decision, api_version)
+    from_tags = [
+        note
+        for note, unset in (
+            ("properties.instanceType from the model's instance_type tag",
+             action.instance_type is None),
+            ("sku.capacity from its instance_count tag", action.instance_count is None),
         )
-        await self._arm.follow(
-            started, "PUT", endpoint_path, api_version=self._api_version,
-            timeout_s=max(0.0, deadline - self._arm.clock()),
-            poll_interval_s=self._poll_interval_s,
-        )  # fmt: skip
-        return traffic
+        if unset
+    ]  # fmt: skip
+    put_note = "; ".join(
+        ["location: the endpoint's", *(f"{note} when it has one" for note in from_tags)]
+    )
+    calls = [
+        (plan.read_model(), "the model version must still exist; its tags are read"),
+        (plan.read_endpoint(), "the endpoint must exist; its region is read"),
+        (
+            plan.put_deployment(decision, {}, None),
+            f"{put_note}; then its Azure-AsyncOperation is followed until it succeeds, "
+            f"within timeout_s = {action.timeout_s:g}",
+        ),
+    ]
+    if action.traffic_percent is not None:
+        rest = 100 - action.traffic_percent
+        calls += [
+            (plan.read_endpoint(), "the endpoint again, once the deployment succeeded"),
+            (
+                ArmRequest(
+                    "PUT",
+                    plan.endpoint_path,
+                    api_version,
+                    {"properties": {"traffic": {plan.deployment: action.traffic_percent}}},
+                ),
+                "the body is the endpoint as read, whole, with this traffic; the other "
+                f"deployments share the other {rest}% in proportion to their shares; not "
+                "sent when the traffic already reads so",
+            ),
+        ]
+    return calls
 
 
 def split_traffic(traffic: dict[str, int], deployment: str, percent: int) -> dict[str, int]:

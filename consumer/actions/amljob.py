@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from consumer.actions.azure import ArmClient, render_fields, workspace_path
-from consumer.actions.jobspec import load_job_spec, protect, walk
+from consumer.actions.arm import ArmRequest, render_fields, workspace_path
+from consumer.actions.jobspec import JobSpecs, protect, walk
 from consumer.errors import PermanentActionError
 from rules import Action, AmlJobAction, Decision
 from rules.templates import TemplateError, context, render
+
+if TYPE_CHECKING:  # the client imports aiohttp; building a request needs neither
+    from consumer.actions.azure import ArmClient
 
 _DUPLICATE = re.compile(r"\bjob\b.*\balready exists\b", re.IGNORECASE | re.DOTALL)
 
@@ -31,46 +35,22 @@ def job_name(key: str) -> str:
 
 
 class AmlJobExecutor:
-    """Submits jobs through ARM; job specs are read once per file version."""
+    """Submits jobs through ARM; job specs are read once per file version (``JobSpecs``)."""
 
     def __init__(self, arm: ArmClient, *, api_version: str = "2024-04-01") -> None:
         self._arm = arm
         self._api_version = api_version
-        self._specs: dict[Path, tuple[int, dict[str, Any]]] = {}
+        self._specs = JobSpecs()
 
     async def __call__(self, decision: Decision) -> str:
-        action = decision.action
-        assert isinstance(action, AmlJobAction)
-        names = context(decision.event)
-        where = render_fields(
-            "aml_job", names, subscription_id=action.subscription_id,
-            resource_group=action.resource_group, workspace=action.workspace,
-        )  # fmt: skip
-        path = Path(decision.rule.file).parent / action.job
-        try:
-            body: dict[str, Any] = walk(self._spec(path), lambda text: _render(text, names))
-        except TemplateError as exc:
-            raise PermanentActionError(f"job spec {path}: {exc}") from exc
-        properties = body["properties"]
-        if action.experiment_name is not None:
-            experiment = render_fields("aml_job", names, experiment_name=action.experiment_name)
-            properties["experimentName"] = experiment["experiment_name"]
-        tags = properties.get("tags") if isinstance(properties.get("tags"), dict) else {}
-        properties["tags"] = {
-            **tags, "mlevents.eventId": decision.event.id, "mlevents.rule": decision.rule.name,
-        }  # fmt: skip
+        call = submit_job(decision, self._api_version, self._specs)
         name = job_name(decision.key)
-        resource = workspace_path(
-            where["subscription_id"], where["resource_group"], where["workspace"], "jobs", name
-        )
-        response = await self._arm.request(
-            "PUT", resource, api_version=self._api_version, json=body, allow=(400, 409)
-        )
+        response = await self._arm.send(call, allow=(400, 409))
         if response.status < 300:
             return f"job {name} submitted"
         if _DUPLICATE.search(response.error()[1]):
             return f"job {name} already submitted"
-        raise self._arm.error_for("PUT", resource, response)
+        raise self._arm.error_for(call.method, call.path, response)
 
     def can_find(self, action: Action) -> bool:
         return True
@@ -79,14 +59,8 @@ class AmlJobExecutor:
         """The job named after the decision key, if it exists (whenever it was made)."""
         action = decision.action
         assert isinstance(action, AmlJobAction)
-        where = render_fields(
-            "aml_job", context(decision.event), subscription_id=action.subscription_id,
-            resource_group=action.resource_group, workspace=action.workspace,
-        )  # fmt: skip
         name = job_name(decision.key)
-        resource = workspace_path(
-            where["subscription_id"], where["resource_group"], where["workspace"], "jobs", name
-        )
+        resource = _job_path(action, context(decision.event), name)
         found = await self._arm.request(
             "GET", resource, api_version=self._api_version, allow=(404,)
         )
@@ -96,16 +70,46 @@ class AmlJobExecutor:
         status = properties.get("status") if isinstance(properties, dict) else None
         return f"job {name} found ({status or 'status unknown'})"
 
-    def _spec(self, path: Path) -> dict[str, Any]:
-        """The parsed spec, read again only when the file changed."""
-        try:
-            version = path.stat().st_mtime_ns
-        except OSError as exc:
-            raise PermanentActionError(f"job spec {path}: cannot read: {exc}") from exc
-        cached = self._specs.get(path)
-        if cached is None or cached[0] != version:
-            cached = self._specs[path] = (version, load_job_spec(path))
-        return cached[1]
+
+def submit_job(
+    decision: Decision, api_version: str, spec: Callable[[Path], dict[str, Any]]
+) -> ArmRequest:
+    """The job PUT for ``decision``: the spec's templates rendered from the event, the
+    experiment name when the action sets one, the event and rule as tags, and the name
+    derived from the decision key. ``spec`` reads the job spec file (``JobSpecs``).
+
+    Raises:
+        PermanentActionError: the spec cannot be read or a template fails, naming which.
+    """
+    action = decision.action
+    assert isinstance(action, AmlJobAction)
+    names = context(decision.event)
+    resource = _job_path(action, names, job_name(decision.key))
+    path = Path(decision.rule.file).parent / action.job
+    try:
+        body: dict[str, Any] = walk(spec(path), lambda text: _render(text, names))
+    except TemplateError as exc:
+        raise PermanentActionError(f"job spec {path}: {exc}") from exc
+    properties = body["properties"]
+    if action.experiment_name is not None:
+        experiment = render_fields("aml_job", names, experiment_name=action.experiment_name)
+        properties["experimentName"] = experiment["experiment_name"]
+    tags = properties.get("tags") if isinstance(properties.get("tags"), dict) else {}
+    properties["tags"] = {
+        **tags, "mlevents.eventId": decision.event.id, "mlevents.rule": decision.rule.name,
+    }  # fmt: skip
+    return ArmRequest("PUT", resource, api_version, body)
+
+
+def _job_path(action: AmlJobAction, names: dict[str, Any], name: str) -> str:
+    """The resource path of the job ``name`` in the action's workspace."""
+    where = render_fields(
+        "aml_job", names, subscription_id=action.subscription_id,
+        resource_group=action.resource_group, workspace=action.workspace,
+    )  # fmt: skip
+    return workspace_path(
+        where["subscription_id"], where["resource_group"], where["workspace"], "jobs", name
+    )
 
 
 def _render(text: str, names: dict[str, Any]) -> str:

@@ -8,7 +8,9 @@ failure classified for the retry policy (connection errors, timeouts, 408, 429 a
 transient and pass ``Retry-After`` on; other statuses are permanent, and so is a
 credential that cannot get a token until someone acts, while its other failures are
 transient); and following a long-running operation to its end. Messages name the method,
-the resource path, the status and ARM's error code and message, never the token.
+the resource path, the status and ARM's error code and message, never the token. The
+requests themselves are built as data (``consumer.actions.arm``), so they can be shown
+without being sent.
 """
 
 from __future__ import annotations
@@ -21,16 +23,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import msgspec
 from azure.core.credentials_async import AsyncTokenCredential
 
+from consumer.actions.arm import ArmRequest, arm_headers, arm_url
 from consumer.actions.http import answer_within
 from consumer.credentials import is_permanent
 from consumer.errors import ActionError, PermanentActionError, TransientActionError
-from rules.templates import TemplateError, render
 
 DEFAULT_BASE_URL = "https://management.azure.com"
 DEFAULT_SCOPE = "https://management.azure.com/.default"
@@ -110,7 +112,7 @@ class ArmClient:
         json: Any = None,
         allow: Collection[int] = (),
     ) -> ArmResponse:
-        """One request to ``base_url + path`` (built with ``arm_path``).
+        """One request to ``base_url + path`` (built with ``consumer.actions.arm.arm_path``).
 
         Returns:
             The response when its status is 2xx or in ``allow``.
@@ -120,8 +122,15 @@ class ArmClient:
             PermanentActionError: any other status, or no token to be had until someone
                 acts (``consumer.credentials.is_permanent``).
         """
-        url = f"{self._base}{path}?api-version={quote(api_version, safe='')}"
+        url = arm_url(self._base, path, api_version)
         return await self._send(method, url, path, json, allow)
+
+    async def send(self, request: ArmRequest, *, allow: Collection[int] = ()) -> ArmResponse:
+        """``request`` (an ``ArmRequest`` an action built); see ``request``."""
+        return await self.request(
+            request.method, request.path, api_version=request.api_version,
+            json=request.body, allow=allow,
+        )  # fmt: skip
 
     async def follow(
         self,
@@ -194,11 +203,8 @@ class ArmClient:
         self, method: str, url: str, where: str, body: Any, allow: Collection[int]
     ) -> ArmResponse:
         token = await bearer_token(self._credential, self.scope, self._timeout_s)
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = _encoder.encode(body)
-            headers["Content-Type"] = "application/json"
+        headers = arm_headers(token, with_body=body is not None)
+        data = None if body is None else _encoder.encode(body)
         try:
             async with (
                 answer_within(self._timeout_s) as deadline,
@@ -245,7 +251,7 @@ class ArmClient:
         state = _provisioning_state(started.body)
         if state is None or state.lower() in TERMINAL_STATES:
             return None
-        return f"{self._base}{path}?api-version={quote(api_version, safe='')}", "resource"
+        return arm_url(self._base, path, api_version), "resource"
 
     @staticmethod
     def _ended(method: str, path: str, state: str, body: Any, polls: int) -> Operation:
@@ -254,38 +260,6 @@ class ArmClient:
         code, message = ArmResponse(200, {}, body).error()
         detail = ": ".join(part for part in (code, message) if part)
         raise PermanentActionError(f"{method} {path} ended {state}: {detail or 'no error given'}")
-
-
-def arm_path(*segments: str) -> str:
-    """``/a/b/c`` from path segments, each percent-encoded (a ``/`` in a name stays inside
-    its segment).
-
-    Raises:
-        PermanentActionError: a segment is empty (a template that rendered to nothing).
-    """
-    for segment in segments:
-        if not segment.strip():
-            raise PermanentActionError(f"empty name in the resource path after {segments}")
-    return "".join("/" + quote(segment, safe="") for segment in segments)
-
-
-def workspace_path(subscription: str, group: str, workspace: str, *rest: str) -> str:
-    """The path of an Azure ML workspace, or of something under it."""
-    return arm_path(
-        "subscriptions", subscription, "resourceGroups", group,
-        "providers", "Microsoft.MachineLearningServices", "workspaces", workspace, *rest,
-    )  # fmt: skip
-
-
-def render_fields(kind: str, names: Mapping[str, Any], **fields: str) -> dict[str, str]:
-    """Render each template field; a failing one is a ``PermanentActionError`` naming it."""
-    rendered = {}
-    for field, text in fields.items():
-        try:
-            rendered[field] = render(text, names)
-        except TemplateError as exc:
-            raise PermanentActionError(f"{kind}: '{field}': {exc}") from exc
-    return rendered
 
 
 def retry_after_s(headers: Mapping[str, str]) -> float | None:

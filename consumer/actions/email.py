@@ -3,8 +3,8 @@
 Event data is free text (run tags, experiment names), so nothing rendered may shape the
 message beyond its own field: every rendered address must be exactly one address with no
 line breaks or control characters (else the action is dead-lettered, never sent to what
-was smuggled in), and a rendered subject is folded onto one line. Headers are written by the
-``email`` package's SMTP policy, so non-ASCII subjects are encoded, not pasted.
+was smuggled in), and a rendered subject is folded onto one line. Rendering and the message
+itself are ``consumer.actions.compose``'s (pure, so a preview shows the same message).
 
 The ``Message-ID`` derives from the decision key: a retry or a redelivery carries the same
 id, so a receiver can drop the duplicate. ``max_per_hour`` counts, per recipient, every
@@ -21,8 +21,6 @@ over plain text) and ``FilesTransport``, the local default, which writes ``.eml`
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import html as html_escaping
 import re
 import ssl
 import time
@@ -34,22 +32,28 @@ from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, getaddresses
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Literal, Protocol
 
 import aiosmtplib
 
+from consumer.actions.compose import (
+    Entry,
+    compose,
+    message_id,
+    render_entry,
+    sender_address,
+    short,
+    unique,
+)
 from consumer.errors import ActionError, PermanentActionError, TransientActionError
 from consumer.stores.files import write_atomically
 from rules import Decision, EmailAction
-from rules.addresses import one_address, parse_address
-from rules.templates import TemplateError, context, render
 
 HOUR_S = 3600.0
 MAX_DIGEST_EVENTS = 200
 """A window that holds this many events is sent when it closes; later events open another."""
-_LINE_BREAKS_AND_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _FILE_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -141,7 +145,7 @@ def smtp_error(where: str, exc: BaseException) -> ActionError:
         return PermanentActionError(message)
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         step = _step(exc)
-        text = "" if isinstance(exc, aiosmtplib.SMTPAuthenticationError) else _short(exc.message)
+        text = "" if isinstance(exc, aiosmtplib.SMTPAuthenticationError) else short(exc.message)
         message = f"SMTP {where} answered {exc.code} to {step}" + (f": {text}" if text else "")
         if 400 <= exc.code < 500:
             return TransientActionError(message)
@@ -153,10 +157,10 @@ def smtp_error(where: str, exc: BaseException) -> ActionError:
         reason = cause.verify_message or "certificate verification failed"
         return PermanentActionError(f"SMTP {where}: the server's certificate: {reason}")
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPConnectError | OSError):
-        return TransientActionError(f"SMTP {where}: {type(exc).__name__}: {_short(str(exc))}")
+        return TransientActionError(f"SMTP {where}: {type(exc).__name__}: {short(str(exc))}")
     if isinstance(exc, aiosmtplib.SMTPException):  # STARTTLS or AUTH not offered, and the like
-        return PermanentActionError(f"SMTP {where}: {_short(exc.message)}")
-    return PermanentActionError(f"SMTP {where}: {type(exc).__name__}: {_short(str(exc))}")
+        return PermanentActionError(f"SMTP {where}: {short(exc.message)}")
+    return PermanentActionError(f"SMTP {where}: {type(exc).__name__}: {short(str(exc))}")
 
 
 def _step(exc: aiosmtplib.SMTPResponseException) -> str:
@@ -203,23 +207,11 @@ def _write(target: Path, data: bytes) -> None:
     write_atomically(target, data)
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    """One event's rendered email."""
-
-    decision: Decision
-    to: tuple[Address, ...]
-    cc: tuple[Address, ...]
-    subject: str
-    text: str | None
-    html: str | None
-
-
 @dataclass(slots=True)
 class _Window:
     """The events of one open digest window, and the email they become."""
 
-    entries: list[_Entry]
+    entries: list[Entry]
     outcome: asyncio.Task[str] | None = None
 
 
@@ -276,11 +268,8 @@ class EmailExecutor:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        address = parse_address(sender.strip())
-        if address is None:
-            raise ValueError(f"the email sender {sender!r} is not exactly one address")
         self._transport = transport
-        self._sender = address
+        self._sender = sender_address(sender)
         self._sleep = sleep
         self._rate = _RateLimit(clock)
         self._windows: dict[tuple[object, ...], _Window] = {}
@@ -289,12 +278,12 @@ class EmailExecutor:
     async def __call__(self, decision: Decision) -> str:
         action = decision.action
         assert isinstance(action, EmailAction)
-        entry = _render(decision, action)
+        entry = render_entry(decision)
         if action.digest_window_s is not None and action.digest_window_s > 0:
             return await self._join(entry, action, action.digest_window_s)
         return await self._deliver(action, [entry])
 
-    async def _join(self, entry: _Entry, action: EmailAction, window_s: float) -> str:
+    async def _join(self, entry: Entry, action: EmailAction, window_s: float) -> str:
         key = (
             entry.decision.rule.name,
             entry.decision.index,
@@ -326,9 +315,9 @@ class EmailExecutor:
         count = len(window.entries)
         return f"{detail} (digest of {count} events)" if count > 1 else detail
 
-    async def _deliver(self, action: EmailAction, entries: list[_Entry]) -> str:
+    async def _deliver(self, action: EmailAction, entries: list[Entry]) -> str:
         first = entries[0]
-        recipients = _unique([*first.to, *first.cc])
+        recipients = unique([*first.to, *first.cc])
         allowed, over, stamp = self._rate.take(recipients, action.max_per_hour)
         if not allowed:
             listed = ", ".join(address.addr_spec for address in over)
@@ -337,7 +326,7 @@ class EmailExecutor:
                 "in the last hour (max_per_hour)"
             )
         kept = {address.addr_spec.lower() for address in allowed}
-        message = self._message(entries, kept)
+        message = compose(self._sender, entries, kept, datetime.now(UTC))
         try:
             detail = await self._transport.send(message)
         except BaseException:
@@ -347,112 +336,6 @@ class EmailExecutor:
             detail += "; rate limited: " + ", ".join(address.addr_spec for address in over)
         return detail
 
-    def _message(self, entries: list[_Entry], kept: set[str]) -> EmailMessage:
-        first = entries[0]
-        message = EmailMessage(policy=policy.SMTP)
-        message["From"] = self._sender
-        to = _unique([address for address in first.to if address.addr_spec.lower() in kept])
-        seen = {address.addr_spec.lower() for address in to}
-        cc = _unique([address for address in first.cc if address.addr_spec.lower() in kept])
-        cc = [address for address in cc if address.addr_spec.lower() not in seen]
-        if to:
-            message["To"] = to
-        if cc:
-            message["Cc"] = cc
-        count = len(entries)
-        message["Subject"] = first.subject if count == 1 else f"{first.subject} ({count} events)"
-        message["Date"] = format_datetime(datetime.now(UTC))
-        message["Message-ID"] = message_id(first.decision)
-        message["X-Mlevents-Event-Id"] = ", ".join(
-            _one_line(entry.decision.event.id) for entry in entries
-        )
-        message["X-Mlevents-Rule"] = _one_line(first.decision.rule.name)
-        text, html = _bodies(entries)
-        if text is not None:
-            message.set_content(text)
-            if html is not None:
-                message.add_alternative(html, subtype="html")
-        elif html is not None:
-            message.set_content(html, subtype="html")
-        return message
-
-
-def message_id(decision: Decision) -> str:
-    """The ``Message-ID`` of the email for ``decision``: the same for every retry."""
-    digest = hashlib.sha256(decision.key.encode("utf-8")).hexdigest()[:32]
-    return f"<{digest}@mlevents>"
-
-
-def _render(decision: Decision, action: EmailAction) -> _Entry:
-    names = context(decision.event)
-
-    def field_(name: str, template: str, *, html: bool = False) -> str:
-        try:
-            return render(template, names, escape="html" if html else "none")
-        except TemplateError as exc:
-            raise PermanentActionError(f"email: '{name}': {exc}") from exc
-
-    to = tuple(
-        _address(field_(f"to[{index}]", template), f"to[{index}]")
-        for index, template in enumerate(action.to)
-    )
-    cc = tuple(
-        _address(field_(f"cc[{index}]", template), f"cc[{index}]")
-        for index, template in enumerate(action.cc)
-    )
-    subject = _one_line(field_("subject", action.subject))
-    text = field_("text", action.text) if action.text is not None else None
-    html = field_("html", action.html, html=True) if action.html is not None else None
-    return _Entry(decision, to, cc, subject, text, html)
-
-
-def _address(rendered: str, name: str) -> Address:
-    value = rendered.strip()
-    try:
-        return one_address(value)
-    except ValueError as exc:
-        raise PermanentActionError(
-            f"email: '{name}' {exc}: {_short(repr(value))}; not sent"
-        ) from None
-
-
-def _one_line(text: str) -> str:
-    """``text`` with line breaks and control characters as single spaces."""
-    return " ".join(_LINE_BREAKS_AND_CONTROLS.sub(" ", text).split())
-
-
-def _unique(addresses: list[Address]) -> list[Address]:
-    seen: set[str] = set()
-    result: list[Address] = []
-    for address in addresses:
-        if address.addr_spec.lower() not in seen:
-            seen.add(address.addr_spec.lower())
-            result.append(address)
-    return result
-
-
-def _bodies(entries: list[_Entry]) -> tuple[str | None, str | None]:
-    first = entries[0]
-    if len(entries) == 1:
-        return first.text, first.html
-    count = len(entries)
-    text = html = None
-    if first.text is not None:
-        parts = [f"{count} events.\n"]
-        for number, entry in enumerate(entries, 1):
-            event = entry.decision.event
-            heading = f"----- {number} of {count}: event {event.id} ({event.time or 'no time'})"
-            parts.append(f"{_one_line(heading)} -----\n{entry.text or ''}\n")
-        text = "\n".join(parts)
-    if first.html is not None:
-        parts = [f"<p>{count} events.</p>"]
-        for number, entry in enumerate(entries, 1):
-            event = entry.decision.event
-            heading = html_escaping.escape(f"{number} of {count}: event {event.id}")
-            parts.append(f"<hr>\n<p><b>{heading}</b></p>\n<div>{entry.html or ''}</div>")
-        html = "\n".join(parts) + "\n"
-    return text, html
-
 
 def _recipients(message: EmailMessage) -> list[str]:
     return [addr for _, addr in getaddresses(message.get_all("To", []) + message.get_all("Cc", []))]
@@ -460,11 +343,6 @@ def _recipients(message: EmailMessage) -> list[str]:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
-
-
-def _short(text: str, limit: int = 160) -> str:
-    line = _one_line(text)
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 __all__ = ["EmailExecutor", "FilesTransport", "SmtpTransport", "Transport", "message_id"]

@@ -51,6 +51,28 @@ def load_job_spec(path: Path) -> dict[str, Any]:
     return result
 
 
+class JobSpecs:
+    """Job specs by path, each read (``load_job_spec``) again only when its file changed."""
+
+    def __init__(self) -> None:
+        self._specs: dict[Path, tuple[int, dict[str, Any]]] = {}
+
+    def __call__(self, path: Path) -> dict[str, Any]:
+        """The parsed spec at ``path``.
+
+        Raises:
+            PermanentActionError: as ``load_job_spec``, or the file is gone.
+        """
+        try:
+            version = path.stat().st_mtime_ns
+        except OSError as exc:
+            raise PermanentActionError(f"job spec {path}: cannot read: {exc}") from exc
+        cached = self._specs.get(path)
+        if cached is None or cached[0] != version:
+            cached = self._specs[path] = (version, load_job_spec(path))
+        return cached[1]
+
+
 def protect(text: str) -> str:
     """``text`` with Azure ML's ``${{...}}`` bindings wrapped for templates to keep."""
     return _BINDING.sub(lambda found: "{% raw %}" + found.group(0) + "{% endraw %}", text)

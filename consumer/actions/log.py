@@ -36,17 +36,28 @@ class LogExecutor:
         if not self._enabled[action.level]:
             return action.level  # filtered out: skip building the line
         event = decision.event
-        message = action.message
-        if "{" in message:  # a template; plain text needs no rendering
-            try:
-                message = render(message, context(event))
-            except TemplateError as exc:
-                raise PermanentActionError(f"log: 'message': {exc}") from None
+        message = log_message(decision)
         self._log.log(
             _LEVELS[action.level], message, rule=decision.rule.name,
             event_id=event.id, event_type=event.type, subject=event.subject,
         )  # fmt: skip
         return action.level
+
+
+def log_message(decision: Decision) -> str:
+    """The message of the log action of ``decision``, rendered from its event.
+
+    Raises:
+        PermanentActionError: the template fails.
+    """
+    action = decision.action
+    assert isinstance(action, LogAction)
+    if "{" not in action.message:  # plain text needs no rendering
+        return action.message
+    try:
+        return render(action.message, context(decision.event))
+    except TemplateError as exc:
+        raise PermanentActionError(f"log: 'message': {exc}") from None
 
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}

@@ -24,6 +24,9 @@ connection errors may pass if retried (``Retry-After`` is passed on); 410 Gone a
 status are permanent, and redirects are not followed (a redirect could lead a signed body
 anywhere). Error messages carry the status and the host, never the URL's query (it may hold a
 key), a header's value, a token nor the secret.
+
+``webhook_request`` builds the request without sending it, for the executor and for previews
+(``consumer.actions.preview``); aiohttp and the Azure AD credential are imported only to send.
 """
 
 from __future__ import annotations
@@ -37,16 +40,14 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
-import aiohttp
 import msgspec
-from azure.core.credentials_async import AsyncTokenCredential
 
-from consumer.actions.azure import bearer_token
+from consumer.actions import REDACTED
 from consumer.actions.hosts import host_allowed
-from consumer.actions.http import answer_within
 from consumer.actions.webhookenv import (
     CONTROL_CHARACTERS,
     Secrets,
@@ -54,7 +55,6 @@ from consumer.actions.webhookenv import (
     env_url,
     signing_key,
 )
-from consumer.credentials import FETCH_TIMEOUT_S
 from consumer.errors import PermanentActionError, TransientActionError
 from rules import Decision, Event, WebhookAction
 from rules.actions import HEADER_NAME, RESERVED_HEADERS, may_carry_token
@@ -70,6 +70,10 @@ MAX_VALUE_CHARS = 300
 characters; Teams a card over 28 KB)."""
 _T = TypeVar("_T")
 _QUOTED_TEMPLATE = re.compile(r"""^template (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+
+if TYPE_CHECKING:  # sending needs aiohttp and a credential; building a request does not
+    import aiohttp
+    from azure.core.credentials_async import AsyncTokenCredential
 
 
 class WebhookExecutor:
@@ -102,32 +106,15 @@ class WebhookExecutor:
     async def __call__(self, decision: Decision) -> str:
         action = decision.action
         assert isinstance(action, WebhookAction)
-        names = context(decision.event)
-        if action.url_env is not None:
-            url = _from_env(env_url, self._secrets, action.url_env, "url_env")
-        else:
-            url = _render(action.url or "", names, "url", escape="url")
-        host = _host(url)
-        if self._allowed_hosts and not host_allowed(urlsplit(url).hostname, self._allowed_hosts):
-            raise PermanentActionError(f"webhook: host {host} is not in [webhook] allowed_hosts")
-        body, content_type = _body(action, decision.event, names)
-        message_id = webhook_id(decision.key)
-        headers = {"Content-Type": content_type, "webhook-id": message_id}
-        if action.format == "eventgrid" and action.preset is None:
-            headers["aeg-event-type"] = "Notification"
-        for name, template in action.headers.items():
-            _set_header(headers, name, _render(template, names, f"headers.{name}"))
-        for name, variable in action.headers_env.items():
-            value = _from_env(env_header, self._secrets, variable, f"headers_env.{name}")
-            _set_header(headers, name, value)
+        request = webhook_request(
+            decision, now=self._clock(), secrets=self._secrets, allowed_hosts=self._allowed_hosts
+        )
         if action.auth is not None:
-            headers["Authorization"] = await self._bearer(action.auth.scope, url)
-        if action.secret_env:
-            key = _from_env(signing_key, self._secrets, action.secret_env, "secret_env")
-            timestamp = str(int(self._clock()))
-            headers["webhook-timestamp"] = timestamp
-            headers["webhook-signature"] = _signature(key, message_id, timestamp, body)
-        status, retry_after = await self._post(url, host, body, headers, action.timeout_s)
+            request.headers["Authorization"] = await self._bearer(action.auth.scope, request.url)
+        host = request.host
+        status, retry_after = await self._post(
+            request.url, host, request.body, request.headers, action.timeout_s
+        )
         if 200 <= status < 300:
             return f"HTTP {status}"
         message = f"webhook to {host} answered HTTP {status}"
@@ -148,6 +135,9 @@ class WebhookExecutor:
                 cannot get a token until someone acts.
             TransientActionError: any other failure to get a token.
         """
+        from consumer.actions.azure import bearer_token
+        from consumer.credentials import FETCH_TIMEOUT_S
+
         if self._credential is None:
             raise PermanentActionError("webhook: 'auth': this worker has no Azure AD credential")
         if not may_carry_token(url):
@@ -158,6 +148,10 @@ class WebhookExecutor:
         self, url: str, host: str, body: bytes, headers: dict[str, str], timeout_s: float
     ) -> tuple[int, float | None]:
         """Send the request; its status and ``Retry-After`` (seconds), or a transient error."""
+        import aiohttp  # here, not at the top: a preview builds requests without it
+
+        from consumer.actions.http import answer_within
+
         try:
             # The timeout is the receiver's: it starts once the request has a connection.
             async with (
@@ -190,6 +184,87 @@ class WebhookExecutor:
         except aiohttp.ClientError as exc:
             raise TransientActionError(f"webhook to {host}: {type(exc).__name__}") from exc
         return status, retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """A webhook POST as it is sent: the rendered URL, its host (for messages), the headers
+    and the body."""
+
+    url: str
+    host: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def webhook_request(
+    decision: Decision,
+    *,
+    now: float,
+    secrets: Secrets | None,
+    allowed_hosts: Sequence[str] = (),
+) -> WebhookRequest:
+    """The request the webhook action of ``decision`` sends, stamped ``now`` (seconds since
+    the epoch), without ``auth``'s bearer token (the executor adds it, a preview shows it
+    redacted). ``secrets`` gives the values of the environment variables the action names
+    (``url_env``, ``headers_env``, ``secret_env``); ``None`` stands for values not at hand (a
+    preview): the URL from ``url_env``, header values from ``headers_env`` and the signature
+    then read ``REDACTED``.
+
+    Raises:
+        PermanentActionError: a template fails, a variable is unset or unusable, the URL is
+            not an absolute http(s) URL once rendered or its host is not in ``allowed_hosts``
+            (when given), a header is not valid, or a template body is not JSON.
+    """
+    action = decision.action
+    assert isinstance(action, WebhookAction)
+    names = context(decision.event)
+    url, host = _target(action, names, secrets, allowed_hosts)
+    body, content_type = _body(action, decision.event, names)
+    message_id = webhook_id(decision.key)
+    headers = {"Content-Type": content_type, "webhook-id": message_id}
+    if action.format == "eventgrid" and action.preset is None:
+        headers["aeg-event-type"] = "Notification"
+    for name, template in action.headers.items():
+        _set_header(headers, name, _render(template, names, f"headers.{name}"))
+    for name, variable in action.headers_env.items():
+        value = (
+            REDACTED
+            if secrets is None
+            else _from_env(env_header, secrets, variable, f"headers_env.{name}")
+        )
+        _set_header(headers, name, value)
+    if action.auth is not None and secrets is None:
+        headers["Authorization"] = f"Bearer {REDACTED}"
+    if action.secret_env:
+        timestamp = str(int(now))
+        headers["webhook-timestamp"] = timestamp
+        if secrets is None:
+            headers["webhook-signature"] = REDACTED
+        else:
+            key = _from_env(signing_key, secrets, action.secret_env, "secret_env")
+            headers["webhook-signature"] = _signature(key, message_id, timestamp, body)
+    return WebhookRequest(url, host, headers, body)
+
+
+def _target(
+    action: WebhookAction,
+    names: Mapping[str, Any],
+    secrets: Secrets | None,
+    allowed_hosts: Sequence[str],
+) -> tuple[str, str]:
+    """The URL to post to and its host (for messages); a URL from ``url_env`` is a secret
+    as a whole, so a preview (no ``secrets``) shows neither."""
+    if action.url_env is not None:
+        if secrets is None:
+            return f"{REDACTED} (from {action.url_env})", REDACTED
+        url = _from_env(env_url, secrets, action.url_env, "url_env")
+    else:
+        url = _render(action.url or "", names, "url", escape="url")
+    host = _host(url)
+    if allowed_hosts and not host_allowed(urlsplit(url).hostname, allowed_hosts):
+        raise PermanentActionError(f"webhook: host {host} is not in [webhook] allowed_hosts")
+    return url, host
 
 
 def webhook_id(key: str) -> str:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import structlog
     from aiohttp import web
 
+    from consumer.actions.preview import Previewer
     from consumer.worker.lifecycle import Worker
     from rules import Decision
 
@@ -67,24 +68,24 @@ AZURE_ACTIONS = ("adf_pipeline_run", "aml_job", "aml_deploy")
 
 class NoAzure:
     """Stands in for the Azure actions on one machine: there is no Azure account here, so it
-    logs what would have been asked of Azure instead of asking."""
+    logs the ARM requests the action would make (``consumer.actions.preview``, rendered from
+    the event as ``mlevents run`` would send them, the token redacted) instead of making them.
+    An action that would fail before sending (a template reading what the event lacks) fails
+    here too, and is dead-lettered as it would be."""
 
-    def __init__(self, log: structlog.typing.FilteringBoundLogger) -> None:
+    def __init__(self, log: structlog.typing.FilteringBoundLogger, previewer: Previewer) -> None:
         self._log = log
+        self._previewer = previewer
 
     async def __call__(self, decision: Decision) -> str:
-
-        from consumer.actions import action_type
-
-        kind = action_type(decision)
+        preview = self._previewer.preview(decision)
         self._log.warning(
             "dev.azure_action_not_taken",
-            rule=decision.rule.name,
-            action=kind,
-            fields=msgspec.to_builtins(decision.action),
+            event_id=decision.event.id,
+            **preview.fields(),
             hint="mlevents run with [azure] configured takes it",
         )
-        return f"{kind} not taken: no Azure in dev mode"
+        return f"{preview.type} not taken: no Azure in dev mode"
 
 
 def prepare_state(state: Path, *, fresh: bool) -> None:
@@ -108,6 +109,7 @@ async def run_dev(
 
     import structlog
 
+    from consumer.actions.preview import Previewer
     from consumer.commands.send import SendTarget, send_records
     from consumer.worker.wiring import build, install_signals
     from emulator import Emulator, HubSpec
@@ -124,7 +126,7 @@ async def run_dev(
         worker = await build(
             dev_config(config, state, emulator.connection_string()),
             stack,
-            executors=dict.fromkeys(AZURE_ACTIONS, NoAzure(log)),
+            executors=dict.fromkeys(AZURE_ACTIONS, NoAzure(log, Previewer.of(config))),
         )
         install_signals(worker)
         running = asyncio.create_task(worker.run())

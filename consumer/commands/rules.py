@@ -27,11 +27,18 @@ from consumer.config import environment_secrets, load_config
 from consumer.errors import EXIT_FAILED, EXIT_OK, ConfigError, EventFileError
 
 if TYPE_CHECKING:
+    from consumer.actions.preview import Previewer
+    from consumer.config import Config
     from consumer.ruletests import CaseResult
-    from rules import Event, RuleTable
+    from rules import Event, Rule, RuleTable
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
+SAMPLES = EXAMPLES / "events"
 EVENT_FILES = "event files (.json, .jsonl, Capture .avro, - for stdin)"
+RENDER_HELP = (
+    "also show what each matched action would send: the email, the webhook request, the ARM "
+    "calls (secrets redacted)"
+)
 
 
 def add_parsers(commands: Any) -> None:
@@ -51,12 +58,14 @@ def add_parsers(commands: Any) -> None:
     _rules_options(explain)
     explain.add_argument("--rule", required=True, help="name of the rule to explain")
     explain.add_argument("event", nargs="?", metavar="EVENT", help="an event file")
+    explain.add_argument("--render", action="store_true", help=RENDER_HELP)
     explain.set_defaults(func=_explain)
 
     test = commands.add_parser("test", help="run rule tests (the shipped examples by default)")
     _rules_options(test)
     test.add_argument("cases", nargs="*", metavar="CASES", help="rule-test files")
     test.add_argument("--junit-xml", metavar="PATH", help="also write a JUnit XML report")
+    test.add_argument("--render", action="store_true", help=RENDER_HELP)
     test.set_defaults(func=_test)
 
     lint = commands.add_parser("lint", help="validate rule files and print their warnings")
@@ -119,6 +128,18 @@ def _is_rules_file(path: str) -> bool:
 def _rules_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rules", nargs="+", metavar="FILE", help="rule files (TOML or JSON)")
     parser.add_argument("--config", metavar="PATH", help="take rule files from this config.toml")
+
+
+def _config(args: argparse.Namespace) -> Config | None:
+    return load_config(args.config, offline=True) if args.config else None
+
+
+def _previewer(config: Config | None) -> Previewer:
+    """Previews with the config's settings (the email sender, ARM's address and API
+    versions, allowed hosts), else the defaults."""
+    from consumer.actions.preview import Previewer
+
+    return Previewer() if config is None else Previewer.of(config)
 
 
 def _rule_paths(args: argparse.Namespace, *, default: Sequence[Path] = ()) -> list[str]:
@@ -238,6 +259,7 @@ def _explain(args: argparse.Namespace) -> int:
     except KeyError:
         known = ", ".join(r.name for r in table.rules)
         raise ConfigError(f"no rule named {args.rule!r}; the rules are: {known}") from None
+    previewer = _previewer(_config(args)) if args.render else None
     events = _Events([args.event])
     for where, event in events:
         explanation = rule.filter.explain(event)
@@ -245,7 +267,24 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"rule {rule.name!r} {verdict} event {event.id} ({event.type}) from {where}")
         for check in explanation.checks:
             print(f"  {'pass' if check.passed else 'FAIL'}  {check.part}: {check.detail}")
+        if previewer is not None and explanation.matched:
+            _print_previews(previewer, event, rule)
     return EXIT_FAILED if events.errors else EXIT_OK
+
+
+def _print_previews(previewer: Previewer, event: Event, rule: Rule) -> None:
+    """What each action of ``rule`` would send for ``event``, or why it would fail."""
+
+    from consumer.ruletests import render_all
+    from rules import Decision
+
+    decisions = [Decision(event, rule, index, action) for index, action in enumerate(rule.actions)]
+    previews, failures = render_all(decisions, previewer)
+    print("would send:")
+    for preview in previews:
+        print(preview.text(indent="  "), end="")
+    for failure in failures:
+        print(f"  FAIL  {failure}")
 
 
 def _test(args: argparse.Namespace) -> int:
@@ -254,9 +293,11 @@ def _test(args: argparse.Namespace) -> int:
 
     embedded = not (args.rules or args.config or args.cases)
     table = _load(args, default=[EXAMPLES / "rules.toml"] if embedded else ())
+    config = _config(args)
+    previewer = _previewer(config)
     case_paths = [Path(p) for p in args.cases]
-    if not case_paths and args.config:
-        case_paths = list(load_config(args.config, offline=True).rules.tests)
+    if not case_paths and config is not None:
+        case_paths = list(config.rules.tests)
     if embedded:
         case_paths = [EXAMPLES / "rules.test.toml"]
     if not case_paths:
@@ -270,11 +311,14 @@ def _test(args: argparse.Namespace) -> int:
         with _Output(progress) as output:
             for path in case_paths:
                 for case in iter_cases(path):
-                    result = run_case(table, case)
+                    result = run_case(table, case, previewer)
                     tally.add(result)
                     if report is not None:
                         report.add(result)
                     output.line(_case_line(result))
+                    if args.render:
+                        for preview in result.previews:
+                            output.line(preview.text(indent="    ").encode())
         missing = tally.uncovered(table)
         if missing:
             print(f"rules no case matched: {', '.join(missing)}")
@@ -296,12 +340,16 @@ def _case_line(result: CaseResult) -> bytes:
 def _lint(args: argparse.Namespace) -> int:
 
     from consumer.rulefiles import load_rule_files
+    from consumer.ruletests import sample_warnings
 
+    config = _config(args)
     # With --config, webhooks are checked against its [webhook] allowed_hosts, as at start.
-    hosts = load_config(args.config, offline=True).webhook.allowed_hosts if args.config else ()
+    hosts = config.webhook.allowed_hosts if config is not None else ()
     secrets = environment_secrets() if args.env else None
     loaded = load_rule_files(_rule_paths(args), secrets=secrets, allowed_hosts=hosts)
-    for warning in loaded.warnings:
+    samples = sorted(SAMPLES.glob("*.json"))
+    warnings = [*loaded.warnings, *sample_warnings(loaded.table, _previewer(config), samples)]
+    for warning in warnings:
         print(f"warning: {warning.message_at()}")
-    print(f"{len(loaded.table)} rules, {len(loaded.warnings)} warning(s)")
+    print(f"{len(loaded.table)} rules, {len(warnings)} warning(s)")
     return EXIT_OK

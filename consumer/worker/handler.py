@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import msgspec
 import structlog
@@ -34,6 +34,9 @@ from consumer.stores.deadletters import DeadLetter, DeadLetterStore
 from consumer.stores.ledger import Claim, Ledger
 from consumer.worker.retrying import RetryPolicy, attempts_of
 from rules import Action, Decision, DecodeError, Event, Rule, RuleTable, decode_body
+
+if TYPE_CHECKING:
+    from consumer.actions.preview import Preview
 
 DEAD_LETTER_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 """Waits between tries of a dead-letter store that fails; the last one repeats until it takes
@@ -145,6 +148,10 @@ class Handler:
     """False while the ledger's store is known to be down (``consumer.stores.deadlines``
     probes it and says when it is back): actions then run unreserved without waiting on it."""
     dry_run: bool = False
+    preview: Callable[[Decision], Preview] | None = None
+    """In a dry run, what each action would send (``consumer.actions.preview``), logged as
+    ``action.would_run``; an action that would fail before sending is logged as
+    ``action.would_fail``."""
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     monotonic: Callable[[], float] = time.monotonic
@@ -232,7 +239,7 @@ class Handler:
                     continue
                 if self.dry_run:
                     metrics.action(kind, "dry_run")
-                    outcomes.append(f"{rule.name}:{kind}#{index} would run")
+                    outcomes.append(self._would_run(Decision(event, rule, index, action), kind))
                     continue
                 if inert is not None:
                     metrics.action(kind, "ok")
@@ -250,6 +257,22 @@ class Handler:
                 else:
                     work.pending.append(decision)
         return work
+
+    def _would_run(self, decision: Decision, kind: str) -> str:
+        """Log what a dry run's action would send (with ``preview``); its outcome."""
+        where = f"{decision.rule.name}:{kind}#{decision.index}"
+        if self.preview is None:
+            return f"{where} would run"
+        try:
+            preview = self.preview(decision)
+        except ActionError as exc:
+            self.log.warning(
+                "action.would_fail", event_id=decision.event.id, rule=decision.rule.name,
+                action=f"{kind}#{decision.index}", error=str(exc),
+            )  # fmt: skip
+            return f"{where} would be dead-lettered: {exc}"
+        self.log.info("action.would_run", event_id=decision.event.id, **preview.fields())
+        return f"{where} would run"
 
     def _rule_steps(self, rule: Rule) -> Plan:
         """The rule's actions with their types, inline runners (None: needs I/O) and, for an

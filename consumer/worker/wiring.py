@@ -39,6 +39,7 @@ from consumer.actions.email import EmailExecutor, FilesTransport, SmtpTransport
 from consumer.actions.email import Transport as EmailTransport
 from consumer.actions.http import PoolMetrics, client_session
 from consumer.actions.log import LogExecutor
+from consumer.actions.preview import Previewer
 from consumer.actions.webhook import WebhookExecutor
 from consumer.config import Config, EmailConfig, EventHubConfig, StoreConfig
 from consumer.credentials import CachedTokens, Credential, LazyCredential
@@ -155,6 +156,7 @@ async def build(
         metrics=metrics,
         log=log,
         dry_run=dry_run or config.processing.dry_run,
+        preview=Previewer.of(config).preview,
     )
     cadence = Cadence(
         max_in_flight=config.processing.max_in_flight,

@@ -25,12 +25,14 @@ def always_ok(event_id: str, seen: int) -> tuple[int, float]:
 
 
 @dataclass(frozen=True)
-class Received:
-    """One POST as it arrived."""
+class Request:
+    """One POST as it arrived: what the client sent, byte for byte in its body."""
 
-    path: str
-    """The path and the query."""
+    method: str
+    target: str
+    """The path and query, as sent (percent-encoding kept)."""
     headers: dict[str, str]
+    body: bytes
 
 
 @dataclass
@@ -45,8 +47,8 @@ class WebhookReceiver:
     the client was still there to read it."""
     bodies: list[Any] = field(default_factory=list)
     """The JSON bodies taken with 2xx, in order."""
-    received: list[Received] = field(default_factory=list)
-    """Every POST's path and headers, failed ones included, in order."""
+    requests: list[Request] = field(default_factory=list)
+    """Every POST that arrived, in order."""
     port: int = 0
     gate: Gate | None = None
     """Holds requests while closed (see ``Gate``)."""
@@ -70,8 +72,9 @@ class WebhookReceiver:
             await self._runner.cleanup()
 
     async def _hook(self, request: web.Request) -> web.Response:
-        body: Any = json.loads(await request.read())
-        self.received.append(Received(request.path_qs, dict(request.headers)))
+        raw = await request.read()
+        self.requests.append(Request(request.method, request.raw_path, dict(request.headers), raw))
+        body: Any = json.loads(raw)
         event = body[0] if isinstance(body, list) else body
         event_id = str(event.get("id"))
         self.calls[event_id] += 1

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from consumer.actions import amljob
+from consumer.actions import jobspec
 from consumer.actions.amljob import AmlJobExecutor, job_name
 from consumer.actions.azure import ArmClient
 from consumer.actions.jobspec import load_job_spec
@@ -255,7 +255,7 @@ async def test_specs_are_read_once_per_file_version(
         loads.append(path)
         return load_job_spec(path)
 
-    monkeypatch.setattr(amljob, "load_job_spec", counting)
+    monkeypatch.setattr(jobspec, "load_job_spec", counting)
     executor = AmlJobExecutor(arm)
     await executor(_decision(rules_dir, experiment_name="a"))
     await executor(decision(BREACH, {**ACTION, "experiment_name": "b"}, str(rules_dir / "x.json")))

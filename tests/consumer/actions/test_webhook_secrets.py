@@ -78,8 +78,8 @@ async def test_secrets_from_the_environment_arrive_and_are_never_logged(
             (letter,) = await letters.list()
 
     # The URL, the header and the token arrived; the token is for the rule's scope.
-    assert {r.path for r in receiver.received} == {f"/hook?code={URL_KEY}"}
-    for received in receiver.received:
+    assert {r.target for r in receiver.requests} == {f"/hook?code={URL_KEY}"}
+    for received in receiver.requests:
         assert received.headers["X-Api-Key"] == API_KEY
         assert received.headers["Authorization"] == f"Bearer {TOKEN}"
         assert received.headers["webhook-signature"].startswith("v1,")

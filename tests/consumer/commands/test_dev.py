@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.support import ROOT
 from tests.support.ports import free_port
@@ -36,6 +37,7 @@ def test_dev_processes_the_samples_and_keeps_state_together(tmp_path: Path) -> N
         "fan-out-workspace-events",
     } <= matched
     assert any(line["event"] == "dev.webhook_received" for line in first)
+    _azure_actions_are_logged_as_their_rendered_requests(first)
     assert (state / "emulator").is_dir() and (state / "checkpoints.sqlite3").is_file()
     second = _dev(state, port)
     assert len([line for line in second if line["event"] == "event.processed"]) == 11
@@ -43,3 +45,30 @@ def test_dev_processes_the_samples_and_keeps_state_together(tmp_path: Path) -> N
     third = _dev(state, port)
     assert len([line for line in third if line["event"] == "event.processed"]) == 11
     assert checkpoints.is_file()
+
+
+WS = (
+    "https://management.azure.com/subscriptions/6f1c2a3b-0d4e-4f5a-9b8c-7d6e5f4a3b2c/"
+    "resourceGroups/rg-mlops-prod/providers/Microsoft.MachineLearningServices/workspaces/"
+    "mlw-prod-weu"
+)
+
+
+def _azure_actions_are_logged_as_their_rendered_requests(lines: list[dict[str, Any]]) -> None:
+    """Each Azure action the samples trigger is logged as the ARM requests ``mlevents run``
+    would make, rendered from the event (no template left), the token redacted."""
+    taken = {
+        str(line["action"]): line for line in lines if line["event"] == "dev.azure_action_not_taken"
+    }
+    assert taken.keys() == {"adf_pipeline_run#0", "aml_job#0", "aml_deploy#0"}
+    assert "{{ " not in json.dumps(taken)  # Azure ML's own ${{inputs...}} stay
+    deploy = taken["aml_deploy#0"]
+    assert deploy["rule"] == "deploy-on-production-registration"
+    put = deploy["sends"][2]
+    assert (put["method"], put["url"]) == (
+        "PUT", f"{WS}/onlineEndpoints/credit-risk/deployments/v8?api-version=2024-04-01"
+    )  # fmt: skip
+    assert put["headers"]["Authorization"] == "Bearer <redacted>"
+    assert put["body"]["properties"]["model"].endswith("/models/credit-risk-xgb/versions/8")
+    (job,) = taken["aml_job#0"]["sends"]
+    assert job["body"]["properties"]["experimentName"] == "credit-risk-retraining"

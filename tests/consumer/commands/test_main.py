@@ -673,3 +673,124 @@ def test_test_into_a_reader_that_stops_early_ends_quietly(rules_file: Path, tmp_
     assert first == b"FAIL  c0: expected [], matched ['failed', 'everything']\n"
     assert process.stderr.read() == b""
     process.stderr.close()
+
+
+MISSING_FIELD = """\
+[[rules]]
+name = "mail"
+[[rules.actions]]
+type = "log"
+[[rules.actions]]
+type = "email"
+to = ["ml@example.com"]
+subject = "{{ run.id }}: {{ data.noSuchField }}"
+text = "see the studio"
+
+[[rules]]
+name = "elsewhere"
+[rules.filter]
+subjectBeginsWith = "nothing/"
+[[rules.actions]]
+type = "log"
+message = "{{ data.noSuchField }}"
+"""
+
+
+def test_a_case_fails_when_an_action_reads_a_field_its_event_lacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each matched action is rendered as the worker would: a template reading a missing
+    field fails the case (and the JUnit report) naming the rule, the action and the field,
+    where the worker would dead-letter it."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(MISSING_FIELD)
+    cases = _cases_file(
+        tmp_path / "cases.json", [{"name": "c", "body": _body(), "expect": ["mail"]}]
+    )
+    report = tmp_path / "junit.xml"
+    assert main(["test", "--rules", str(rules), str(cases), "--junit-xml", str(report)]) == 1
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith(
+        "FAIL  c: rule 'mail' actions[1] (email) would fail: email: 'subject': template "
+        "'{{ run.id }}: {{ data.noSuchField }}': no key 'noSuchField' here (keys: experimentName, "
+    )
+    (failure,) = ET.parse(report).getroot().iter("failure")
+    assert "no key 'noSuchField'" in (failure.get("message") or "")
+
+
+def test_test_render_prints_what_each_matched_action_would_send(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--render`` follows each case with its actions as they would be sent: the log line,
+    the email's headers and body, the signed webhook's request, the signature redacted."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rules]]\nname = "r"\n[[rules.actions]]\ntype = "log"\nmessage = "{{ run.id }}"\n'
+        '[[rules.actions]]\ntype = "email"\nto = ["ml@example.com"]\n'
+        'subject = "Run {{ run.id }} {{ run.status }}"\ntext = "Studio: {{ studio.run_url }}"\n'
+        '[[rules.actions]]\ntype = "webhook"\nurl = "https://hooks.example.com/{{ run.id }}"\n'
+        'secret_env = "MLEVENTS_TEST_UNSET"\n'
+    )
+    cases = _cases_file(tmp_path / "cases.json", [{"name": "c", "body": _body(), "expect": ["r"]}])
+    assert main(["test", "--render", "--rules", str(rules), str(cases)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:6] == [
+        "pass  c",
+        "    r:log#0",
+        "      info: r1",
+        "    r:email#1",
+        "      From: mlevents@localhost",
+        "      To: ml@example.com",
+    ]
+    assert out[6] == "      Subject: Run r1 Failed"
+    assert out[7].startswith("      Date: ")
+    webhook = out.index("    r:webhook#2")
+    assert out[webhook - 2 : webhook + 5] == [
+        "      --- text/plain",
+        "      Studio: https://ml.azure.com/runs/r1?wsid=/subscriptions/s/resourceGroups/rg/"
+        "providers/Microsoft.MachineLearningServices/workspaces/ws",
+        "    r:webhook#2",
+        "      POST https://hooks.example.com/r1",
+        "      Content-Type: application/json; charset=utf-8",
+        "      webhook-id: " + out[webhook + 3].split(": ")[1],
+        "      aeg-event-type: Notification",
+    ]
+    assert "      webhook-signature: <redacted>" in out
+    assert '          "id": "id-1",' in out
+    assert out[-1] == "1 cases, 1 passed, 0 failed; 1/1 rules covered"
+
+
+def test_explain_render_shows_the_matched_rules_actions_or_why_they_fail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``explain --render`` follows a match with what the rule's actions would send."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(MISSING_FIELD)
+    event = tmp_path / "e.json"
+    event.write_text(_body())
+    assert main(["explain", "--render", "--rules", str(rules), "--rule", "mail", str(event)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("rule 'mail' MATCHES event id-1")
+    assert out[2:5] == ["would send:", "  mail:log#0", "    info: rule matched"]
+    assert out[5].startswith(
+        "  FAIL  rule 'mail' actions[1] (email) would fail: email: 'subject': template "
+        "'{{ run.id }}: {{ data.noSuchField }}': no key 'noSuchField' here"
+    )
+    assert len(out) == 6
+
+
+def test_lint_warns_where_an_action_would_fail_on_a_shipped_sample(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without events of its own, lint renders each rule's actions for the shipped sample
+    events the rule matches: a field none of them has is a warning naming the sample; a rule
+    that matches no sample is not judged."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(MISSING_FIELD)
+    assert main(["lint", "--rules", str(rules)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(
+        f"warning: {rules}:2: rule 'mail': actions[1]: would fail on the sample event "
+        "dataset-drift.docs.json: email: 'subject': template "
+    )
+    assert out[1:] == ["2 rules, 1 warning(s)"]

@@ -12,6 +12,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from consumer.actions.preview import Previewer
 from consumer.errors import DeadLetterError, LedgerError, PermanentActionError, TransientActionError
 from consumer.stores.deadletters import DeadLetter, DirectoryDeadLetterStore
 from consumer.stores.ledger import Claim, Entry, MemoryLedger
@@ -502,3 +503,40 @@ async def test_inert_inline_actions_count_and_are_worded_as_if_they_ran(
     assert _count(handler, "mlevents_actions_total") == (
         'mlevents_actions_total{outcome="ok",type="log"} 6.0'
     )
+
+
+async def test_a_dry_run_logs_what_each_action_would_send_or_why_it_would_fail(
+    tmp_path: Path,
+) -> None:
+    """In shadow mode each action is previewed: ``action.would_run`` carries the request as
+    fields, the secrets redacted; an action that would fail before sending is logged as
+    ``action.would_fail`` and read as dead-lettered, and no executor is called."""
+    table = make_table(
+        {"name": "hook", "actions": [
+            {"type": "webhook", "url": "https://example.com/{{ run.id }}?code=s3cret",
+             "secret_env": "HOOK_SECRET"},
+            {"type": "log", "message": "{{ data.noSuchField }}"},
+        ]},
+    )  # fmt: skip
+    hook, log = Executor(), Executor()
+    handler = Handler(
+        rules=lambda: table, executors={"log": log, "webhook": hook},
+        dead_letters=DirectoryDeadLetterStore(tmp_path), metrics=Metrics(clock=lambda: 0.0),
+        log=structlog.get_logger("test"), dry_run=True, preview=Previewer().preview,
+    )  # fmt: skip
+    with capture_logs() as logs:
+        assert await handler.handle(_received(BODY)) == 0
+    (would_run,) = [line for line in logs if line["event"] == "action.would_run"]
+    (request,) = would_run["sends"]
+    assert (would_run["event_id"], would_run["rule"], would_run["action"]) == (
+        "ev-1", "hook", "webhook#0")  # fmt: skip
+    assert (request["method"], request["url"]) == ("POST", "https://example.com/r1?code=<redacted>")
+    assert request["headers"]["webhook-signature"] == "<redacted>"
+    assert request["body"][0]["id"] == "ev-1"
+    (would_fail,) = [line for line in logs if line["event"] == "action.would_fail"]
+    assert (would_fail["rule"], would_fail["action"]) == ("hook", "log#1")
+    assert "no key 'noSuchField'" in would_fail["error"]
+    (processed,) = [line["actions"] for line in logs if line["event"] == "event.processed"]
+    assert processed[0] == "hook:webhook#0 would run"
+    assert processed[1].startswith("hook:log#1 would be dead-lettered: log: 'message': template")
+    assert hook.done == log.done == []

@@ -16,6 +16,7 @@ from aiohttp import web
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.amqp import AmqpAnnotatedMessage
+from structlog.testing import capture_logs
 
 from consumer.commands.deadletter import replay_letters
 from consumer.config import Config, load_config
@@ -343,25 +344,37 @@ async def test_rule_reload_rejects_a_broken_table_and_swaps_in_a_good_one(
 async def test_dry_run_matches_but_takes_no_action(
     tmp_path: Path, emu: Emulator, receiver: WebhookReceiver
 ) -> None:
-    """With dry_run the events match, the webhook gets nothing, actions count as dry_run, and
-    the consumer group's checkpoints stay where they were (none here)."""
+    """With dry_run the events match, the webhook gets nothing, actions count as dry_run, each
+    logs the request it would send, and the consumer group's checkpoints stay where they were
+    (none here)."""
     config = make_config(tmp_path, emu, receiver)
-    async with running(config, dry_run=True) as worker:
-        await send_each(
-            emu.connection_string("hub"),
-            {p: [event_body(f"dry-{p}-{i}") for i in range(5)] for p in PARTITIONS},
-        )
+    with capture_logs() as logs:
+        async with running(config, dry_run=True) as worker:
+            await send_each(
+                emu.connection_string("hub"),
+                {p: [event_body(f"dry-{p}-{i}") for i in range(5)] for p in PARTITIONS},
+            )
 
-        async def counted_all() -> bool:
-            dry = await metric(worker, "mlevents_actions_total", outcome="dry_run")
-            return dry == 20
+            async def counted_all() -> bool:
+                dry = await metric(worker, "mlevents_actions_total", outcome="dry_run")
+                return dry == 20
 
-        await until_async(counted_all, 20, "20 dry-run actions counted")
-        assert await metric(worker, "mlevents_rule_matches_total", rule="hook") == 20
-        assert await metric(worker, "mlevents_actions_total", outcome="ok") == 0
-        await asyncio.sleep(0.5)  # a post would have arrived by now
+            await until_async(counted_all, 20, "20 dry-run actions counted")
+            assert await metric(worker, "mlevents_rule_matches_total", rule="hook") == 20
+            assert await metric(worker, "mlevents_actions_total", outcome="ok") == 0
+            await asyncio.sleep(0.5)  # a post would have arrived by now
     assert receiver.calls == Counter()
     assert await stored_checkpoints(tmp_path, emu) == {}
+    would_run = [line for line in logs if line["event"] == "action.would_run"]
+    assert sorted(line["event_id"] for line in would_run) == sorted(
+        f"dry-{p}-{i}" for p in PARTITIONS for i in range(5)
+    )
+    for line in would_run:
+        (request,) = line["sends"]
+        assert (line["rule"], line["action"]) == ("hook", "webhook#0")
+        assert (request["method"], request["url"]) == ("POST", receiver.url)
+        assert request["headers"]["aeg-event-type"] == "Notification"
+        assert request["body"][0]["id"] == line["event_id"]
 
 
 @dataclass
