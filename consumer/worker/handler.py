@@ -32,7 +32,7 @@ from consumer.actions import Executors, Findable, action_type
 from consumer.errors import ActionError, ConsumerError, PermanentActionError, StorageTimeoutError
 from consumer.stores.deadletters import DeadLetter, DeadLetterStore
 from consumer.stores.ledger import Claim, Ledger
-from consumer.worker.retrying import RetryPolicy, attempts_of
+from consumer.worker.retrying import OnRetry, RetryPolicy, attempts_of
 from rules import Action, Decision, DecodeError, Event, Rule, RuleTable, decode_body
 
 if TYPE_CHECKING:
@@ -49,6 +49,9 @@ LEDGER_OUTAGE_S = 10.0
 """After the ledger's store failed twice in a row, how long actions run unreserved."""
 Rest = Coroutine[Any, Any, int]
 """What is left of an event after ``start``: resolves to the number of dead letters."""
+Finished = tuple[str, Literal["ok", "skipped", "dead_lettered"]]
+"""What became of an action that needed I/O: worded for the event's log line, and its final
+outcome as ``mlevents_actions_total`` counts it."""
 
 
 Details = Callable[[Any], "tuple[datetime | None, Mapping[str, object]]"]
@@ -92,6 +95,9 @@ class HandlerMetrics(Protocol):
     def failed(self, partition: str, reason: str) -> None: ...
     def matched(self, rule: str) -> None: ...
     def action(self, type: str, outcome: str, count: int = 1) -> None: ...
+    def action_finished(
+        self, type: str, outcome: str, *, seconds: float, since_enqueued_s: float | None
+    ) -> None: ...
     def uncertain(self, type: str) -> None: ...
     def done_marked(self, seconds: float) -> None: ...
     def retry(self, type: str) -> None: ...
@@ -343,7 +349,20 @@ class Handler:
         )
 
     async def _act(self, received: Received, decision: Decision) -> tuple[str, bool]:
-        """Carry out one decision; returns what happened and whether it was dead-lettered.
+        """Carry out one decision (``_carry_out``), then count and time it; returns what
+        happened and whether it was dead-lettered. A cancelled one is neither counted nor
+        timed: it has no outcome."""
+        kind = action_type(decision)
+        started = self.monotonic()
+        worded, outcome = await self._carry_out(received, decision, kind)
+        seconds = self.monotonic() - started
+        enqueued_at = _enqueued_at(received)
+        since = None if enqueued_at is None else self.clock().timestamp() - enqueued_at
+        self.metrics.action_finished(kind, outcome, seconds=seconds, since_enqueued_s=since)
+        return worded, outcome == "dead_lettered"
+
+    async def _carry_out(self, received: Received, decision: Decision, kind: str) -> Finished:
+        """Carry out one decision of type ``kind``.
 
         With a ledger, the decision is reserved first: one done before (a redelivery) is
         skipped, one reserved elsewhere is waited for, and one taken over from a holder that
@@ -351,18 +370,17 @@ class Handler:
         failure releases it, so a replay of the dead letter may run it again; cancellation
         keeps it until its lease ends.
         """
-        kind = action_type(decision)
         where = f"{decision.rule.name}:{kind}#{decision.index}"
         reserved = False
-        outcome: tuple[str, bool] | None = None
+        outcome: Finished | None = None
         if self.ledger is not None:
             claim = await self._reserve(decision, wait=self._askable(decision, kind))
             if claim is not None and claim.state == "done":
-                self.metrics.action(kind, "skipped")
-                return f"{where} skipped, done before: {claim.detail or 'done'}", False
+                return f"{where} skipped, done before: {claim.detail or 'done'}", "skipped"
             reserved = claim is not None
             if claim is None:  # the ledger is down: it cannot say whether this was done
-                since = _enqueued_at(received, fallback=self.clock().timestamp())
+                enqueued_at = _enqueued_at(received)
+                since = self.clock().timestamp() if enqueued_at is None else enqueued_at
                 outcome = await self._uncertain(
                     received, decision, kind, where, since, ledger_down=True
                 )
@@ -379,7 +397,7 @@ class Handler:
             if reserved and outcome is not None:
                 started = self.monotonic()
                 await asyncio.shield(self._settle(decision, outcome))
-                if not outcome[1]:
+                if outcome[1] != "dead_lettered":
                     self.metrics.done_marked(self.monotonic() - started)
         return outcome
 
@@ -392,7 +410,7 @@ class Handler:
         earlier: float,
         *,
         ledger_down: bool = False,
-    ) -> tuple[str, bool] | None:
+    ) -> Finished | None:
         """Resolve an action whose earlier holder may have done it: the outcome to record
         instead of running it, or ``None`` to run it.
 
@@ -415,9 +433,7 @@ class Handler:
             try:
                 found, _ = await self.retry.call(
                     lambda: asker.find(decision, earlier),
-                    on_retry=lambda attempt, error, wait: self._retrying(
-                        kind, attempt, error, wait
-                    ),
+                    on_retry=self._on_retry(received, decision, kind),
                 )
             except ActionError as exc:
                 unknown = "unknown: " + str(exc)
@@ -427,11 +443,9 @@ class Handler:
             resolution = "found" if found is not None else "not found: running it"
         self._log_uncertain(received, decision, kind, earlier, resolution, ledger_down)
         if found is not None:
-            self.metrics.action(kind, "skipped")
-            return f"{where} skipped, done by an earlier holder: {found}", False
+            return f"{where} skipped, done by an earlier holder: {found}", "skipped"
         if resolution == "skip":
-            self.metrics.action(kind, "skipped")
-            return f"{where} skipped, outcome uncertain (on_uncertain = skip)", False
+            return f"{where} skipped, outcome uncertain (on_uncertain = skip)", "skipped"
         if resolution == "deadletter":
             error = (
                 "outcome uncertain: an earlier holder may have done it (on_uncertain = deadletter)"
@@ -467,16 +481,13 @@ class Handler:
             resolution=resolution,
         )
 
-    async def _run(
-        self, received: Received, decision: Decision, kind: str, where: str
-    ) -> tuple[str, bool]:
+    async def _run(self, received: Received, decision: Decision, kind: str, where: str) -> Finished:
         executor = self.executors.get(kind)
         try:
             if executor is None:
                 raise PermanentActionError(f"no executor for action type {kind!r} here")
             detail, _ = await self.retry.call(
-                lambda: executor(decision),
-                on_retry=lambda attempt, error, wait: self._retrying(kind, attempt, error, wait),
+                lambda: executor(decision), on_retry=self._on_retry(received, decision, kind)
             )
         except ActionError as exc:
             return await self._failed(received, decision, kind, where, str(exc), exc)
@@ -485,8 +496,7 @@ class Handler:
             return await self._failed(
                 received, decision, kind, where, f"{type(exc).__name__}: {exc}", exc
             )
-        self.metrics.action(kind, "ok")
-        return f"{where} ok: {detail}", False
+        return f"{where} ok: {detail}", "ok"
 
     async def _reserve(self, decision: Decision, *, wait: bool = False) -> Claim | None:
         """Reserve the decision in the ledger: the ledger's ``reserved`` or ``done`` answer, or
@@ -521,11 +531,11 @@ class Handler:
             self.log.info("ledger.busy", decision=decision.key, retry_in_s=claim.retry_after_s)
             await self.sleep(min(max(claim.retry_after_s, 0.05), LEDGER_BUSY_POLL_S))
 
-    async def _settle(self, decision: Decision, outcome: tuple[str, bool]) -> None:
-        """Mark a successful decision done; release a failed one."""
+    async def _settle(self, decision: Decision, outcome: Finished) -> None:
+        """Mark a successful (or skipped) decision done; release a failed one."""
         assert self.ledger is not None
         try:
-            if not outcome[1]:
+            if outcome[1] != "dead_lettered":
                 await self.ledger.mark_done(decision.key, outcome[0])
             else:
                 await self.ledger.release(decision.key)
@@ -542,23 +552,32 @@ class Handler:
         where: str,
         error: str,
         exc: BaseException | None,
-    ) -> tuple[str, bool]:
-        self.metrics.action(kind, "dead_lettered")
+    ) -> Finished:
         attempts = 0 if exc is None else attempts_of(exc)
         await self._park(
             received, reason="action", error=error, decision=decision, attempts=attempts
         )
-        return f"{where} dead-lettered: {error}", True
+        return f"{where} dead-lettered: {error}", "dead_lettered"
 
-    def _retrying(self, kind: str, attempt: int, error: BaseException, wait_s: float) -> None:
-        self.metrics.retry(kind)
-        self.log.info(
-            "action.retry_scheduled",
-            action=kind,
-            attempt=attempt,
-            error=str(error),
-            wait_s=round(wait_s, 3),
-        )
+    def _on_retry(self, received: Received, decision: Decision, kind: str) -> OnRetry:
+        """What each retry of the decision's action does: count it, and log it with the event,
+        rule, action and message it belongs to."""
+
+        def retrying(attempt: int, error: BaseException, wait_s: float) -> None:
+            self.metrics.retry(kind)
+            self.log.info(
+                "action.retry_scheduled",
+                event_id=decision.event.id,
+                rule=decision.rule.name,
+                action=f"{kind}#{decision.index}",
+                partition=received.partition,
+                sequence_number=received.sequence_number,
+                attempt=attempt,
+                error=str(error),
+                wait_s=round(wait_s, 3),
+            )
+
+        return retrying
 
     async def _park(
         self,
@@ -595,7 +614,15 @@ class Handler:
         await self._dead_letter_retry.call(
             lambda: self.dead_letters.put(letter),
             on_retry=lambda attempt, error, wait_s: self.log.error(
-                "deadletter.store_failed", error=str(error), retry_in_s=wait_s
+                "deadletter.store_failed",
+                error=str(error),
+                retry_in_s=wait_s,
+                reason=reason,
+                event_id=letter.event_id,
+                rule=letter.rule,
+                action=letter.action,
+                partition=received.partition,
+                sequence_number=received.sequence_number,
             ),
         )
 
@@ -610,8 +637,8 @@ def _is_store_error(error: BaseException) -> bool:
     return isinstance(error, ConsumerError)
 
 
-def _enqueued_at(received: Received, *, fallback: float) -> float:
-    """When the message was enqueued (seconds since the epoch): nothing it caused can have
-    happened before."""
+def _enqueued_at(received: Received) -> float | None:
+    """When the message was enqueued (seconds since the epoch; ``None``: unknown): nothing it
+    caused can have happened before."""
     enqueued_time, _ = received.metadata()
-    return fallback if enqueued_time is None else enqueued_time.timestamp()
+    return None if enqueued_time is None else enqueued_time.timestamp()

@@ -54,6 +54,7 @@ class IntakeMetrics(Protocol):
     """What intake reports (``consumer.worker.metrics.Metrics`` provides it)."""
 
     def last_enqueued(self, partition: str, sequence_number: int) -> None: ...
+    def partition_claimed(self, partition: str) -> None: ...
     def checkpoint_found(self, partition: str, sequence_number: int) -> None: ...
     def forget_partition(self, partition: str) -> None: ...
 
@@ -163,6 +164,7 @@ class Intake:
 
     async def _on_partition_initialize(self, context: PartitionContext) -> None:
         partition = context.partition_id
+        self.metrics.partition_claimed(partition)
         enqueued: int | None = None
         try:
             sequence, enqueued = await self._checkpoint_at_claim(context)

@@ -50,7 +50,7 @@ with none owned, the hub is asked every 15 s)."""
 class WorkerMetrics(Protocol):
     """The metrics calls the worker makes itself."""
 
-    def rules_loaded(self, count: int) -> None: ...
+    def rules_loaded(self, table: RuleTable) -> None: ...
     def reload(self, outcome: str) -> None: ...
 
 
@@ -83,7 +83,7 @@ class RuleHolder:
             return False
         self.table = loaded.table
         self.metrics.reload("ok")
-        self.metrics.rules_loaded(len(loaded.table))
+        self.metrics.rules_loaded(loaded.table)
         self.log.info(
             "rules.reloaded",
             rules=len(loaded.table),

@@ -5,6 +5,16 @@ move them; ``render`` gives the exposition text ``/metrics`` serves. Each instan
 own ``CollectorRegistry`` (never the process-global one), so tests and several workers in
 one process never see each other's counts.
 
+Counters live in plain dicts (``_Counts``) rather than in ``prometheus_client``'s own
+counters: the worker moves several per event, and a dict increment costs about a tenth of a
+locked ``labels().inc()``. Every counter whose label values are known starts at 0 (dead-letter
+reasons, reload outcomes, the rule table's rules and action types with every outcome, a
+claimed partition's counters), so ``increase(...) > 0`` sees the first increment after a
+start. The histograms are ``prometheus_client``'s: they are observed once per action that
+needed I/O (never for the inline ``log`` actions), where their cost is lost in the I/O.
+``mlevents_build_info`` and ``prometheus_client``'s process collector (``process_*``: CPU,
+memory, open file descriptors, start time) are registered too.
+
 Two gauges are computed when scraped rather than when set: ``checkpoint_age_seconds``
 (the injected clock minus the last checkpoint time, so a stuck partition's age keeps
 growing with nothing calling us) and ``partition_lag`` (last enqueued minus last
@@ -14,22 +24,34 @@ partition is claimed counts).
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
 from collections.abc import Callable, Iterable
 from threading import Lock
 from typing import Literal
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, Info, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from rules import RuleTable
 from rules.actions import ACTION_TYPES
 
 FailureReason = Literal["decode", "action"]
 ActionOutcome = Literal["ok", "dead_lettered", "skipped", "dry_run"]
 ReloadOutcome = Literal["ok", "rejected"]
 FAILURE_REASONS: tuple[FailureReason, ...] = ("decode", "action")
+"""Why an event failed, and why a dead letter was parked: the same two."""
+ACTION_OUTCOMES: tuple[ActionOutcome, ...] = ("ok", "dead_lettered", "skipped", "dry_run")
 RELOAD_OUTCOMES: tuple[ReloadOutcome, ...] = ("ok", "rejected")
 DONE_MARK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+ACTION_BUCKETS = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    1800.0, 3600.0,
+)  # fmt: skip
+"""Seconds, for an action's duration and for its latency since the message was enqueued: a
+webhook takes milliseconds, retries stop after 120 s, an ``aml_deploy`` may follow its
+deployment for 30 minutes, and a backlog delays an action by as long as it lasts."""
 HTTP_CLIENTS = ("webhook", "azure")
 """The actions' HTTP clients (``consumer.actions.http``): webhooks, and Azure Resource Manager."""
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -192,9 +214,31 @@ class Metrics:
             "gauge", "rules_loaded", "Rules in the table now running."
         )
         self.registry.register(counts)
+        self._duration = Histogram(
+            "mlevents_action_duration_seconds",
+            "Seconds an action that needed I/O took, from its reservation to its outcome "
+            "(retries and parking included), by type and final outcome.",
+            ["type", "outcome"],
+            buckets=ACTION_BUCKETS,
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "mlevents_action_latency_seconds",
+            "Seconds from the message's enqueueing in the event hub to the outcome of an "
+            "action that needed I/O, by type and final outcome.",
+            ["type", "outcome"],
+            buckets=ACTION_BUCKETS,
+            registry=self.registry,
+        )
+        Info(
+            "mlevents_build", "The running mlevents and Python versions.", registry=self.registry
+        ).info({"version": _version(), "python": platform.python_version()})
+        ProcessCollector(registry=self.registry)
         self._progress = _PartitionProgress(clock)
         self.registry.register(self._progress)
         # Bounded label values start at zero so rate() sees the first increment.
+        for reason in FAILURE_REASONS:
+            self._dead_letters[(reason,)] = 0
         for outcome in RELOAD_OUTCOMES:
             self._reloads[(outcome,)] = 0
         self._rules_loaded[()] = 0
@@ -240,6 +284,16 @@ class Metrics:
         """``count`` actions of ``type`` ended so; ``outcome`` is an ``ActionOutcome``."""
         key = (type, outcome)
         self._actions[key] = self._actions.get(key, 0) + count
+
+    def action_finished(
+        self, type: str, outcome: str, *, seconds: float, since_enqueued_s: float | None
+    ) -> None:
+        """An action that needed I/O ended so after ``seconds``, ``since_enqueued_s`` after its
+        message was enqueued (``None``: unknown); counted as ``action`` counts it, and timed."""
+        self.action(type, outcome)
+        self._duration.labels(type, outcome).observe(max(0.0, seconds))
+        if since_enqueued_s is not None:  # clocks of two hosts: never below zero
+            self._latency.labels(type, outcome).observe(max(0.0, since_enqueued_s))
 
     def redelivered(self, partition: str) -> None:
         key = (partition,)
@@ -292,6 +346,13 @@ class Metrics:
         """The newest sequence number the hub holds for the partition."""
         self._progress.enqueued(partition, sequence_number)
 
+    def partition_claimed(self, partition: str) -> None:
+        """The partition is now read here: its counters start at 0 (unless already counting)."""
+        for values in (self._received, self._decoded, self._redelivered, self._in_flight):
+            values.setdefault((partition,), 0)
+        for reason in FAILURE_REASONS:
+            self._failed.setdefault((partition, reason), 0)
+
     def forget_partition(self, partition: str) -> None:
         """The partition moved elsewhere: drop its series so they stop being reported here."""
         for values in (self._received, self._decoded, self._in_flight, self._redelivered):
@@ -300,8 +361,17 @@ class Metrics:
             self._failed.pop((partition, reason), None)
         self._progress.forget(partition)
 
-    def rules_loaded(self, count: int) -> None:
-        self._rules_loaded[()] = count
+    def rules_loaded(self, table: RuleTable) -> None:
+        """``table`` now runs: its size, and the counters of its rules and action types from 0
+        (those of rules a reload removed keep their counts)."""
+        self._rules_loaded[()] = len(table)
+        for rule in table.rules:
+            self._matched.setdefault((rule.name,), 0)
+            for action in rule.actions:
+                kind = str(action.__struct_config__.tag)
+                self._retries.setdefault((kind,), 0)
+                for outcome in ACTION_OUTCOMES:
+                    self._actions.setdefault((kind, outcome), 0)
 
     def reload(self, outcome: str) -> None:
         """``outcome`` is a ``ReloadOutcome``."""
@@ -310,3 +380,11 @@ class Metrics:
     def render(self) -> bytes:
         """The exposition text of every series (``CONTENT_TYPE``)."""
         return generate_latest(self.registry)
+
+
+def _version() -> str:
+    """mlevents' installed version, or ``unknown`` when it runs from a source tree alone."""
+    try:
+        return importlib.metadata.version("mlevents")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

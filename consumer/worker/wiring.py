@@ -132,7 +132,7 @@ async def build(
     loaded = load_rule_files(config.rules.files, secrets=config.secrets, allowed_hosts=hosts)
     for warning in loaded.warnings:
         log.warning("rules.warning", problem=warning.message_at())
-    metrics.rules_loaded(len(loaded.table))
+    metrics.rules_loaded(loaded.table)
     rules = RuleHolder(config.rules.files, loaded.table, log, metrics, config.secrets, hosts)
     dependencies = Dependencies(metrics, log)
     checkpoints = GuardedCheckpointStore(

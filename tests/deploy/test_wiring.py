@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.config import Config, load_config
 from consumer.rulefiles import load_rule_files
@@ -305,34 +304,6 @@ def test_connection_strings_come_from_one_secret(
         "storageConnection": secret_of("checkpoints"),
     }
     assert not of_kind(objects, "Secret"), "no secret values in the manifests"
-
-
-def test_alerts_use_the_worker_metric_names(example: list[Object]) -> None:
-    """Every mlevents_* series an alert reads is one the worker exposes."""
-    metrics = Metrics(clock=lambda: 10.0)
-    metrics.received("0")
-    metrics.decoded("0")
-    metrics.failed("0", "decode")
-    metrics.matched("rule")
-    metrics.action("email", "ok")
-    metrics.retry("email")
-    metrics.dead_lettered("decode")
-    metrics.set_in_flight("0", 1)
-    metrics.checkpointed("0", 5, at=1.0)
-    metrics.last_enqueued("0", 9)
-    metrics.reload("rejected")
-    exposed = {
-        sample.name
-        for family in text_string_to_metric_families(metrics.render().decode())
-        for sample in family.samples
-    }
-    rule = one(example, "PrometheusRule")
-    expressions = [entry["expr"] for group in rule["spec"]["groups"] for entry in group["rules"]]
-    used = {name for expr in expressions for name in re.findall(r"\bmlevents_[a-z_]+", expr)}
-    assert used
-    assert used <= exposed, used - exposed
-    assert {"mlevents_partition_lag", "mlevents_checkpoint_age_seconds"} <= used
-    assert "mlevents_dead_letters_total" in used
 
 
 def test_readme_commands_name_real_directories() -> None:

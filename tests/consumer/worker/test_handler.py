@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import MutableMapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from consumer.worker.metrics import Metrics
 from consumer.worker.retrying import RetryPolicy
 from rules import Decision, LogAction, RuleTable
 from tests.support.factories import event_json, make_table
+from tests.support.metrics import samples, value
 
 
 class Executor:
@@ -540,3 +542,78 @@ async def test_a_dry_run_logs_what_each_action_would_send_or_why_it_would_fail(
     assert processed[0] == "hook:webhook#0 would run"
     assert processed[1].startswith("hook:log#1 would be dead-lettered: log: 'message': template")
     assert hook.done == log.done == []
+
+
+# --- timing and retry logs -----------------------------------------------------------------
+
+
+class TimedExecutor(Executor):
+    """An Executor each call of which takes ``cost_s`` on ``clock``."""
+
+    def __init__(self, clock: Clock, cost_s: float, *errors: Exception) -> None:
+        super().__init__(*errors)
+        self.clock, self.cost_s = clock, cost_s
+
+    async def __call__(self, decision: Decision) -> str:
+        self.clock.now += self.cost_s
+        return await super().__call__(decision)
+
+
+def _buckets(handler: Handler, name: str, **labels: str) -> dict[str, float]:
+    """A histogram's cumulative bucket counts by ``le``, for the series ``labels`` name."""
+    metrics = handler.metrics
+    assert isinstance(metrics, Metrics)
+    found: dict[str, float] = {}
+    for (sample, have), count in samples(metrics).items():
+        have_labels = dict(have)
+        if sample == f"{name}_bucket" and labels.items() <= have_labels.items():
+            found[have_labels["le"]] = count
+    return found
+
+
+async def test_an_action_is_timed_and_its_latency_since_enqueueing_observed(
+    tmp_path: Path,
+) -> None:
+    """The duration of an action covers its retries (on the handler's monotonic clock); its
+    latency runs from the message's enqueued time to the handler's clock at the outcome; a
+    dead-lettered action is timed under its own outcome."""
+    clock = Clock()
+    hook = TimedExecutor(clock, 0.2, TransientActionError("503"))
+    enqueued = datetime(2026, 1, 1, tzinfo=UTC)
+    received = Received(partition="1", body=BODY, sequence_number=7, offset="700",
+                        enqueued_time=enqueued)  # fmt: skip
+    async with DirectoryDeadLetterStore(tmp_path) as store:
+        handler = _handler(
+            store, Executor(), hook, monotonic=clock, clock=lambda: enqueued + timedelta(seconds=7)
+        )
+        assert await handler.handle(received) == 0
+        duration = _buckets(handler, "mlevents_action_duration_seconds", type="webhook")
+        assert (duration["0.25"], duration["0.5"], duration["+Inf"]) == (0, 1, 1)  # 2 × 0.2 s
+        latency = _buckets(handler, "mlevents_action_latency_seconds", type="webhook")
+        assert (latency["5.0"], latency["10.0"]) == (0, 1)
+        hook.errors.append(PermanentActionError("HTTP 400"))
+        assert await handler.handle(received) == 1
+    parked = _buckets(
+        handler, "mlevents_action_duration_seconds", type="webhook", outcome="dead_lettered"
+    )
+    assert (parked["0.1"], parked["0.25"]) == (0, 1)
+    metrics = handler.metrics
+    assert isinstance(metrics, Metrics)
+    assert value(metrics, "mlevents_actions_total", type="webhook", outcome="ok") == 1
+
+
+async def test_retry_logs_name_the_event_rule_action_and_message() -> None:
+    """A retried action and a retried dead-letter write each log the event id, the rule, the
+    action and the partition and sequence number of the message."""
+    hook = Executor(TransientActionError("503"), PermanentActionError("HTTP 400"))
+    store = FlakyStore(down_for=1)
+    with capture_logs() as logs:
+        handler = _handler(store, Executor(), hook, sleep=_no_sleep)
+        assert await handler.handle(_received(BODY)) == 1
+    where = {"event_id": "ev-1", "rule": "hook", "action": "webhook#1", "partition": "1",
+             "sequence_number": 7}  # fmt: skip
+    (retry,) = [line for line in logs if line["event"] == "action.retry_scheduled"]
+    assert where.items() <= retry.items()
+    assert (retry["attempt"], retry["error"]) == (1, "503")
+    (store_failed,) = [line for line in logs if line["event"] == "deadletter.store_failed"]
+    assert {**where, "reason": "action"}.items() <= store_failed.items()

@@ -133,6 +133,9 @@ class LagMetrics:
     def last_enqueued(self, partition: str, sequence_number: int) -> None:
         self.enqueued[partition] = sequence_number
 
+    def partition_claimed(self, partition: str) -> None:
+        pass
+
     def checkpoint_found(self, partition: str, sequence_number: int) -> None:
         pass
 

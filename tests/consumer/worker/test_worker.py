@@ -27,7 +27,7 @@ from consumer.worker.wiring import build
 from emulator import Emulator, HubSpec
 from tests.support.emulator import send_each
 from tests.support.factories import event_body
-from tests.support.metrics import metric
+from tests.support.metrics import metric, scrape
 from tests.support.waiting import until, until_async
 from tests.support.webhooks import WebhookReceiver, webhook_rules
 from tests.support.workers import PARTITIONS, running, worker_config
@@ -111,6 +111,35 @@ async def test_ten_thousand_events_are_acted_on_once_and_fully_checkpointed(
     assert receiver.acted == expected
     assert receiver.calls == expected
     assert await stored_checkpoints(tmp_path, emu) == dict.fromkeys(PARTITIONS, 2_499)
+
+
+async def test_a_fresh_worker_serves_its_counters_at_zero_and_who_it_is(
+    tmp_path: Path, emu: Emulator, receiver: WebhookReceiver
+) -> None:
+    """Before any event, GET /metrics reports at 0 the counters an alert on increase() reads:
+    dead letters by reason, the rule's matches, its action type's outcomes and retries, and
+    each claimed partition's events; and the build and process series are there."""
+    async with running(make_config(tmp_path, emu, receiver)) as worker:
+        scraped = {(name, frozenset(labels.items())): found
+                   for name, labels, found in await scrape(worker)}  # fmt: skip
+
+    def at(name: str, **labels: str) -> float | None:
+        return scraped.get((name, frozenset(labels.items())))
+
+    for reason in ("decode", "action"):
+        assert at("mlevents_dead_letters_total", reason=reason) == 0
+        for partition in PARTITIONS:
+            assert at("mlevents_events_failed_total", partition=partition, reason=reason) == 0
+    for partition in PARTITIONS:
+        assert at("mlevents_events_received_total", partition=partition) == 0
+    assert at("mlevents_rule_matches_total", rule="hook") == 0
+    assert at("mlevents_action_retries_total", type="webhook") == 0
+    for outcome in ("ok", "dead_lettered", "skipped", "dry_run"):
+        assert at("mlevents_actions_total", type="webhook", outcome=outcome) == 0
+    (build,) = [dict(labels) for name, labels in scraped if name == "mlevents_build_info"]
+    assert set(build) == {"version", "python"}
+    assert (at("process_resident_memory_bytes") or 0) > 0
+    assert (at("process_open_fds") or 0) > 0
 
 
 async def test_events_delivered_twice_are_acted_on_once(
