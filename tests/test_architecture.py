@@ -110,11 +110,13 @@ def _loaded_by(argv: list[str], tmp_path: Path) -> list[str]:
          str(SAMPLE)],
         ["test"],
         ["lint", "--rules", str(EXAMPLES / "rules.toml")],
+        ["export", "--rules", str(EXAMPLES / "rules.toml"), "--format", "arm"],
     ],
     ids=lambda argv: argv[0],
 )  # fmt: skip
 def test_offline_commands_load_no_azure_sdk(argv: list[str], tmp_path: Path) -> None:
-    """``match``, ``explain``, ``test`` and ``lint`` run without Azure, HTTP or the worker."""
+    """``match``, ``explain``, ``test``, ``lint`` and ``export`` run without Azure, HTTP or
+    the worker."""
     loaded = _loaded_by(argv, tmp_path)
     assert "rules" in loaded  # the command ran
     assert [m for m in loaded if m.startswith(HEAVY)] == []
