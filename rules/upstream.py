@@ -158,15 +158,16 @@ def _common(
     warnings: list[Problem],
 ) -> str:
     """The longest prefix (``subjectBeginsWith``) or suffix (``subjectEndsWith``) of every
-    rule's, as the first rule writes it; ``""`` when a rule has none or they share none."""
+    rule's, as the first rule writes it; ``""`` when a rule has none or they share none (with
+    a note, unless no rule has one)."""
     suffix = field == "subjectEndsWith"
-    written = []
-    for rule in rules:
-        text = _written_subject(rule, field)
-        if not text:
-            notes.append(f"{field} not set: rule {rule.name!r} has none")
-            return ""
-        written.append(text)
+    written = [_written_subject(rule, field) for rule in rules]
+    if not any(written):
+        return ""
+    if not all(written):
+        without = rules[written.index("")]
+        notes.append(f"{field} not set: rule {without.name!r} has none")
+        return ""
     compared = written if case_sensitive else [fold(t) for t in written]
     if suffix:
         compared = [t[::-1] for t in compared]

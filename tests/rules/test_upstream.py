@@ -113,6 +113,7 @@ def test_subject_filters_are_the_longest_prefix_and_suffix_every_rule_shares() -
 
 
 def test_subject_filters_are_omitted_when_a_rule_has_none_or_nothing_is_shared() -> None:
+    """Each with a note that says why, but none for what no rule asks for."""
     found = upstream_filter(
         table(
             {"subjectBeginsWith": "models/", "subjectEndsWith": ":1"},
@@ -124,6 +125,9 @@ def test_subject_filters_are_omitted_when_a_rule_has_none_or_nothing_is_shared()
         "subjectBeginsWith not set: the rules' subjectBeginsWith values have nothing in common",
         "subjectEndsWith not set: rule 'r1' has none",
     )
+    unasked = upstream_filter(table({"includedEventTypes": [ML + "RunCompleted"]}))
+    assert unasked.filter.to_json() == {"includedEventTypes": [ML + "RunCompleted"]}
+    assert unasked.notes == ()
 
 
 def test_subjects_compare_ignoring_case_unless_every_rule_minds_case() -> None:
