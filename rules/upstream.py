@@ -29,26 +29,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .azureml import (
-    DATASET_DRIFT_DETECTED,
-    MODEL_DEPLOYED,
-    MODEL_REGISTERED,
-    RUN_COMPLETED,
-    RUN_STATUS_CHANGED,
-)
+from .azureml import EVENT_TYPES
 from .errors import Problem, RuleTableError
 from .filters import MAX_STRING
 from .folding import fold
 from .table import Rule, RuleTable
 
-AZUREML_EVENT_TYPES: Final = (
-    RUN_COMPLETED,
-    RUN_STATUS_CHANGED,
-    MODEL_REGISTERED,
-    MODEL_DEPLOYED,
-    DATASET_DRIFT_DETECTED,
-)
-"""What an Azure ML workspace publishes, as Event Grid registers the names."""
 API_VERSION: Final = "2025-02-15"
 """The latest stable Microsoft.EventGrid API version."""
 TOPIC_TYPE: Final = "Microsoft.MachineLearningServices.Workspaces"
@@ -58,7 +44,7 @@ DELIVERY_SCHEMAS: Final = ("EventGridSchema", "CloudEventSchemaV1_0")
 SUBSCRIPTION_NAME: Final = re.compile(r"[A-Za-z0-9-]{3,64}")
 """Event Grid's rule for subscription names (whole string): 3 to 64 letters, digits, hyphens."""
 
-_AZUREML_BY_FOLDED: Final = {fold(t): t for t in AZUREML_EVENT_TYPES}
+_AZUREML_BY_FOLDED: Final = {fold(t): t for t in EVENT_TYPES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +101,7 @@ def upstream_filter(table: RuleTable) -> Upstream:
         notes.append(f"includedEventTypes not set: rule {untyped.name!r} names no event type")
     else:
         wanted = {t for rule in rules for t in rule.filter.event_types or ()}
-        event_types = tuple(t for t in AZUREML_EVENT_TYPES if fold(t) in wanted)
+        event_types = tuple(t for t in EVENT_TYPES if fold(t) in wanted)
     case_sensitive = all(rule.filter.subject_case_sensitive for rule in rules)
     begins = _common(rules, "subjectBeginsWith", case_sensitive, notes, warnings)
     ends = _common(rules, "subjectEndsWith", case_sensitive, notes, warnings)

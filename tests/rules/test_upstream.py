@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from rules import Event, RuleSource, RuleTable, RuleTableError, compile_filter, decode_body
 from rules import load_table as _load_table
-from rules.upstream import AZUREML_EVENT_TYPES, Subscription, UpstreamFilter, upstream_filter
+from rules.azureml import EVENT_TYPES
+from rules.upstream import Subscription, UpstreamFilter, upstream_filter
 
 ML = "Microsoft.MachineLearningServices."
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
@@ -57,7 +58,7 @@ def test_event_types_are_the_union_of_the_rules_spelled_as_event_grid_registers_
         {"includedEventTypes": [(ML + "runcompleted").upper(), ML + "ModelDeployed"]},
     )
     assert spec == {
-        "includedEventTypes": [ML + "RunCompleted", ML + "ModelRegistered", ML + "ModelDeployed"]
+        "includedEventTypes": [ML + "ModelRegistered", ML + "ModelDeployed", ML + "RunCompleted"]
     }
 
 
@@ -178,7 +179,7 @@ def test_advanced_filters_are_never_pushed() -> None:
 SUBJECT_LETTERS = "aAbBéÉ/:"
 affixes = st.sampled_from(["", "a", "A", "ab", "aB", "Ab/", "é", "É/", "ab:", "/b"])
 """Subject filters that often share a prefix or suffix, and differ in case."""
-type_spellings = st.sampled_from([*AZUREML_EVENT_TYPES, BLOB_CREATED]).flatmap(
+type_spellings = st.sampled_from([*EVENT_TYPES, BLOB_CREATED]).flatmap(
     lambda t: st.sampled_from([t, t.lower(), t.upper()])
 )
 subjects = st.text(SUBJECT_LETTERS, max_size=5)
@@ -230,7 +231,7 @@ def test_every_event_a_rule_matches_passes_the_upstream_filter(
             + near.get("subjectEndsWith", "")
         )
         subject = _flip_case(subject, data.draw(st.lists(st.booleans(), max_size=12)))
-        kind = data.draw(st.sampled_from(AZUREML_EVENT_TYPES))
+        kind = data.draw(st.sampled_from(EVENT_TYPES))
         sample = event(kind, subject)
         if rules.match(sample):
             matched += 1
@@ -238,7 +239,7 @@ def test_every_event_a_rule_matches_passes_the_upstream_filter(
 
 
 def _azureml(types: frozenset[str]) -> bool:
-    return any(t.upper() in types for t in AZUREML_EVENT_TYPES)
+    return any(t.upper() in types for t in EVENT_TYPES)
 
 
 def test_the_upstream_filter_passes_only_what_the_rules_could_want() -> None:

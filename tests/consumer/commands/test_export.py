@@ -31,7 +31,8 @@ from consumer.commands.main import main
 from consumer.commands.rules import EXAMPLES
 from rules import RuleSource, load_table
 from rules.armexpressions import evaluate, is_expression, literal, unknown_within
-from rules.upstream import AZUREML_EVENT_TYPES, Subscription, upstream_filter
+from rules.azureml import EVENT_TYPES
+from rules.upstream import Subscription, upstream_filter
 from tests.support import ROOT, SAMPLES
 
 ML = "Microsoft.MachineLearningServices."
@@ -197,7 +198,7 @@ def limit_problems(template: dict[str, Any]) -> list[str]:
         problems += [f"{len(s)} characters" for s in _strings(spec) if len(literal(s)) > 512]
         types = spec.get("includedEventTypes", [])
         if isinstance(types, list):
-            problems += [f"event type {t}" for t in types if t not in AZUREML_EVENT_TYPES]
+            problems += [f"event type {t}" for t in types if t not in EVENT_TYPES]
     return problems
 
 
