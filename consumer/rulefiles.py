@@ -34,8 +34,11 @@ def load_rule_files(
     *,
     secrets: Secrets | None = None,
     allowed_hosts: Sequence[str] = (),
+    subscriptions: bool = False,
 ) -> LoadedTable:
-    """Read every file and load them as one table, in order.
+    """Read every file and load them as one table, in order. With ``subscriptions`` (the
+    offline commands), a JSON file may be an Event Grid event subscription: its filter is
+    a rule without actions (``rules.subscriptions``).
 
     Raises:
         RuleTableError: with every problem in every file, unreadable files included, and
@@ -50,7 +53,7 @@ def load_rule_files(
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else f"not UTF-8 ({exc.reason})"
             problems.append(Problem(f"cannot read: {reason or exc}", file=str(path)))
-    checked = check_rules(sources)
+    checked = check_rules(sources, subscriptions=subscriptions)
     problems.extend(checked.problems)
     problems.extend(check_references(checked.actions, secrets, allowed_hosts))
     if problems:

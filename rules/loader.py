@@ -7,6 +7,10 @@ anything runs and reports every problem at once, each naming the file, the line 
 rule, the rule and the key. ``check_rules`` does the same checks without raising and also
 gives the rules that are valid, so a caller can check what they refer to even while other
 rules have problems. This module takes text, not paths: reading files is the shell's job.
+
+With ``subscriptions=True`` (the offline commands), a JSON document may instead be an Event
+Grid event subscription (``rules.subscriptions``): each subscription in it is a rule with
+its filter and no actions. The worker refuses them: a rule without actions does nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from . import addresses, templates
 from .actions import Action, parse_action
 from .errors import FilterError, Problem, RuleTableError
 from .filters import compile_filter
+from .subscriptions import FoundSubscription, find_subscriptions, is_subscription_document
 from .table import Rule, RuleTable
 
 RULE_FIELDS = ("name", "description", "filter", "actions")
@@ -73,29 +78,31 @@ class CheckedRules:
     warnings: tuple[Problem, ...]
 
 
-def load_table(sources: Sequence[RuleSource]) -> LoadedTable:
-    """Parse, validate and index rules from one or more documents, in order.
+def load_table(sources: Sequence[RuleSource], *, subscriptions: bool = False) -> LoadedTable:
+    """Parse, validate and index rules from one or more documents, in order
+    (``subscriptions``: see ``check_rules``).
 
     Raises:
         RuleTableError: with every problem in every document.
     """
-    checked = check_rules(sources)
+    checked = check_rules(sources, subscriptions=subscriptions)
     if checked.problems:
         raise RuleTableError(list(checked.problems))
     return LoadedTable(RuleTable(checked.rules), checked.warnings)
 
 
-def check_rules(sources: Sequence[RuleSource]) -> CheckedRules:
+def check_rules(sources: Sequence[RuleSource], *, subscriptions: bool = False) -> CheckedRules:
     """Parse and validate rules from one or more documents, in order, never stopping at a
     fault: a rule with problems is left out of ``rules`` and the others are still checked,
-    their names against every rule's, valid or not."""
+    their names against every rule's, valid or not. With ``subscriptions``, a JSON document
+    may be an Event Grid event subscription: its filter becomes a rule without actions."""
     problems: list[Problem] = []
     warnings: list[Problem] = []
     rules: list[Rule] = []
     actions: list[PlacedAction] = []
     first_seen: dict[str, str] = {}
     for source in sources:
-        for named in _parse_document(source, problems, warnings):
+        for named in _parse_document(source, problems, warnings, subscriptions):
             where = f"{source.name}:{named.line}" if named.line else source.name
             if named.name in first_seen:
                 problems.append(
@@ -130,10 +137,24 @@ class _Named:
 
 
 def _parse_document(
-    source: RuleSource, problems: list[Problem], warnings: list[Problem]
+    source: RuleSource, problems: list[Problem], warnings: list[Problem], subscriptions: bool
 ) -> list[_Named]:
     document = _parse_text(source, problems)
     if document is None:
+        return []
+    if source.format == "json" and is_subscription_document(document):
+        if subscriptions:
+            return _parse_subscriptions(source, document, problems, warnings)
+        problems.append(
+            Problem(
+                "is an Event Grid event subscription, not a rules document: match, test, "
+                "explain and lint read its filter, but the worker needs rules with actions",
+                file=source.name,
+            )
+        )
+        return []
+    if not isinstance(document, dict):
+        problems.append(Problem("must be a table/object with a 'rules' list", file=source.name))
         return []
     extra = [k for k in document if k != "rules"]
     if extra:
@@ -146,7 +167,12 @@ def _parse_document(
         )
     entries = document.get("rules")
     if not isinstance(entries, list):
-        problems.append(Problem("needs a top-level 'rules' list", key="rules", file=source.name))
+        hint = ""
+        if subscriptions and source.format == "json":
+            hint = " (or is an Event Grid event subscription, as `az eventgrid ... show` prints)"
+        problems.append(
+            Problem(f"needs a top-level 'rules' list{hint}", key="rules", file=source.name)
+        )
         return []
     named = []
     lines = _NameLines(source.text)
@@ -157,7 +183,9 @@ def _parse_document(
     return named
 
 
-def _parse_text(source: RuleSource, problems: list[Problem]) -> dict[str, Any] | None:
+def _parse_text(source: RuleSource, problems: list[Problem]) -> Any:
+    """The parsed document (a JSON list too: a list of subscriptions); ``None`` if it does
+    not parse."""
     try:
         if source.format == "json":
             document = json.loads(source.text, parse_float=Decimal)
@@ -173,10 +201,66 @@ def _parse_text(source: RuleSource, problems: list[Problem]) -> dict[str, Any] |
     except tomllib.TOMLDecodeError as exc:
         problems.append(Problem(f"not valid TOML: {exc}", file=source.name))
         return None
-    if not isinstance(document, dict):
-        problems.append(Problem("must be a table/object with a 'rules' list", file=source.name))
-        return None
     return document
+
+
+def _parse_subscriptions(
+    source: RuleSource, document: Any, problems: list[Problem], warnings: list[Problem]
+) -> list[_Named]:
+    """One rule per event subscription: named after it, its filter, no actions."""
+    found = find_subscriptions(document)
+    if not found:
+        problems.append(
+            Problem("an ARM template with no Event Grid event subscription", file=source.name)
+        )
+        return []
+    lines = _NameLines(source.text)
+    named = []
+    for subscription in found:
+        name = subscription.name or _unnamed(source.name, subscription.at)
+        line = lines.line(subscription.written_name) if subscription.written_name else None
+        faults = [
+            Problem(p.message, key=p.key, rule=name, file=source.name, line=line)
+            for p in subscription.problems
+        ]
+        rule = None
+        if not faults:
+            rule = _subscription_rule(subscription, name, source.name, line, faults, warnings)
+        problems.extend(faults)
+        named.append(_Named(name, line, (), rule))
+    return named
+
+
+def _subscription_rule(
+    subscription: FoundSubscription,
+    name: str,
+    file: str,
+    line: int | None,
+    problems: list[Problem],
+    warnings: list[Problem],
+) -> Rule | None:
+    """The rule of one subscription, or ``None`` with its filter's problems added; keys
+    name the filter where the document has it (``properties.filter...``)."""
+
+    def placed(found: Problem) -> Problem:
+        key = subscription.where + found.key.removeprefix("filter")
+        return Problem(found.message, key=key, rule=name, file=file, line=line)
+
+    try:
+        flt = compile_filter(subscription.filter)
+    except FilterError as exc:
+        problems.extend(placed(p) for p in exc.problems)
+        return None
+    warnings.extend(placed(w) for w in flt.warnings)
+    about = f"the filter of Event Grid subscription {name!r} (no actions)"
+    return Rule(name, flt, (), about, file, line)
+
+
+def _unnamed(file: str, at: str) -> str:
+    """The name of a subscription that has none (a REST body) or an unreadable one: its
+    file's name, and where it is in the file."""
+    base = file.replace("\\", "/").rsplit("/", 1)[-1]
+    return f"{base}:{at}" if at else base
 
 
 def _parse_rule(

@@ -110,13 +110,15 @@ def _loaded_by(argv: list[str], tmp_path: Path) -> list[str]:
          str(SAMPLE), "--render"],
         ["test", "--render"],
         ["lint", "--rules", str(EXAMPLES / "rules.toml")],
+        ["export", "--rules", str(EXAMPLES / "rules.toml"), "--format", "arm"],
     ],
     ids=lambda argv: argv[0],
 )  # fmt: skip
 def test_offline_commands_load_no_azure_sdk(argv: list[str], tmp_path: Path) -> None:
-    """``match``, ``explain``, ``test`` and ``lint`` run without Azure, HTTP or the worker,
-    also when they render what every action would send (``--render``; ``test`` and ``lint``
-    render actions whether or not it is given), the ARM calls and webhook requests too."""
+    """``match``, ``explain``, ``test``, ``lint`` and ``export`` run without Azure, HTTP or
+    the worker, also when they render what every action would send (``--render``; ``test``
+    and ``lint`` render actions whether or not it is given), the ARM calls and webhook
+    requests too."""
     loaded = _loaded_by(argv, tmp_path)
     assert "rules" in loaded  # the command ran
     assert [m for m in loaded if m.startswith(HEAVY)] == []

@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from consumer.commands import completion, deadletter, dev, record, rules, run, send, status
+from consumer.commands import completion, deadletter, dev, export, record, rules, run, send, status
 from consumer.errors import (
     EXIT_OK,
     EXIT_USAGE,
@@ -99,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         help="each has its own --help",
     )
     rules.add_parsers(commands)
+    export.add_parser(commands)
     run.add_parser(commands)
     dev.add_parser(commands)
     deadletter.add_parser(commands)

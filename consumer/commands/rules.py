@@ -106,8 +106,9 @@ _TOML_TABLE = re.compile(r"(?m)^\s*(?:\[\[\s*(\w+)\s*\]\]|(\w+)\s*=\s*\[)")
 
 
 def _is_rules_file(path: str) -> bool:
-    """Whether ``path`` holds a rules document. Event files (JSON Lines, Capture) never do,
-    and are not read here: they may be a day of traffic."""
+    """Whether ``path`` holds a rules document or, in JSON, an Event Grid event subscription
+    (``rules.subscriptions``). Event files (JSON Lines, Capture) never do, and are not read
+    here: they may be a day of traffic."""
     lowered = path.lower()
     if path == "-" or lowered.endswith((".jsonl", ".avro")):
         return False
@@ -122,11 +123,20 @@ def _is_rules_file(path: str) -> bool:
         return True  # reported as an unreadable rules file, where it was written
     except ValueError:
         return not lowered.endswith(".json")
-    return isinstance(document, dict) and "rules" in document
+    if isinstance(document, dict) and "rules" in document:
+        return True
+    from rules.subscriptions import is_subscription_document
+
+    return lowered.endswith(".json") and is_subscription_document(document)
 
 
 def _rules_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rules", nargs="+", metavar="FILE", help="rule files (TOML or JSON)")
+    parser.add_argument(
+        "--rules",
+        nargs="+",
+        metavar="FILE",
+        help="rule files (TOML or JSON), or Event Grid subscriptions (JSON) to check their filter",
+    )
     parser.add_argument("--config", metavar="PATH", help="take rule files from this config.toml")
 
 
@@ -156,7 +166,7 @@ def _load(args: argparse.Namespace, *, default: Sequence[Path] = ()) -> RuleTabl
 
     from consumer.rulefiles import load_rule_files
 
-    loaded = load_rule_files(_rule_paths(args, default=default))
+    loaded = load_rule_files(_rule_paths(args, default=default), subscriptions=True)
     for warning in loaded.warnings:
         print(f"warning: {warning.message_at()}", file=sys.stderr)
     return loaded.table
@@ -346,7 +356,9 @@ def _lint(args: argparse.Namespace) -> int:
     # With --config, webhooks are checked against its [webhook] allowed_hosts, as at start.
     hosts = config.webhook.allowed_hosts if config is not None else ()
     secrets = environment_secrets() if args.env else None
-    loaded = load_rule_files(_rule_paths(args), secrets=secrets, allowed_hosts=hosts)
+    loaded = load_rule_files(
+        _rule_paths(args), secrets=secrets, allowed_hosts=hosts, subscriptions=True
+    )
     samples = sorted(SAMPLES.glob("*.json"))
     warnings = [*loaded.warnings, *sample_warnings(loaded.table, _previewer(config), samples)]
     for warning in warnings:

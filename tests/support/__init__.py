@@ -15,6 +15,7 @@ alone uses may stay in that package. A module a kind of thing:
 * ``factories``: events, rule tables and the HTTP session executors are given.
 * ``capture``: the Event Hubs Capture Avro schema, as Azure documents it.
 * ``filters``: Event Grid's filter operators, exact JSON numbers, hypothesis strategies.
+* ``schemas/``: Azure's ARM schemas for Event Grid, vendored (its README says from where).
 """
 
 from __future__ import annotations
