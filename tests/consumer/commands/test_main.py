@@ -102,6 +102,21 @@ def test_match_reads_standard_input_and_missing_files(
     assert "nope.json: cannot read" in captured.err
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["match", "--rules", "RULES"], ["explain", "--rule", "failed", "--rules", "RULES"]],
+    ids=["match", "explain"],
+)
+def test_a_missing_event_file_after_the_rules_is_named_as_missing(
+    rules_file: Path, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--rules rules.toml missing.json``: the missing file is named and said to be missing
+    (not taken for a rules file, leaving "match needs EVENTS")."""
+    argv = [str(rules_file) if arg == "RULES" else arg for arg in command]
+    assert main([*argv, "missing.json"]) == 1
+    assert capsys.readouterr().err == "missing.json: cannot read: No such file or directory\n"
+
+
 def test_match_reads_event_hubs_capture_avro(
     rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
