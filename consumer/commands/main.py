@@ -37,21 +37,35 @@ DESCRIPTION = "React to Azure Machine Learning events from an Event Hub."
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit code (the console script exits with it)."""
     parser = _parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         rules.split_rules(args)
         code: int = args.func(args)
+        # Here rather than at exit: the interpreter's own flush reports a reader that went
+        # away as an error (and exit code 120) after main has returned.
+        sys.stdout.flush()
     except BrokenPipeError:
-        # The reader went away (``| head``): stop quietly. Point stdout at /dev/null so the
-        # interpreter's own flush at exit does not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # The reader went away (``| head``): stop quietly.
+        _drop_output()
         return EXIT_OK
     except Exception as exc:
         if not isinstance(exc, _usage_errors()):
             raise
         print(f"mlevents: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except SystemExit:  # argparse printed --help (or a usage error) and exits
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _drop_output()
+        raise
     return code
+
+
+def _drop_output() -> None:
+    """Point stdout at /dev/null, so that nothing written to it later (the interpreter's flush
+    at exit included) fails again on the reader that went away."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _usage_errors() -> tuple[type[Exception], ...]:
