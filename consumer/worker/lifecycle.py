@@ -3,7 +3,8 @@
 ``Worker`` receives every collaborator (client, stores, executors, metrics, clock) from one
 composition root, ``consumer.worker.wiring``, so tests can give it real peers or honest fakes.
 
-Shutdown, in order (SIGTERM or SIGINT; a second signal exits at once):
+Shutdown, in order (SIGTERM or SIGINT; a second signal exits at once, unless it repeats the
+first within a second: see ``wiring.install_signals``):
 
 1. stop intake: the receive call is cancelled, so the SDK stops its processor (once), which
    closes each partition and waits for it;
