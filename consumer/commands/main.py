@@ -9,8 +9,9 @@ With no rules given, ``test`` runs the example rule table and tests shipped with
 Event Hubs and ``send`` publishes event files to a hub.
 
 Exit codes (``consumer.errors``): 0 success; 1 a test failed or an event did not decode;
-2 usage, config or rules errors, and a store (checkpoints, dead letters, ledger) that cannot
-be opened at start; 130 the worker was stopped before it had drained.
+2 usage, config or rules errors, and what the worker needs at start and cannot have (a store
+that cannot be opened, an event hub that cannot be reached, a port already in use); 130 the
+worker was stopped before it had drained.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from consumer.errors import (
     CaseFileError,
     ConfigError,
     DeadLetterError,
+    StartError,
     StoreError,
 )
 from emulator.cli import add_emulator_parser
@@ -73,7 +75,7 @@ def _usage_errors() -> tuple[type[Exception], ...]:
     here, once something failed, so that building the parser does not load it."""
     from rules import RuleTableError
 
-    return (ConfigError, CaseFileError, DeadLetterError, StoreError, RuleTableError)
+    return (ConfigError, CaseFileError, DeadLetterError, StoreError, StartError, RuleTableError)
 
 
 def _parser() -> argparse.ArgumentParser:

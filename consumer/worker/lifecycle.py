@@ -36,7 +36,7 @@ from consumer.rulefiles import load_rule_files
 from consumer.stores.deadlines import Dependencies
 from consumer.worker.handler import Handler
 from consumer.worker.health import HealthServer
-from consumer.worker.intake import Intake
+from consumer.worker.intake import Intake, partition_ids
 from consumer.worker.metrics import Metrics
 from consumer.worker.partition import Cadence, PartitionWorker
 from rules import RuleTable, RuleTableError
@@ -155,7 +155,7 @@ class Worker:
         self._beat = self.monotonic()
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            ids = await self.client.get_partition_ids()
+            ids = await partition_ids(self.client, self.eventhub)
             self._connected_at = self.monotonic()
             self.log.info(
                 "worker.started",
