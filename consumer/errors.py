@@ -13,6 +13,7 @@ into these with ``raise ... from exc`` so callers handle one tree::
     ├── LedgerError            the idempotency ledger could not be read or written (retried)
     ├── StorageTimeoutError    a store did not answer within its deadline (frozen, unreachable)
     ├── StoreError             a store (checkpoints, dead letters, ledger) could not be opened
+    ├── StartError             the event hub, or a port to listen on, could not be had at start
     ├── StatusError            ``mlevents status`` could not read a part of the status
     ├── RecordError            ``mlevents record`` could not read the hub
     └── ActionError            an action did not complete; ``retriable`` says whether to retry
@@ -28,13 +29,15 @@ connection strings or response bodies that may echo credentials.
 
 from __future__ import annotations
 
+import os
 from typing import ClassVar
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 """A test failed, an event did not decode, a record or a send failed."""
 EXIT_USAGE = 2
-"""Usage, config or rules errors, and a store that cannot be opened at start."""
+"""Usage, config or rules errors, and what the worker needs at start and cannot have: a store
+that cannot be opened, an event hub that cannot be reached, a port already in use."""
 EXIT_INTERRUPTED = 130
 """The worker was stopped by a second signal, before it had drained."""
 
@@ -93,6 +96,13 @@ class StoreError(ConsumerError):
     the store's config section and the failure by type and status, never a secret."""
 
 
+class StartError(ConsumerError):
+    """Something the worker needs before it consumes could not be had: the event hub did not
+    answer or refused the credentials, or a port to listen on (``[http]``, the emulator's in
+    ``mlevents dev``) is taken. The message is one line naming what and why, and what to
+    change; it holds no secret."""
+
+
 class ActionError(ConsumerError):
     """An action did not complete."""
 
@@ -112,3 +122,9 @@ class TransientActionError(ActionError):
 
 class PermanentActionError(ActionError):
     """Trying again will not help (other 4xx, authentication, a template that fails)."""
+
+
+def os_reason(error: OSError) -> str:
+    """What the OS said about ``error`` ("Address already in use"), without the address or
+    path the raiser's own message may repeat."""
+    return os.strerror(error.errno) if error.errno else str(error)

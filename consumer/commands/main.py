@@ -10,8 +10,9 @@ Event Hubs and ``send`` publishes event files to a hub; ``completion`` prints a 
 completion script. ``--version`` prints the installed package's version.
 
 Exit codes (``consumer.errors``): 0 success; 1 a test failed or an event did not decode;
-2 usage, config or rules errors, and a store (checkpoints, dead letters, ledger) that cannot
-be opened at start; 130 the worker was stopped before it had drained.
+2 usage, config or rules errors, and what the worker needs at start and cannot have (a store
+that cannot be opened, an event hub that cannot be reached, a port already in use); 130 the
+worker was stopped before it had drained.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from consumer.errors import (
     CaseFileError,
     ConfigError,
     DeadLetterError,
+    StartError,
     StoreError,
 )
 from emulator.cli import add_emulator_parser
@@ -56,21 +58,35 @@ DISTRIBUTION = "mlevents"
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit code (the console script exits with it)."""
     parser = _parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         rules.split_rules(args)
         code: int = args.func(args)
+        # Here rather than at exit: the interpreter's own flush reports a reader that went
+        # away as an error (and exit code 120) after main has returned.
+        sys.stdout.flush()
     except BrokenPipeError:
-        # The reader went away (``| head``): stop quietly. Point stdout at /dev/null so the
-        # interpreter's own flush at exit does not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # The reader went away (``| head``): stop quietly.
+        _drop_output()
         return EXIT_OK
     except Exception as exc:
         if not isinstance(exc, _usage_errors()):
             raise
         print(f"mlevents: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except SystemExit:  # argparse printed --help (or a usage error) and exits
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _drop_output()
+        raise
     return code
+
+
+def _drop_output() -> None:
+    """Point stdout at /dev/null, so that nothing written to it later (the interpreter's flush
+    at exit included) fails again on the reader that went away."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _usage_errors() -> tuple[type[Exception], ...]:
@@ -78,7 +94,7 @@ def _usage_errors() -> tuple[type[Exception], ...]:
     here, once something failed, so that building the parser does not load it."""
     from rules import RuleTableError
 
-    return (ConfigError, CaseFileError, DeadLetterError, StoreError, RuleTableError)
+    return (ConfigError, CaseFileError, DeadLetterError, StoreError, StartError, RuleTableError)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -119,6 +119,11 @@ def _is_rules_file(path: str) -> bool:
             if first is not None and "rules" not in first.groups():
                 return False
         document = json.loads(text) if lowered.endswith(".json") else tomllib.loads(text)
+    except FileNotFoundError:
+        # Named after the rules, a missing file is more likely the events (or cases) file
+        # mistyped; as one, it is reported by name as missing, and no rule file goes missing
+        # unnoticed either (those after it are reported the same way).
+        return False
     except (OSError, UnicodeDecodeError):
         return True  # reported as an unreadable rules file, where it was written
     except ValueError:

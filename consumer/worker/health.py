@@ -14,6 +14,7 @@ from typing import Self
 
 from aiohttp import web
 
+from consumer.errors import StartError, os_reason
 from consumer.worker.metrics import CONTENT_TYPE, Metrics
 
 Liveness = Callable[[], bool]
@@ -53,7 +54,11 @@ class HealthServer:
         return self._port
 
     async def start(self) -> None:
-        """Bind and start serving."""
+        """Bind and start serving.
+
+        Raises:
+            StartError: the address cannot be bound (the port is taken, say).
+        """
         if self._runner is not None:
             raise RuntimeError("the health server is already started")
         app = web.Application()
@@ -65,6 +70,13 @@ class HealthServer:
         await runner.setup()
         try:
             await web.TCPSite(runner, self._host, self._requested_port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            where = f"{self._host}:{self._requested_port}"
+            raise StartError(
+                f"cannot serve /healthz and /metrics on {where}: {os_reason(exc)}; "
+                "choose another port ([http] port in the config, or mlevents dev --http-port)"
+            ) from exc
         except BaseException:
             await runner.cleanup()
             raise

@@ -25,11 +25,16 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
+from azure.core.exceptions import AzureError
 from azure.eventhub import EventData
 from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient, PartitionContext
 from azure.eventhub.amqp import AmqpMessageBodyType
+from azure.eventhub.exceptions import EventHubError
 
 from consumer.config import EventHubConfig
+from consumer.errors import StartError
+from consumer.logs import redact
+from consumer.stores.checkpoints import checkpoint_scope
 from consumer.worker.handler import Received
 from consumer.worker.partition import PartitionWorker
 
@@ -45,6 +50,9 @@ LAG_EVERY_S = 15.0
 partition's at once, unless its claim read them). Each read opens a management connection
 in the SDK (~30 ms of CPU on the emulator), so it is not free: at 5 s it cost the worker ~3%
 of its throughput with four partitions."""
+CONNECT_TIMEOUT_S = 60.0
+"""Deadline of the first call to the hub at start, the SDK's retries included (about 12 s
+when the host is unknown or refuses the connection)."""
 MANAGEMENT_TIMEOUT_S = 10.0
 """Deadline of one management call (partition or hub properties), retries included: the
 SDK's own retries back off for longer than readiness may wait to hear of an outage."""
@@ -60,6 +68,36 @@ class IntakeMetrics(Protocol):
 
 
 MakeWorker = Callable[[str, PartitionContext], PartitionWorker]
+
+
+async def partition_ids(client: EventHubConsumerClient, config: EventHubConfig) -> list[str]:
+    """The hub's partition ids, asked for before anything else: the worker's first call to
+    the hub, so a hub that cannot be reached stops the start with one line, not a traceback
+    (and the client is closed).
+
+    Raises:
+        StartError: the hub did not answer within ``CONNECT_TIMEOUT_S`` (the SDK's retries
+            included), or refused the connection or the credentials. The message names the
+            namespace and hub and gives the SDK's reason, secrets redacted.
+    """
+    namespace, hub = checkpoint_scope(config)
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            ids: list[str] = await client.get_partition_ids()
+    except (TimeoutError, EventHubError, AzureError) as exc:
+        await client.close()
+        # The SDK's text repeats itself over lines ("Error condition: ..."); the first says it.
+        text = str(exc).strip()
+        reason = (
+            f"{type(exc).__name__}: {redact(text.splitlines()[0])}"
+            if text and not isinstance(exc, TimeoutError)
+            else f"no answer within {CONNECT_TIMEOUT_S:g} s"
+        )
+        raise StartError(
+            f"event hub {hub!r} in {namespace}: cannot connect: {reason} "
+            "(check [eventhub] in the config, and that the namespace can be reached from here)"
+        ) from exc
+    return ids
 
 
 @dataclass(slots=True)

@@ -3,7 +3,8 @@
 ``Worker`` receives every collaborator (client, stores, executors, metrics, clock) from one
 composition root, ``consumer.worker.wiring``, so tests can give it real peers or honest fakes.
 
-Shutdown, in order (SIGTERM or SIGINT; a second signal exits at once):
+Shutdown, in order (SIGTERM or SIGINT; a second signal exits at once, unless it repeats the
+first within a second: see ``wiring.install_signals``):
 
 1. stop intake: the receive call is cancelled, so the SDK stops its processor (once), which
    closes each partition and waits for it;
@@ -35,7 +36,7 @@ from consumer.rulefiles import load_rule_files
 from consumer.stores.deadlines import Dependencies
 from consumer.worker.handler import Handler
 from consumer.worker.health import HealthServer
-from consumer.worker.intake import Intake
+from consumer.worker.intake import Intake, partition_ids
 from consumer.worker.metrics import Metrics
 from consumer.worker.partition import Cadence, PartitionWorker
 from rules import RuleTable, RuleTableError
@@ -155,7 +156,7 @@ class Worker:
         self._beat = self.monotonic()
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            ids = await self.client.get_partition_ids()
+            ids = await partition_ids(self.client, self.eventhub)
             self._connected_at = self.monotonic()
             self.log.info(
                 "worker.started",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import math
 import os
 import signal
 import socket
@@ -85,6 +86,9 @@ WEBHOOK_CONNECTIONS_PER_HOST = 100
 ARM_CONNECTIONS = 32
 """Connections to Azure Resource Manager at most: actions make few ARM calls, and ARM
 throttles a burst anyway."""
+REPEATED_SIGNAL_S = 1.0
+"""A stop signal repeated within this long of the first is the same request (see
+``install_signals``)."""
 STORAGE_RETRY: dict[str, Any] = {"retry_total": 2, "initial_backoff": 1, "increment_base": 2}
 """Bounded storage retries: the library's default spends ~90 s on one call before it fails,
 which hides an outage and holds shutdown; the next checkpoint flush retries anyway."""
@@ -322,17 +326,35 @@ async def _purge_every(ledger: Ledger, every_s: float) -> None:
         await asyncio.sleep(every_s)
 
 
-def install_signals(worker: Worker) -> None:
-    """SIGTERM/SIGINT stop the worker (a second one exits at once); SIGHUP reloads rules."""
-    loop = asyncio.get_running_loop()
+def install_signals(worker: Worker, clock: Callable[[], float] = time.monotonic) -> None:
+    """SIGTERM/SIGINT stop the worker (a second one exits at once); SIGHUP reloads rules.
 
-    def on_stop() -> None:
-        if worker.stopping:
-            os._exit(EXIT_INTERRUPTED)  # a second signal: the user wants out now
-        worker.stop()
+    One Ctrl-C may arrive twice: the terminal sends SIGINT to its whole foreground process
+    group, and a parent such as ``uv run`` may forward its own copy to the worker as well (uv
+    does 200 ms later when its standard input is not a terminal). So the same signal again
+    within ``REPEATED_SIGNAL_S`` of the first is taken for that one; a second Ctrl-C after
+    that, or the other signal, exits at once with ``EXIT_INTERRUPTED``."""
+    loop = asyncio.get_running_loop()
+    stopped_by: dict[signal.Signals, float] = {}  # the signal that stopped it, and when
+
+    def on_stop(sig: signal.Signals) -> None:
+        now = clock()
+        if not worker.stopping:
+            stopped_by[sig] = now
+            worker.log.info(
+                "worker.signal",
+                signal=sig.name,
+                hint="draining; the signal again, a second or more from now, stops at once",
+            )
+            worker.stop()
+            return
+        if now - stopped_by.get(sig, -math.inf) < REPEATED_SIGNAL_S:
+            worker.log.info("worker.signal_repeated", signal=sig.name)
+            return
+        os._exit(EXIT_INTERRUPTED)  # a second signal: the user wants out now
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_stop)
+        loop.add_signal_handler(sig, on_stop, sig)
     loop.add_signal_handler(signal.SIGHUP, worker.rules.reload)
 
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -132,18 +132,28 @@ class Processes:
 
     folder: Path
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    groups: list[int] = field(default_factory=list)
+    """Process groups started (by their leader's id): killed whole, children included."""
 
-    def worker(self, config: Path, name: str, env: dict[str, str]) -> WorkerProcess:
+    def worker(
+        self, config: Path, name: str, env: dict[str, str], *, parent: Sequence[str] = ()
+    ) -> WorkerProcess:
+        """``mlevents run --config config``; under ``parent`` (a command that runs its
+        arguments, such as ``bin/forward-sigint``), the two lead a process group of their own,
+        as a terminal's foreground job does. Standard output goes to ``name.out``."""
         log_path = self.folder / f"{name}.log"
-        with log_path.open("wb") as log:
+        with log_path.open("wb") as log, (self.folder / f"{name}.out").open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "consumer", "run", "--config", str(config)],
+                [*parent, sys.executable, "-m", "consumer", "run", "--config", str(config)],
                 cwd=ROOT,
                 env={**os.environ, "MLEVENTS_LOG_FORMAT": "json", **env},
-                stdout=subprocess.DEVNULL,
+                stdout=out,
                 stderr=log,
+                start_new_session=bool(parent),
             )
         self.started.append(process)
+        if parent:
+            self.groups.append(process.pid)
         return WorkerProcess(process, log_path)
 
     def azurite(self, port: int, location: Path) -> subprocess.Popen[bytes]:
@@ -158,6 +168,9 @@ class Processes:
         return process
 
     def kill_all(self) -> None:
+        for group in self.groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
         for process in self.started:
             stop_process(process, signal.SIGKILL)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -117,6 +118,21 @@ def test_match_reads_standard_input_and_missing_files(
     assert code == 1
     assert json.loads(captured.out)["id"] == "s"
     assert "nope.json: cannot read" in captured.err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["match", "--rules", "RULES"], ["explain", "--rule", "failed", "--rules", "RULES"]],
+    ids=["match", "explain"],
+)
+def test_a_missing_event_file_after_the_rules_is_named_as_missing(
+    rules_file: Path, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--rules rules.toml missing.json``: the missing file is named and said to be missing
+    (not taken for a rules file, leaving "match needs EVENTS")."""
+    argv = [str(rules_file) if arg == "RULES" else arg for arg in command]
+    assert main([*argv, "missing.json"]) == 1
+    assert capsys.readouterr().err == "missing.json: cannot read: No such file or directory\n"
 
 
 def test_match_reads_event_hubs_capture_avro(
@@ -657,6 +673,46 @@ def test_match_into_a_reader_that_stops_early_ends_quietly(
     assert first.startswith(b"e0  ")
     assert process.stderr.read() == b""
     process.stderr.close()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["--help"],
+        ["match", "--help"],
+        ["lint", "--rules", "RULES"],
+        ["explain", "--rules", "RULES", "--rule", "failed", "EVENTS"],
+        ["match", "--rules", "RULES", "EVENTS"],
+        ["test", "--rules", "RULES", "CASES"],
+        ["deadletter", "--config", "CONFIG", "list"],
+    ],
+    ids=lambda command: " ".join(command),
+)
+def test_output_into_a_reader_already_gone_ends_quietly(
+    rules_file: Path, tmp_path: Path, command: list[str]
+) -> None:
+    """``mlevents ... | head -1`` where the reader is gone before anything is written, and
+    the output is small enough to be written only when the command ends (by the interpreter's
+    flush at exit, unless main flushes it): exit 0 and nothing on stderr, for every command."""
+    events = tmp_path / "events.jsonl"
+    events.write_text(_body(id="a") + "\n")
+    cases = _cases_file(tmp_path / "cases.json", [{"name": "c", "body": _body(), "expect": []}])
+    config = tmp_path / "config.toml"
+    config.write_text(f'[rules]\nfiles = ["{rules_file}"]\n')
+    paths = {"RULES": rules_file, "EVENTS": events, "CASES": cases, "CONFIG": config}
+    argv = [str(paths[arg]) if arg in paths else arg for arg in command]
+    reader, writer = os.pipe()
+    os.close(reader)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "consumer", *argv],
+            cwd=ROOT, env=env, stdout=writer, stderr=subprocess.PIPE, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(writer)
+    assert done.stderr == b""
+    assert done.returncode == 0
 
 
 def test_test_into_a_reader_that_stops_early_ends_quietly(rules_file: Path, tmp_path: Path) -> None:

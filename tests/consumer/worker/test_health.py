@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from consumer.errors import StartError
 from consumer.worker.health import HealthServer
 from consumer.worker.metrics import Metrics
 
@@ -61,6 +62,24 @@ async def get(http: aiohttp.ClientSession, server: HealthServer, path: str) -> t
 async def test_port_zero_picks_a_free_port(server: HealthServer) -> None:
     """Asking for port 0 binds a real port, which .port tells after start."""
     assert server.port > 0
+
+
+async def test_a_port_in_use_is_a_start_error_naming_it(
+    server: HealthServer, probes: Probes, metrics: Metrics
+) -> None:
+    """A second server on a port already listened on raises ``StartError`` with the address,
+    the OS's reason and the setting to change, and holds nothing open."""
+    taken = HealthServer(
+        "127.0.0.1", server.port, metrics=metrics, liveness=probes.liveness,
+        readiness=probes.readiness,
+    )  # fmt: skip
+    with pytest.raises(StartError) as raised:
+        await taken.start()
+    assert str(raised.value) == (
+        f"cannot serve /healthz and /metrics on 127.0.0.1:{server.port}: Address already in "
+        "use; choose another port ([http] port in the config, or mlevents dev --http-port)"
+    )
+    await taken.close()  # nothing was started
 
 
 async def test_healthz_follows_liveness(

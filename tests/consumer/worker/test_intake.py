@@ -14,11 +14,14 @@ from azure.eventhub import EventData
 from azure.eventhub._pyamqp.message import Message
 from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient, PartitionContext
 from azure.eventhub.amqp import AmqpMessageBodyType
+from azure.eventhub.exceptions import AuthenticationError
 from structlog.testing import capture_logs
 
 from consumer.config import EventHubConfig, load_config
+from consumer.errors import StartError
 from consumer.stores.checkpoints import SqliteCheckpointStore
-from consumer.worker.intake import Intake, _received, body_bytes
+from consumer.worker import intake
+from consumer.worker.intake import Intake, _received, body_bytes, partition_ids
 from consumer.worker.partition import PartitionWorker
 from consumer.worker.wiring import build, warn_if_not_lower_case
 from emulator import Emulator, HubSpec
@@ -173,6 +176,53 @@ async def test_claims_read_each_partition_once_not_every_owned_one_per_claim() -
     assert metrics.enqueued == {"0": 10, "1": 11, "2": 12, "3": 13}
     assert sorted(hub.reads) == ["0", "1", "2", "3"]
     assert intake.heard_at is not None
+
+
+class UnreachableHub:
+    """A consumer client whose first call fails with ``error``, or never answers."""
+
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+        self.closed = False
+
+    async def get_partition_ids(self) -> list[str]:
+        if self.error is not None:
+            raise self.error
+        await asyncio.Event().wait()
+        return []
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_a_hub_that_refuses_or_does_not_answer_at_start_is_one_start_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first call to the hub failing, or not answering in time, is a ``StartError``
+    naming the namespace and hub and the SDK's first line, secrets redacted; the client is
+    closed."""
+    config = EventHubConfig(
+        name="mlevents",
+        connection_string="Endpoint=sb://ns.example.net/;SharedAccessKeyName=k;SharedAccessKey=s3cret",
+    )
+    refused = AuthenticationError(
+        "CBS token refused for SharedAccessKey=s3cret\nError condition: amqp:unauthorized-access"
+    )
+    hub = UnreachableHub(refused)
+    with pytest.raises(StartError) as raised:
+        await partition_ids(cast(EventHubConsumerClient, hub), config)
+    assert str(raised.value).startswith(
+        "event hub 'mlevents' in ns.example.net: cannot connect: AuthenticationError: "
+        "CBS token refused for SharedAccessKey=*** (check [eventhub]"
+    )
+    assert "s3cret" not in str(raised.value) and hub.closed
+    monkeypatch.setattr(intake, "CONNECT_TIMEOUT_S", 0.05)
+    silent = UnreachableHub(None)
+    with pytest.raises(
+        StartError, match=r"ns.example.net: cannot connect: no answer within 0.05 s"
+    ):
+        await partition_ids(cast(EventHubConsumerClient, silent), config)
+    assert silent.closed
 
 
 def test_upper_case_namespace_or_hub_is_warned_about() -> None:

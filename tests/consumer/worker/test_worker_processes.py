@@ -9,6 +9,7 @@ import contextlib
 import itertools
 import os
 import signal
+import socket
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from emulator import Emulator
 from tests.support.azurite import AZURITE_KEY, Azurite
 from tests.support.emulator import send_all
 from tests.support.factories import event_body
+from tests.support.ports import free_port
 from tests.support.processes import exit_code, kill
 from tests.support.waiting import until
 from tests.support.webhooks import WebhookReceiver, webhook_rules
@@ -246,6 +248,34 @@ async def test_a_store_refusing_the_account_key_stops_the_start_with_one_line(
         assert "HTTP 403, AuthorizationFailure" in line
         for secret in (wrong_key, wrong_key[:16], AZURITE_KEY[:16], "AccountKey"):
             assert secret not in output, section
+
+
+async def test_a_hub_not_listening_or_a_port_in_use_stops_the_start_with_one_line(
+    tmp_path: Path, emu: Emulator, processes: Processes
+) -> None:
+    """An event hub nobody listens for, or an [http] port another process holds: ``mlevents
+    run`` exits 2 with one line saying which and why, no traceback and no key."""
+    rules = webhook_rules(tmp_path / "rules.toml", "http://127.0.0.1:9/unused")
+    config = worker_config(tmp_path, rules)
+    nobody = emu.connection_string().replace(f":{emu.port}", f":{free_port()}")
+    worker = processes.worker(config, "no-hub", {"EVENTHUB_CONNECTION_STRING": nobody})
+    assert await exit_code(worker.process, 60) == 2
+    lines = [line for line in worker.log_path.read_text().splitlines() if line.startswith("m")]
+    assert len(lines) == 1 and "Traceback" not in worker.log_path.read_text()
+    assert lines[0].startswith("mlevents: event hub 'hub' in 127.0.0.1:"), lines
+    assert "cannot connect: ConnectError: " in lines[0] and "Connection refused" in lines[0]
+    assert emu.sas_key.key not in worker.log_path.read_text()
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        config.write_text(config.read_text().replace("port = 0", f"port = {port}"))
+        env = {"EVENTHUB_CONNECTION_STRING": emu.connection_string()}
+        worker = processes.worker(config, "port-taken", env)
+        assert await exit_code(worker.process, 60) == 2
+    assert worker.log_path.read_text() == (
+        f"mlevents: cannot serve /healthz and /metrics on 127.0.0.1:{port}: Address already "
+        "in use; choose another port ([http] port in the config, or mlevents dev --http-port)\n"
+    )
 
 
 @pytest.mark.timeout(150)
