@@ -322,19 +322,32 @@ def add_parser(commands: Any) -> None:
     dev.set_defaults(func=_dev)
 
 
+def dev_settings(path: str | None, http_port: int | None) -> Config:
+    """The config ``dev`` runs with: ``path``, else ``./config.toml``, else the shipped one.
+    The values rules take from the environment (a webhook's ``url_env``, ``headers_env``,
+    ``secret_env``) are read, so the rules run as they will in production; the sections'
+    own secrets are not (``dev`` replaces the hub, the stores and the mail transport).
+
+    Raises:
+        ConfigError: naming the file and the key at fault.
+    """
+    config_path = Path(path or "config.toml")
+    if not path and not config_path.is_file():
+        config_path = EXAMPLES / "dev.toml"
+    config = load_config(config_path, secrets_of=())
+    if http_port is not None:
+        config = msgspec.structs.replace(
+            config, http=msgspec.structs.replace(config.http, port=http_port)
+        )
+    return config
+
+
 def _dev(args: argparse.Namespace) -> int:
 
     from consumer.commands.run import run_fast
     from consumer.logs import configure_logging
 
-    config_path = Path(args.config or "config.toml")
-    if not args.config and not config_path.is_file():
-        config_path = EXAMPLES / "dev.toml"
-    config = load_config(config_path, offline=True)
-    if args.http_port is not None:
-        config = msgspec.structs.replace(
-            config, http=msgspec.structs.replace(config.http, port=args.http_port)
-        )
+    config = dev_settings(args.config, args.http_port)
     configure_logging(config.logging.format, config.logging.level)
     samples = sorted(SAMPLES.glob("*.json"))
     return run_fast(

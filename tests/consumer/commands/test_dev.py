@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
-from consumer.commands.dev import with_fresh_ids
+from consumer.commands.dev import dev_settings, with_fresh_ids
 from consumer.eventfiles import EventRecord
 from tests.support import ROOT, SAMPLES
 from tests.support.ports import free_port
@@ -189,3 +190,27 @@ def test_fresh_ids_for_every_event_and_every_run() -> None:
     assert json.loads(first[1].body)["specversion"] == "1.0"
     assert first[2] == records[2]
     assert [r.where for r in first] == ["x", "y", "z"]
+
+
+def test_dev_reads_what_rules_take_from_the_environment_and_no_section_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A webhook's ``url_env`` is read, so ``dev`` runs the rules as production will; the
+    hub's connection string is not asked for (``dev`` serves its own hub)."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rules]]\nname = "hook"\n[[rules.actions]]\ntype = "webhook"\n'
+        'url_env = "TEAMS_WEBHOOK_URL"\n'
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[rules]\nfiles = ["{rules}"]\n'
+        '[eventhub]\nname = "hub"\nconnection_string_env = "NOT_SET_ANYWHERE"\n'
+        "[http]\nport = 9999\n"
+    )
+    monkeypatch.setenv("TEAMS_WEBHOOK_URL", "https://example.webhook.office.com/x?sig=1")
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    settings = dev_settings(str(config), http_port=0)
+    assert settings.secrets("TEAMS_WEBHOOK_URL") == "https://example.webhook.office.com/x?sig=1"
+    assert settings.http.port == 0
+    assert dev_settings(str(config), http_port=None).http.port == 9999
