@@ -2,7 +2,8 @@
 
 Offline commands work on files and need no Azure: ``match`` (which rules each recorded
 event matches), ``explain`` (why one rule matched one event or not), ``test`` (rule tests
-with coverage and JUnit output) and ``lint`` (validate rule files, print warnings).
+with coverage and JUnit output), ``lint`` (validate rule files, print warnings) and
+``export`` (the Event Grid subscription that feeds the hub, from the rules).
 With no rules given, ``test`` runs the example rule table and tests shipped with mlevents.
 ``run`` is the worker; ``dev`` runs it with the emulator and the sample events; ``status``,
 ``deadletter`` and ``record`` look at a running deployment; ``emulator`` serves a local
@@ -44,12 +45,14 @@ jobs and deployments."""
 EPILOG = """\
 Try it without Azure: `mlevents dev` runs the worker on a local emulator with
 the sample events.
-Offline, on files: match, explain, test, lint. The worker: run.
+Offline, on files: match, explain, test, lint, export. The worker: run.
 A running deployment: status, deadletter, record.
 Tools: emulator, send, completion.
 
 Exit codes: 0 success; 1 a test failed or an event did not decode; 2 usage,
-config or rules errors; 130 the worker was stopped before it had drained."""
+config or rules errors, or what the worker needs at start and cannot have (a
+store, the event hub, a port); 130 the worker was stopped before it had
+drained."""
 
 DISTRIBUTION = "mlevents"
 """The project's name in pyproject.toml: its version is the installed package's."""
