@@ -27,8 +27,9 @@ lint: setup
 typecheck: setup
 	$(UV) run --frozen mypy
 
+## unit: the whole suite, two test files at a time (most tests wait on real peers, not on a core)
 unit: setup
-	$(UV) run --frozen pytest
+	$(UV) run --frozen pytest -n 2 --dist loadfile
 
 ## test: install what the tests need, then lint, type-check and run the whole suite
 test: lint typecheck unit
