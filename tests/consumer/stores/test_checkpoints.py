@@ -25,6 +25,7 @@ from consumer.stores.checkpoints import SqliteCheckpointStore, checkpoint_scope
 from consumer.stores.ledger import SqliteLedger
 from emulator import Emulator, HubSpec
 from tests.support import ROOT
+from tests.support.clock import FakeClock
 from tests.support.emulator import send
 
 NS, HUB, GROUP = "ns.servicebus.windows.net", "hub", "$Default"
@@ -88,16 +89,6 @@ def test_configured_names_win_and_a_malformed_string_says_nothing() -> None:
     )
     assert checkpoint_scope(named) == ("ns.x", "hub")
     assert checkpoint_scope(EventHubConfig(name="", connection_string="nonsense")) == ("", "")
-
-
-class FakeClock:
-    """A settable clock for ownership timestamps."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

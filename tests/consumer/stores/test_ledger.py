@@ -29,6 +29,7 @@ from consumer.stores.ledger import (
     blob_name,
 )
 from tests.support.azurite import AZURITE_KEY, Azurite, azurite
+from tests.support.clock import FakeClock
 from tests.support.ports import free_port
 
 # Azurite 3.37.0 (package-lock.json) speaks blob API versions up to this one; the SDK's
@@ -41,19 +42,6 @@ KEY = "3f6c1a2e-0000-4000-8000-000000000001/notify-on-failure/0"
 
 START = 1_700_000_000.0
 """When the fake clock starts: the time of a test's first reservation."""
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 Open = Callable[[str], Awaitable[Ledger]]
@@ -69,7 +57,7 @@ def ledger_azurite() -> Iterator[Azurite]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture(params=["memory", "sqlite", "blob"])

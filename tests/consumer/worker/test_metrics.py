@@ -11,18 +11,9 @@ from prometheus_client import REGISTRY
 
 from consumer.worker.metrics import ACTION_OUTCOMES, Metrics
 from rules import RuleTable
+from tests.support.clock import FakeClock
 from tests.support.factories import make_table
 from tests.support.metrics import samples, value
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _rules(*names_and_types: tuple[str, str]) -> RuleTable:
@@ -37,7 +28,7 @@ def _rules(*names_and_types: tuple[str, str]) -> RuleTable:
 
 def test_counters_count_per_label() -> None:
     """Each call adds one to the series its labels name, and only to that one."""
-    metrics = Metrics(clock=FakeClock())
+    metrics = Metrics(clock=FakeClock(1000.0))
     metrics.received("0")
     metrics.received("0")
     metrics.received("1")
@@ -61,7 +52,7 @@ def test_counters_count_per_label() -> None:
 
 def test_gauges_hold_the_last_value_set() -> None:
     """in_flight and rules_loaded show the last value set, not a sum."""
-    metrics = Metrics(clock=FakeClock())
+    metrics = Metrics(clock=FakeClock(1000.0))
     metrics.set_in_flight("0", 5)
     metrics.set_in_flight("0", 2)
     metrics.rules_loaded(_rules(("a", "log"), ("b", "log")))
@@ -72,7 +63,7 @@ def test_gauges_hold_the_last_value_set() -> None:
 
 def test_reload_outcomes_start_at_zero_and_count() -> None:
     """Both reload outcomes are reported from the start; each reload adds to its own."""
-    metrics = Metrics(clock=FakeClock())
+    metrics = Metrics(clock=FakeClock(1000.0))
     assert value(metrics, "mlevents_rules_reloads_total", outcome="ok") == 0
     assert value(metrics, "mlevents_rules_reloads_total", outcome="rejected") == 0
     metrics.reload("rejected")
@@ -81,7 +72,7 @@ def test_reload_outcomes_start_at_zero_and_count() -> None:
 
 def test_lag_is_last_enqueued_minus_last_checkpointed() -> None:
     """partition_lag is the hub's newest sequence number minus the checkpointed one."""
-    metrics = Metrics(clock=FakeClock())
+    metrics = Metrics(clock=FakeClock(1000.0))
     metrics.last_enqueued("0", 1500)
     metrics.checkpointed("0", 1200)
     assert value(metrics, "mlevents_partition_lag", partition="0") == 300
@@ -92,14 +83,14 @@ def test_lag_is_last_enqueued_minus_last_checkpointed() -> None:
 
 def test_lag_is_absent_until_both_ends_are_known() -> None:
     """Without a checkpoint there is no lag series rather than a made-up one."""
-    metrics = Metrics(clock=FakeClock())
+    metrics = Metrics(clock=FakeClock(1000.0))
     metrics.last_enqueued("0", 1500)
     assert value(metrics, "mlevents_partition_lag", partition="0") is None
 
 
 def test_a_checkpoint_found_at_claim_gives_lag_but_no_age() -> None:
     """Another process's checkpoint counts for the lag; the age is this process's own."""
-    metrics = Metrics(clock=FakeClock())
+    metrics = Metrics(clock=FakeClock(1000.0))
     metrics.checkpoint_found("0", 1200)
     metrics.last_enqueued("0", 1500)
     assert value(metrics, "mlevents_partition_lag", partition="0") == 300
@@ -134,7 +125,7 @@ def test_checkpoint_age_is_never_negative() -> None:
 
 def test_forget_partition_removes_its_series_and_keeps_the_others() -> None:
     """After forget_partition no series carries the lost partition; other partitions stay."""
-    metrics = Metrics(clock=FakeClock())
+    metrics = Metrics(clock=FakeClock(1000.0))
     for partition in ("0", "1"):
         metrics.received(partition)
         metrics.decoded(partition)
@@ -152,7 +143,7 @@ def test_forget_partition_removes_its_series_and_keeps_the_others() -> None:
 
 def test_forget_partition_of_an_unknown_partition_is_harmless() -> None:
     """Forgetting a partition that never reported anything changes nothing and raises nothing."""
-    metrics = Metrics(clock=FakeClock())
+    metrics = Metrics(clock=FakeClock(1000.0))
     metrics.received("1")
 
     def own() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -168,7 +159,7 @@ def test_forget_partition_of_an_unknown_partition_is_harmless() -> None:
 
 def test_two_instances_are_independent_and_leave_the_global_registry_alone() -> None:
     """Each Metrics has its own registry; nothing is registered in prometheus_client's global."""
-    first, second = Metrics(clock=FakeClock()), Metrics(clock=FakeClock())
+    first, second = Metrics(clock=FakeClock(1000.0)), Metrics(clock=FakeClock(1000.0))
     first.received("0")
     first.rules_loaded(_rules(("a", "log")))
     assert value(first, "mlevents_events_received_total", partition="0") == 1
@@ -188,7 +179,7 @@ def test_actions_can_be_counted_several_at_once() -> None:
 def test_counters_of_known_labels_start_at_zero() -> None:
     """Before anything happened, the dead-letter reasons, and the rules and action types of
     the table with every outcome, are reported at 0: increase() sees their first count."""
-    metrics = Metrics(clock=FakeClock())
+    metrics = Metrics(clock=FakeClock(1000.0))
     metrics.rules_loaded(_rules(("notify", "webhook"), ("mail", "email")))
     for reason in ("decode", "action"):
         assert value(metrics, "mlevents_dead_letters_total", reason=reason) == 0
@@ -203,7 +194,7 @@ def test_counters_of_known_labels_start_at_zero() -> None:
 
 
 def test_a_reload_adds_the_new_rules_at_zero_and_keeps_the_counts() -> None:
-    metrics = Metrics(clock=FakeClock())
+    metrics = Metrics(clock=FakeClock(1000.0))
     metrics.rules_loaded(_rules(("notify", "webhook")))
     metrics.matched("notify")
     metrics.action("webhook", "ok")
@@ -216,7 +207,7 @@ def test_a_reload_adds_the_new_rules_at_zero_and_keeps_the_counts() -> None:
 
 def test_a_claimed_partition_starts_its_counters_at_zero() -> None:
     """A claim reports the partition's counters at 0; a claim while counting resets none."""
-    metrics = Metrics(clock=FakeClock())
+    metrics = Metrics(clock=FakeClock(1000.0))
     metrics.partition_claimed("3")
     for name in ("events_received", "events_decoded", "events_redelivered"):
         assert value(metrics, f"mlevents_{name}_total", partition="3") == 0
@@ -232,7 +223,7 @@ def test_a_finished_action_is_counted_and_both_histograms_observe_it() -> None:
     """action_finished counts the outcome and puts the duration and the latency in their
     buckets; an unknown enqueued time leaves the latency alone, and a latency below zero (two
     hosts' clocks) counts as zero."""
-    metrics = Metrics(clock=FakeClock())
+    metrics = Metrics(clock=FakeClock(1000.0))
     metrics.action_finished("webhook", "ok", seconds=0.3, since_enqueued_s=4.0)
     metrics.action_finished("webhook", "ok", seconds=0.3, since_enqueued_s=None)
     metrics.action_finished("webhook", "ok", seconds=0.3, since_enqueued_s=-2.0)
@@ -253,7 +244,7 @@ def test_a_finished_action_is_counted_and_both_histograms_observe_it() -> None:
 
 
 def test_build_info_names_the_mlevents_and_python_versions() -> None:
-    metrics = Metrics(clock=FakeClock())
+    metrics = Metrics(clock=FakeClock(1000.0))
     version = importlib.metadata.version("mlevents")
     build = {"version": version, "python": platform.python_version()}
     assert value(metrics, "mlevents_build_info", **build) == 1
@@ -262,7 +253,7 @@ def test_build_info_names_the_mlevents_and_python_versions() -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="read from /proc")
 def test_process_metrics_are_reported() -> None:
     """CPU seconds, resident memory, open file descriptors and the start time of this process."""
-    metrics = Metrics(clock=FakeClock())
+    metrics = Metrics(clock=FakeClock(1000.0))
     for name in ("process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds"):
         found = value(metrics, name)
         assert found is not None
