@@ -22,6 +22,8 @@ from .keys import EventView
 
 MAX_SPELLINGS = 1024
 """Event type spellings whose plan is remembered; more means someone sends junk types."""
+MAX_COMBINATIONS = 4096
+"""Distinct sets of matched rules whose result tuple is kept and handed out again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,9 @@ class RuleTable:
     """The plan of the event types no rule names: the rules that name none."""
     _by_spelling: dict[str, Plan] = field(init=False, repr=False)
     """Plans by event type as spelled in events, so that a known type is not folded again."""
+    _results: dict[tuple[int, ...], tuple[Rule, ...]] = field(init=False, repr=False)
+    """Results by matched positions: one set of rules is one tuple, always the same object
+    (up to ``MAX_COMBINATIONS`` sets), so a caller may remember what it does per result."""
 
     def __post_init__(self) -> None:
         typed: dict[str, list[int]] = defaultdict(list)
@@ -57,6 +62,7 @@ class RuleTable:
                 typed[event_type].append(position)
         self._other_types = self._compile(untyped)
         self._by_spelling = {}
+        self._results = {}
         self._plans = {
             event_type: self._compile(sorted((*untyped, *positions)))
             for event_type, positions in typed.items()
@@ -76,12 +82,21 @@ class RuleTable:
         raise KeyError(name)
 
     def match(self, event: Event | EventView) -> tuple[Rule, ...]:
-        """The rules whose filters pass for ``event``, in table order."""
+        """The rules whose filters pass for ``event``, in table order.
+
+        Events that match the same rules get the same tuple object (for the first
+        ``MAX_COMBINATIONS`` sets of rules): the worker keys what it does per set on that."""
         view = event if isinstance(event, EventView) else EventView(event)
         plan = self._by_spelling.get(view.event.type)
         if plan is None:
             plan = self._plans.get(view.folded_type, self._other_types)
             if len(self._by_spelling) < MAX_SPELLINGS:
                 self._by_spelling[view.event.type] = plan
-        rules = self.rules
-        return tuple([rules[position] for position in plan.matching(view)])
+        positions = tuple(plan.matching(view))
+        result = self._results.get(positions)
+        if result is None:
+            rules = self.rules
+            result = tuple([rules[position] for position in positions])
+            if len(self._results) < MAX_COMBINATIONS:
+                self._results[positions] = result
+        return result

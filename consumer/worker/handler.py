@@ -94,6 +94,7 @@ class HandlerMetrics(Protocol):
     def decoded(self, partition: str) -> None: ...
     def failed(self, partition: str, reason: str) -> None: ...
     def matched(self, rule: str) -> None: ...
+    def matched_inert(self, rules: Sequence[str], actions: Sequence[tuple[str, int]]) -> None: ...
     def action(self, type: str, outcome: str, count: int = 1) -> None: ...
     def action_finished(
         self, type: str, outcome: str, *, seconds: float, since_enqueued_s: float | None
@@ -115,6 +116,14 @@ log level: then no decision is made nor the runner called)."""
 Plan = tuple[tuple[Step, ...], "tuple[tuple[Inline, ...], tuple[tuple[str, int], ...]] | None"]
 """A rule's steps, and when every one of them is inert, their outcomes and how many actions of
 each type they are: what an event matching the rule adds, worked out once."""
+InertResult = tuple[
+    tuple[Rule, ...],
+    "tuple[tuple[Inline, ...], tuple[str, ...], tuple[tuple[str, int], ...]] | None",
+]
+"""A match result, and when every action of its rules is inert: their outcomes, the rules'
+names and how many actions of each type, which is all an event matching them adds."""
+MAX_INERT_RESULTS = 4096
+"""Match results whose inert outcome is remembered (``RuleTable.MAX_COMBINATIONS`` too)."""
 
 
 def _worded(outcome: Outcome) -> str:
@@ -166,12 +175,18 @@ class Handler:
     """Each rule's actions with their types and inline runners, by ``id(rule)`` of the rules
     of ``_steps_of`` (worked out once per rule, not per event)."""
     _steps_of: RuleTable | None = field(default=None, init=False)
+    _inert: dict[int, InertResult] = field(default_factory=dict, init=False)
+    """What each match result of ``_steps_of`` adds when all its actions are inert, by the
+    result's ``id`` (see ``_remember_inert``)."""
+    _info: bool = field(default=False, init=False)
+    """Whether info lines are written: a filtering logger's level is fixed when it is made."""
     _ledger_retry: RetryPolicy = field(init=False)
     _dead_letter_retry: RetryPolicy = field(init=False)
     handled: int = field(default=0, init=False)
     """Messages handled to the end so far."""
 
     def __post_init__(self) -> None:
+        self._info = self.log.is_enabled_for(logging.INFO)
         # The storage calls' own policies, waiting with the handler's sleep. A reservation is
         # tried twice, or once when the store did not answer in time (an outage, not a
         # blip); a dead letter until the store takes it.
@@ -212,8 +227,24 @@ class Handler:
         metrics.decoded(partition)
         table = self.rules()
         if table is not self._steps_of:  # a reload: the cached steps belong to the old rules
-            self._steps, self._steps_of = {}, table
-        works = [self._start_event(event, table, only) for event in events]
+            self._steps, self._inert, self._steps_of = {}, {}, table
+        if only is None and not self.dry_run and len(events) == 1:
+            # The hot path: one event whose matched rules only do inert things (or nothing).
+            event = events[0]
+            matched = table.match(event)
+            inert = self._inert.get(id(matched))
+            if inert is None or inert[0] is not matched:
+                inert = self._remember_inert(matched)
+            if inert[1] is not None:
+                outcomes, rules, actions = inert[1]
+                metrics.matched_inert(rules, actions)
+                if self._info:
+                    self._log_event(received, event, matched, outcomes)
+                self.handled += 1
+                return None
+            works = [self._start_event(event, table, only, matched)]
+        else:
+            works = [self._start_event(event, table, only) for event in events]
         for work in works:
             if work.pending:
                 return self._rest(received, works)
@@ -222,19 +253,48 @@ class Handler:
         self.handled += 1
         return None
 
+    def _remember_inert(self, matched: tuple[Rule, ...]) -> InertResult:
+        """What an event matching ``matched`` adds when every action of those rules is inert
+        (their outcomes, the rules and action counts for the metrics), else None; kept by
+        the result's identity (``RuleTable.match`` hands the same tuple out again)."""
+        plans = [self._plan(rule) for rule in matched]
+        inert: InertResult
+        if all(inert_all is not None for _, inert_all in plans):
+            outcomes = tuple(o for _, inert_all in plans if inert_all for o in inert_all[0])
+            kinds: Counter[str] = Counter()
+            for _, inert_all in plans:
+                assert inert_all is not None
+                for kind, count in inert_all[1]:
+                    kinds[kind] += count
+            names = tuple(rule.name for rule in matched)
+            inert = (matched, (outcomes, names, tuple(kinds.items())))
+        else:
+            inert = (matched, None)
+        if len(self._inert) < MAX_INERT_RESULTS:
+            self._inert[id(matched)] = inert  # holding ``matched`` keeps its id from reuse
+        return inert
+
+    def _plan(self, rule: Rule) -> Plan:
+        plan = self._steps.get(id(rule))
+        if plan is None:
+            plan = self._steps[id(rule)] = self._rule_steps(rule)
+        return plan
+
     def _start_event(
-        self, event: Event, table: RuleTable, only: tuple[str, int] | None
+        self,
+        event: Event,
+        table: RuleTable,
+        only: tuple[str, int] | None,
+        matched: tuple[Rule, ...] | None = None,
     ) -> _EventWork:
-        """Match one event and run its inline actions now; keep the ones that need I/O."""
-        work = _EventWork(event, table.match(event))
-        metrics, all_steps, outcomes = self.metrics, self._steps, work.outcomes
+        """Match one event (unless ``matched`` is given) and run its inline actions now; keep
+        the ones that need I/O."""
+        work = _EventWork(event, table.match(event) if matched is None else matched)
+        metrics, outcomes = self.metrics, work.outcomes
         everything = only is None and not self.dry_run
         for rule in work.matched:
             metrics.matched(rule.name)
-            plan = all_steps.get(id(rule))
-            if plan is None:
-                plan = all_steps[id(rule)] = self._rule_steps(rule)
-            steps, inert_all = plan
+            steps, inert_all = self._plan(rule)
             if inert_all is not None and everything:
                 outcomes.extend(inert_all[0])
                 for kind, count in inert_all[1]:
@@ -329,7 +389,7 @@ class Handler:
         error: str | None = None,
     ) -> None:
         # One line per event; skip building it when nobody reads info lines (the hot path).
-        if error is None and not self.log.is_enabled_for(logging.INFO):
+        if error is None and not self._info:
             return
         fields: dict[str, Any] = {
             "partition": received.partition,

@@ -6,7 +6,7 @@ event. This adapter turns those callbacks into ``PartitionWorker`` calls:
 * a claimed partition gets a worker; if it has no checkpoint yet, one is written at the
   starting position first, so KEDA's ``blobMetadata`` lag never counts the whole retention;
 * events arrive in batches (the SDK's cost per callback is paid once per batch) and are
-  handed one by one, in order, to their partition's worker, which may make the SDK wait
+  handed over, in order, to their partition's worker, which may make the SDK wait
   (backpressure);
 * a lost or closed partition is drained and given its final checkpoint before the SDK
   releases ownership.
@@ -229,19 +229,19 @@ class Intake:
         worker = self._workers.get(partition)
         if worker is None:  # initialise failed to run: build the worker now
             worker = self._workers[partition] = self.make_worker(partition, context)
+        batch = []
         for event in events:
-            if self._workers.get(partition) is not worker:
-                # The partition was closed (and maybe claimed again) while this callback
-                # waited for room: the rest is read again from the checkpoint.
-                return
             try:
-                await worker.submit(_received(partition, event), event)
+                batch.append((_received(partition, event), event))
             except Exception:
                 self.log.exception(
                     "partition.on_event_failed",
                     partition=partition,
                     sequence_number=event.sequence_number,
                 )
+        # The partition may be closed (and claimed again) while this waits for room; its
+        # worker then starts nothing more, and the rest is read again from the checkpoint.
+        await worker.submit_batch(batch)
 
     async def _on_partition_close(self, context: PartitionContext, reason: Any) -> None:
         partition = context.partition_id

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from threading import Lock
 from typing import Literal
 
@@ -279,6 +279,17 @@ class Metrics:
     def matched(self, rule: str) -> None:
         key = (rule,)
         self._matched[key] = self._matched.get(key, 0) + 1
+
+    def matched_inert(self, rules: Sequence[str], actions: Sequence[tuple[str, int]]) -> None:
+        """One event matched ``rules``, whose actions all ended ``ok`` inline: ``count`` of
+        each type (what ``matched`` and ``action`` count, in one call)."""
+        matched, done = self._matched, self._actions
+        for rule in rules:
+            key = (rule,)
+            matched[key] = matched.get(key, 0) + 1
+        for type, count in actions:
+            outcome = (type, "ok")
+            done[outcome] = done.get(outcome, 0) + count
 
     def action(self, type: str, outcome: str, count: int = 1) -> None:
         """``count`` actions of ``type`` ended so; ``outcome`` is an ``ActionOutcome``."""

@@ -134,6 +134,27 @@ def test_matches_come_back_in_table_order() -> None:
     assert [r.name for r in table.match(make_event())] == ["z-last-typed", "a-any", "m-guarded"]
 
 
+def test_events_matching_the_same_rules_get_the_same_result_object() -> None:
+    """One tuple per set of matched rules, so the worker can remember per set what to do."""
+    table = make_table(
+        {"name": "any", "filter": {}},
+        {
+            "name": "failed",
+            "filter": {
+                "advancedFilters": [
+                    {"operatorType": "StringIn", "key": "data.runStatus", "values": ["failed"]}
+                ]
+            },
+        },
+    )
+    first, again = table.match(make_event()), table.match(make_event(id="other"))
+    completed = table.match(make_event(data={"runStatus": "Completed"}))
+    assert [r.name for r in first] == ["any", "failed"]
+    assert first is again
+    assert [r.name for r in completed] == ["any"]
+    assert completed is table.match(make_event(data={"runStatus": "Running"}))
+
+
 def test_guarded_rule_with_array_flag_matches_any_element() -> None:
     """A StringIn guard on an array value looks up every element when arrays are enabled."""
     table = make_table(

@@ -507,6 +507,40 @@ async def test_inert_inline_actions_count_and_are_worded_as_if_they_ran(
     )
 
 
+async def test_events_matching_the_same_inert_rules_count_each_time_and_follow_a_reload(
+    tmp_path: Path,
+) -> None:
+    """Events whose matched rules only have inert actions take a shorter path, remembered per
+    set of matched rules: every event still counts each rule and action and gets its line,
+    and a reloaded table's rules count as themselves, not as the old table's."""
+    debug = {"type": "log", "level": "debug"}
+    tables = [
+        make_table({"name": "a", "actions": [debug, debug]}, {"name": "b", "actions": [debug]}),
+        make_table({"name": "c", "actions": [debug]}),
+    ]
+    handler = Handler(
+        rules=lambda: tables[0], executors={"log": InertLog()},
+        dead_letters=DirectoryDeadLetterStore(tmp_path), metrics=Metrics(clock=lambda: 0.0),
+        log=structlog.get_logger("test"),
+    )  # fmt: skip
+    with capture_logs() as logs:
+        for seq in range(3):
+            assert handler.start(_received(BODY, seq=seq)) is None
+        tables.pop(0)
+        assert handler.start(_received(BODY, seq=3)) is None
+    metrics = handler.metrics
+    assert isinstance(metrics, Metrics)
+    matched = {name: value(metrics, "mlevents_rule_matches_total", rule=name) for name in "abc"}
+    assert matched == {"a": 3.0, "b": 3.0, "c": 1.0}
+    assert _count(handler, "mlevents_actions_total") == (
+        'mlevents_actions_total{outcome="ok",type="log"} 10.0'
+    )
+    processed = [line["actions"] for line in logs if line["event"] == "event.processed"]
+    three = ["a:log#0 ok: debug", "a:log#1 ok: debug", "b:log#0 ok: debug"]
+    assert processed == [three, three, three, ["c:log#0 ok: debug"]]
+    assert handler.handled == 4
+
+
 async def test_a_dry_run_logs_what_each_action_would_send_or_why_it_would_fail(
     tmp_path: Path,
 ) -> None:
