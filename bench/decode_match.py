@@ -64,9 +64,9 @@ PREFIX = "Microsoft.MachineLearningServices."
 SIZES = (10, 100, 1_000, 10_000)
 EVENTS = 2_000
 """Bodies per shape, the same at every size of that shape."""
-REPEATS = 5
+REPEATS = 9
 LARGE = 10_000
-LARGE_REPEATS = 3
+LARGE_REPEATS = 5
 """Runs at ``LARGE`` rules and more, where a scan of the table takes seconds."""
 EVENT_TEAMS = 20
 """Teams the events come from (``stringin`` has 19 teams in 100 rules, ``thresholds`` 15)."""
