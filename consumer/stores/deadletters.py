@@ -3,7 +3,7 @@
 This module owns the ``DeadLetter`` record, its JSON form, and the stores that keep
 them: ``DirectoryDeadLetterStore`` (one JSON file per entry, written atomically) and
 ``BlobDeadLetterStore`` (one blob per entry under ``deadletters/`` in a container).
-``open_dead_letter_store`` builds either from configuration values.
+``consumer.worker.wiring.dead_letter_store`` opens the one the configuration names.
 
 A letter is parked when a body cannot be decoded (``reason="decode"``) or when an
 action failed permanently (``reason="action"``); the partition then moves on. Entry ids
@@ -34,15 +34,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self, cast, get_args
 
-from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from consumer.errors import DeadLetterError, UnreadableEntryError
-from consumer.stores.blob import BlobAccount, BlobStore, describe_error, open_container
+from consumer.stores.blob import BlobStore, describe_error, open_container
 from consumer.stores.files import write_atomically
 
 Reason = Literal["decode", "action"]
-StoreKind = Literal["directory", "blob"]
 
 BLOB_PREFIX = "deadletters/"
 FORMAT_VERSION = 1
@@ -516,37 +514,3 @@ def _blob_name(letter_id: str) -> str:
 def _storage_error(operation: str, exc: AzureError) -> DeadLetterError:
     """Describe a storage failure by type and status only: SDK texts may echo signed URLs."""
     return DeadLetterError(f"cannot {operation}: {describe_error(exc)}")
-
-
-def open_dead_letter_store(
-    kind: StoreKind,
-    *,
-    path: str | os.PathLike[str] | None = None,
-    connection_string: str | None = None,
-    account_url: str | None = None,
-    container: str | None = None,
-    credential: AsyncTokenCredential | None = None,
-    retry_total: int | None = None,
-    api_version: str | None = None,
-) -> DeadLetterStore:
-    """Build the store configuration names; enter it (``async with``) before use.
-
-    ``directory`` needs ``path``; ``blob`` needs ``container`` and either
-    ``connection_string`` or ``account_url`` with ``credential``.
-    """
-    if kind == "directory":
-        if path is None:
-            raise DeadLetterError("a directory dead-letter store needs a path")
-        return DirectoryDeadLetterStore(path)
-    if kind != "blob":
-        raise DeadLetterError(f"unknown dead-letter store kind {kind!r}")
-    if not container:
-        raise DeadLetterError("a blob dead-letter store needs a container")
-    if connection_string is None and (account_url is None or credential is None):
-        raise DeadLetterError(
-            "a blob dead-letter store needs a connection string, or an account URL and a credential"
-        )
-    account = BlobAccount(connection_string, account_url, credential)
-    return BlobDeadLetterStore.from_account(
-        account, container, retry_total=retry_total, api_version=api_version
-    )

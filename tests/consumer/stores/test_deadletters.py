@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.core.credentials import AccessToken
 from azure.storage.blob.aio import ContainerClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -29,7 +28,6 @@ from consumer.stores.deadletters import (
     DeadLetter,
     DeadLetterStore,
     DirectoryDeadLetterStore,
-    open_dead_letter_store,
 )
 from tests.support import ROOT
 from tests.support.azurite import AZURITE_KEY, Azurite, azurite, create_container
@@ -459,68 +457,7 @@ async def test_replay_draws_its_progress_below_each_letter_on_a_terminal(
     assert f"{kept.id}: done" in out and f"{second.id}: done" in out
 
 
-# --- the factory ------------------------------------------------------------------------
-
-
-def test_factory_builds_a_directory_store(tmp_path: Path) -> None:
-    """kind="directory" with a path gives a DirectoryDeadLetterStore on that path."""
-    built = open_dead_letter_store("directory", path=tmp_path)
-    assert isinstance(built, DirectoryDeadLetterStore) and built.path == tmp_path
-
-
-async def test_factory_builds_blob_stores_from_either_kind_of_credential() -> None:
-    """kind="blob" takes a connection string, or an account URL with a token credential."""
-    cs = Azurite(port=1).connection_string
-    by_key = open_dead_letter_store("blob", connection_string=cs, container="c1")
-    by_token = open_dead_letter_store(
-        "blob", account_url="https://acct.blob.core.windows.net", container="c2",
-        credential=_FixedToken(),
-    )  # fmt: skip
-    try:
-        assert isinstance(by_key, BlobDeadLetterStore) and by_key.container == "c1"
-        assert isinstance(by_token, BlobDeadLetterStore) and by_token.container == "c2"
-    finally:
-        await by_key.__aexit__(None, None, None)
-        await by_token.__aexit__(None, None, None)
-
-
-@pytest.mark.parametrize(
-    ("kind", "options", "message"),
-    [
-        ("directory", {}, "needs a path"),
-        ("blob", {"connection_string": "x"}, "needs a container"),
-        ("blob", {"container": "c"}, "needs a connection string, or an account URL"),
-        ("blob", {"container": "c", "account_url": "https://a"}, "or an account URL and a"),
-        ("blob", {"container": "c", "connection_string": f"AccountKey={AZURITE_KEY}"}, "not valid"),
-        ("tape", {}, "unknown dead-letter store kind 'tape'"),
-    ],
-)
-def test_factory_refuses_incomplete_settings(
-    kind: Any, options: dict[str, Any], message: str
-) -> None:
-    """Missing or unusable settings raise DeadLetterError saying what is missing, no secret."""
-    with pytest.raises(DeadLetterError, match=message) as caught:
-        open_dead_letter_store(kind, **options)
-    _assert_secret_free(str(caught.value))
-
-
 # --- helpers ----------------------------------------------------------------------------
-
-
-class _FixedToken:
-    """An AsyncTokenCredential that is never asked for a token in these tests."""
-
-    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken("token", 0)
-
-    async def close(self) -> None:
-        return None
-
-    async def __aenter__(self) -> _FixedToken:
-        return self
-
-    async def __aexit__(self, *args: object) -> None:
-        return None
 
 
 async def _put_raw(
