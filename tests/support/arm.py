@@ -27,7 +27,7 @@ from rules import Decision, RuleSource, decode_body, load_table, plan
 
 from . import SAMPLES
 from .gate import Gate
-from .ports import free_port
+from .http import serve
 
 TOKEN = "test-arm-token"
 NO_IDENTITY = (
@@ -166,10 +166,7 @@ class ArmServer:
         }  # fmt: skip
         for name, (method, path) in ROUTES.items():
             app.router.add_route(method, path, handlers[name], name=name)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        self.port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._runner, self.port = await serve(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from .gate import Gate
-from .ports import free_port
+from .http import serve
 
 Behaviour = Callable[[str, int], "tuple[int, float]"]
 """(event id, how many times it was seen) -> (HTTP status to answer, seconds to wait first)."""
@@ -61,10 +61,7 @@ class WebhookReceiver:
     async def __aenter__(self) -> WebhookReceiver:
         app = web.Application()
         app.router.add_post("/hook", self._hook)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        self.port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._runner, self.port = await serve(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
