@@ -21,6 +21,9 @@ from emulator.faults import Faults
 from emulator.hub import Clock, HubSpec
 from emulator.storage import Retention
 
+STOP_WAIT_S = 1.0
+"""How long ``stop`` lets aborted connections end by themselves before cancelling them."""
+
 
 class Emulator:
     """A local Event Hubs namespace that speaks AMQP 1.0 to the azure-eventhub SDK."""
@@ -72,6 +75,10 @@ class Emulator:
             self._server.close()
             self._server = None
         self.broker.drop_connections()
+        if self._tasks:
+            # An aborted connection's reader sees the end at once and its task ends by itself;
+            # cancelling such a task instead makes asyncio's server log a CancelledError.
+            await asyncio.wait(set(self._tasks), timeout=STOP_WAIT_S)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):

@@ -9,7 +9,11 @@ event. This adapter turns those callbacks into ``PartitionWorker`` calls:
   handed over, in order, to their partition's worker, which may make the SDK wait
   (backpressure);
 * a lost or closed partition is drained and given its final checkpoint before the SDK
-  releases ownership.
+  releases ownership;
+* a hub that stops answering pauses receiving. The SDK reopens a refused connection at once,
+  without backoff and without telling anyone, so an unreachable hub would keep a core busy
+  for as long as it lasts; intake instead closes every partition (drain, final checkpoint,
+  release), asks the hub again with backoff, and receives again once it answers.
 
 Nothing escapes the batch callback: an exception there would stall the partition in the SDK.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +61,11 @@ when the host is unknown or refuses the connection)."""
 MANAGEMENT_TIMEOUT_S = 10.0
 """Deadline of one management call (partition or hub properties), retries included: the
 SDK's own retries back off for longer than readiness may wait to hear of an outage."""
+CONFIRM_S = 1.0
+"""After a management call fails, how long before the hub is asked once more; a second
+failure pauses receiving."""
+PAUSED_PROBE_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+"""Waits between the questions to a hub while receiving is paused; the last one repeats."""
 
 
 class IntakeMetrics(Protocol):
@@ -121,6 +131,15 @@ class Intake:
     _claimed: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _unread: set[str] = field(default_factory=set, init=False)
     """Claimed partitions whose last enqueued sequence number is not known yet."""
+    _unreachable: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    """Set when the hub failed two questions in a row: receiving pauses."""
+    _reachable: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    """Set when a paused intake hears from the hub again."""
+
+    @property
+    def paused(self) -> bool:
+        """Whether receiving is paused because the hub does not answer."""
+        return self._unreachable.is_set()
 
     @property
     def partitions(self) -> dict[str, PartitionWorker]:
@@ -128,12 +147,42 @@ class Intake:
         return dict(self._workers)
 
     async def run(self) -> None:
-        """Receive until ``client.close()`` (the SDK's processor returns then)."""
+        """Receive until cancelled or ``client.close()``; pause while the hub is unreachable."""
         lag = asyncio.create_task(self.track_lag(), name="lag")
         try:
-            await self._receive()
+            while True:
+                receiving = asyncio.create_task(self._receive(), name="receive")
+                unreachable = asyncio.create_task(self._unreachable.wait(), name="unreachable")
+                try:
+                    await asyncio.wait(
+                        {receiving, unreachable}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    unreachable.cancel()
+                    if not receiving.done():  # cancelled from outside, or the hub went away
+                        receiving.cancel()  # the SDK closes every partition, once
+                        await asyncio.gather(receiving, return_exceptions=True)
+                if not self._unreachable.is_set():
+                    receiving.result()
+                    return  # the client was closed
+                await self._until_hub_answers()
         finally:
             lag.cancel()
+
+    async def _until_hub_answers(self) -> None:
+        """Ask the hub, with backoff, until it answers; then receiving goes on."""
+        self.log.warning(
+            "eventhub.receiving_paused",
+            reason="the event hub did not answer twice in a row",
+            partitions_released=True,
+        )
+        for attempt in itertools.count():
+            await asyncio.sleep(PAUSED_PROBE_S[min(attempt, len(PAUSED_PROBE_S) - 1)])
+            if await self._ask_hub():
+                break
+        self._unreachable.clear()
+        self._reachable.set()
+        self.log.warning("eventhub.receiving_resumed")
 
     async def _receive(self) -> None:
         # Batches: the SDK's own cost per callback is paid once per batch, not per event.
@@ -159,21 +208,32 @@ class Intake:
         only what it lacks: when claims arrive one after another, reading every owned
         partition again for each would open a management connection per owned partition
         per claim.
+
+        These calls are also how an unreachable hub is noticed: when one fails, the hub is
+        asked again after ``CONFIRM_S``, and a second failure pauses receiving (``run``).
         """
         loop = asyncio.get_running_loop()
         every_at = loop.time()
         while True:
+            if self._unreachable.is_set():  # paused: ``run`` asks the hub until it answers
+                self._reachable.clear()
+                await self._reachable.wait()
+                every_at = loop.time()  # then read every owned partition again
             if loop.time() >= every_at:
                 every_at = loop.time() + LAG_EVERY_S
                 due = list(self._workers)
-                if not due:  # nothing owned calls back: ask the hub whether it is there
-                    await self._ask_hub()
+                answered = await self._ask_hub() if not due else True
             else:
-                due = sorted(self._unread)
+                due, answered = sorted(self._unread), True
             self._unread.clear()
             for partition in due:
-                if partition in self._workers:  # not closed meanwhile
-                    await self._read_lag(partition)
+                if answered and partition in self._workers:  # not closed meanwhile
+                    answered = await self._read_lag(partition)
+            if not answered:  # the hub failed once: ask again before pausing
+                await asyncio.sleep(CONFIRM_S)
+                if not await self._ask_hub():
+                    self._unreachable.set()
+                    continue
             # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation
             # that arrives as its wait ends.
             with contextlib.suppress(TimeoutError):
@@ -181,24 +241,28 @@ class Intake:
                     await self._claimed.wait()
             self._claimed.clear()
 
-    async def _read_lag(self, partition: str) -> None:
+    async def _read_lag(self, partition: str) -> bool:
+        """Read one partition's last enqueued sequence number; False when the hub failed."""
         try:
             async with asyncio.timeout(MANAGEMENT_TIMEOUT_S):
                 info = await self.client.get_partition_properties(partition)
         except Exception as exc:  # noqa: BLE001 - a metric must never stop intake
             self.log.debug("partition.lag_unknown", partition=partition, error=str(exc))
-            return
+            return False
         self.heard_at = self.monotonic()
         self.metrics.last_enqueued(partition, info["last_enqueued_sequence_number"])
+        return True
 
-    async def _ask_hub(self) -> None:
+    async def _ask_hub(self) -> bool:
+        """Whether the hub answers a question about itself within the deadline."""
         try:
             async with asyncio.timeout(MANAGEMENT_TIMEOUT_S):
                 await self.client.get_eventhub_properties()
         except Exception as exc:  # noqa: BLE001 - readiness reports it
             self.log.debug("eventhub.unreachable", error=str(exc))
-        else:
-            self.heard_at = self.monotonic()
+            return False
+        self.heard_at = self.monotonic()
+        return True
 
     async def _on_partition_initialize(self, context: PartitionContext) -> None:
         partition = context.partition_id

@@ -131,12 +131,15 @@ class Worker:
         return self.monotonic() - self._beat < ALIVE_WITHIN_S
 
     def ready(self) -> tuple[bool, str]:
-        """Not stopping, the hub answered within ``ready_within_s``, and every store answered
-        its last call in time (rules are loaded before the worker exists)."""
+        """Not stopping, receiving (not paused: see ``Intake``), the hub answered within
+        ``ready_within_s``, and every store answered its last call in time (rules are loaded
+        before the worker exists)."""
         if self.stopping:
             return False, "stopping"
         if self._connected_at is None:
             return False, "not connected to the event hub yet"
+        if self._intake is not None and self._intake.paused:
+            return False, "the event hub does not answer: receiving is paused"
         heard = self._intake.heard_at if self._intake else None
         silent_s = self.monotonic() - (self._connected_at if heard is None else heard)
         if silent_s > self.ready_within_s:

@@ -1,6 +1,6 @@
-"""Production faults, end to end: a dropped hub connection mid-drain, a slow receiver behind a
-full window, frozen storage. Each runs the worker against the emulator and real local peers,
-and counts what the peers received per event."""
+"""Production faults, end to end: a dropped hub connection mid-drain, a hub that goes away
+for a while, a slow receiver behind a full window, frozen storage. Each runs the worker
+against the emulator and real local peers, and counts what the peers received per event."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ import os
 import signal
 import time
 from collections import Counter
+from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 import structlog
 
 from consumer.config import load_config
+from consumer.worker import intake
 from consumer.worker.lifecycle import Worker
 from emulator import Emulator, HubSpec
 from tests.support.azurite import Azurite
@@ -65,6 +68,56 @@ async def test_a_dropped_connection_mid_drain_loses_nothing_and_keeps_the_window
     rate_after = (total - before) / after_s
     assert redelivered > 0  # the SDK did hand events over again
     assert rate_after >= rate_before / 2, (rate_before, rate_after)
+
+
+async def test_a_hub_that_goes_away_pauses_receiving_without_spinning_then_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub stops listening: the SDK would reopen the refused connection at once, forever,
+    keeping a core busy and logging nothing. Intake notices at its next question to the hub,
+    closes its partitions and asks again with backoff, using next to no CPU meanwhile; once
+    the hub is back, receiving goes on, and every event is acted on once."""
+    monkeypatch.setattr(intake, "LAG_EVERY_S", 1.0)  # notice sooner than production does
+    port, data = free_port(), tmp_path / "hub-data"
+    hub = Emulator([HubSpec("hub", 2)], port=port, data_dir=data)
+    await hub.start()
+    try:
+        async with WebhookReceiver() as receiver:
+            rules = webhook_rules(tmp_path / "rules.toml", receiver.url)
+            path = worker_config(tmp_path, rules)
+            config = load_config(path, {"EVENTHUB_CONNECTION_STRING": hub.connection_string()})
+            with structlog.testing.capture_logs() as logs:
+                async with running(config, partitions=2) as worker:
+                    first = {"0": [event_body("a0")], "1": [event_body("a1")]}
+                    await send_each(hub.connection_string("hub"), first)
+                    await until(lambda: len(receiver.acted) == 2, 30, "the first two webhooks")
+                    await hub.stop()
+                    await until(lambda: _logged(logs, "eventhub.receiving_paused"), 30, "a pause")
+                    await until(lambda: not worker.partitions, 30, "the partitions closed")
+                    # Paused: the worker only asks the hub now and then (a spinning SDK used
+                    # a whole core here). CPU time cannot grow faster on a busy machine.
+                    cpu_before, wall_before = time.process_time(), time.monotonic()
+                    await asyncio.sleep(3.0)
+                    cores = (time.process_time() - cpu_before) / (time.monotonic() - wall_before)
+                    assert cores < 0.3, f"{cores:.2f} cores while the hub was away"
+                    assert worker.ready() == (
+                        False, "the event hub does not answer: receiving is paused"
+                    )  # fmt: skip
+                    hub = Emulator([HubSpec("hub", 2)], port=port, data_dir=data)
+                    await hub.start()
+                    await until(lambda: _logged(logs, "eventhub.receiving_resumed"), 60, "resume")
+                    await until(lambda: len(worker.partitions) == 2, 60, "partitions claimed")
+                    then = {"0": [event_body("b0")], "1": [event_body("b1")]}
+                    await send_each(hub.connection_string("hub"), then)
+                    await until(lambda: len(receiver.acted) == 4, 60, "the webhooks after it")
+    finally:
+        await hub.stop()
+    assert receiver.calls == {"a0": 1, "a1": 1, "b0": 1, "b1": 1}
+    assert receiver.acted == {"a0": 1, "a1": 1, "b0": 1, "b1": 1}
+
+
+def _logged(logs: list[MutableMapping[str, Any]], event: str) -> bool:
+    return any(line["event"] == event for line in logs)
 
 
 async def until_in_flight_is_zero(worker: Worker) -> None:
