@@ -1,4 +1,5 @@
-"""Intake details that KEDA relies on: initial checkpoints and lower-case names."""
+"""Intake details: initial checkpoints and lower-case names (KEDA relies on both), lag reads,
+and pausing while the hub does not answer."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from consumer.worker.partition import PartitionWorker
 from consumer.worker.wiring import build, warn_if_not_lower_case
 from emulator import Emulator, HubSpec
 from tests.support.emulator import send_each
+from tests.support.waiting import until
 from tests.support.webhooks import webhook_rules
 from tests.support.workers import worker_config
 
@@ -176,6 +178,101 @@ async def test_claims_read_each_partition_once_not_every_owned_one_per_claim() -
     assert metrics.enqueued == {"0": 10, "1": 11, "2": 12, "3": 13}
     assert sorted(hub.reads) == ["0", "1", "2", "3"]
     assert intake.heard_at is not None
+
+
+class SilentHub:
+    """A consumer client whose management calls fail while ``failing`` is above zero (each
+    failure counts it down) or ``down`` is set; records how often receiving started and how
+    often it was cancelled."""
+
+    def __init__(self) -> None:
+        self.failing = 0
+        self.down = False
+        self.asked = 0
+        self.started = 0
+        self.cancelled = 0
+
+    async def receive_batch(self, **_: Any) -> None:
+        self.started += 1
+        try:
+            await asyncio.Event().wait()  # receives until cancelled
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+    async def get_eventhub_properties(self) -> dict[str, Any]:
+        self.asked += 1
+        await asyncio.sleep(0)
+        if self.down or self.failing > 0:
+            self.failing -= 1
+            raise ConnectionRefusedError("refused")
+        return {}
+
+
+def _paced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Intake's waits, shortened for a test."""
+    monkeypatch.setattr(intake, "LAG_EVERY_S", 0.05)
+    monkeypatch.setattr(intake, "CONFIRM_S", 0.01)
+    monkeypatch.setattr(intake, "PAUSED_PROBE_S", (0.01, 0.02))
+
+
+def _silent_intake(hub: SilentHub) -> Intake:
+    return Intake(
+        client=cast(EventHubConsumerClient, hub),
+        config=EventHubConfig(name="hub"),
+        checkpoint_store=cast(CheckpointStore, Checkpointed({})),
+        make_worker=lambda partition, context: cast(PartitionWorker, object()),
+        metrics=LagMetrics(),
+        drain_deadline_s=1.0,
+        log=structlog.get_logger("test"),
+    )
+
+
+async def test_one_unanswered_question_to_the_hub_does_not_pause_receiving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hub that fails one question and answers the next (a blip) keeps receiving going."""
+    _paced(monkeypatch)
+    hub = SilentHub()
+    hub.failing = 1
+    receiving = asyncio.create_task(_silent_intake(hub).run())
+    try:
+        await until(lambda: hub.asked >= 5, 10, "five questions")
+    finally:
+        receiving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiving
+    assert (hub.started, hub.cancelled) == (1, 1)  # cancelled only by the test
+
+
+async def test_a_hub_that_fails_twice_pauses_receiving_until_it_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two failed questions in a row cancel receiving (the SDK then closes every partition);
+    the hub is asked again until it answers, and then receiving starts once more."""
+    _paced(monkeypatch)
+    hub = SilentHub()
+    taken = _silent_intake(hub)
+    receiving = asyncio.create_task(taken.run())
+    try:
+        with capture_logs() as logs:
+            await until(lambda: hub.started == 1, 10, "receiving")
+            hub.down = True
+            await until(lambda: taken.paused, 10, "a pause")
+            assert hub.cancelled == 1
+            asked = hub.asked
+            await until(lambda: hub.asked >= asked + 3, 10, "questions while paused")
+            assert hub.started == 1  # nothing received while the hub is silent
+            hub.down = False
+            await until(lambda: hub.started == 2, 10, "receiving again")
+            assert not taken.paused
+    finally:
+        receiving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiving
+    events = [line["event"] for line in logs if line["event"].startswith("eventhub.receiving")]
+    assert events == ["eventhub.receiving_paused", "eventhub.receiving_resumed"]
+    assert hub.cancelled == 2  # the pause, then the test
 
 
 class UnreachableHub:
