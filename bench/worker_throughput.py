@@ -12,7 +12,9 @@ that neither shares a core with the emulator more than the other:
   ``starting_position="-1"`` (the config's ``"earliest"``) and ``prefetch=300`` (the
   config's); the config's load-balancing interval and ownership expiration; and
   ``owner_level=0``, which the SDK gives the worker's receivers because it has a checkpoint
-  store. No checkpoint store (nothing is claimed or checkpointed), no partition callbacks,
+  store. The worker's TLS context (``eventhub_tls_context``) and its garbage collector settings
+  (frozen start-up objects, ``GC_THRESHOLD``), set before it receives, as the worker sets them
+  once built. No checkpoint store (nothing is claimed or checkpointed), no partition callbacks,
   consumer group ``$Default``;
 * worker: ``python -m consumer run`` (consumer group ``worker``, a fresh SQLite checkpoint
   file) with the 100-rule table of ``bench.decode_match.rule_table`` written to a JSON rules
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -55,6 +58,7 @@ from bench.decode_match import EXAMPLES, rule_table
 from consumer.commands.run import run_fast
 from consumer.config import EventHubConfig
 from consumer.worker.intake import BATCH_SIZE, MAX_WAIT_S
+from consumer.worker.wiring import GC_THRESHOLD, eventhub_tls_context
 from emulator import Emulator, HubSpec
 from rules import RuleSource, load_table
 
@@ -287,7 +291,10 @@ async def _bare_consumer() -> int:
         os.environ["BENCH_CONNECTION_STRING"], "$Default", eventhub_name=HUB,
         load_balancing_interval=LOAD_BALANCING_S,
         partition_ownership_expiration_interval=OWNERSHIP_EXPIRATION_S,
+        ssl_context=eventhub_tls_context(),
     )  # fmt: skip
+    gc.freeze()  # what consumer.worker.wiring.run does before the worker starts receiving
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     count = at_first = 0
     first: float | None = None
     last: float | None = None
