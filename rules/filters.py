@@ -19,7 +19,7 @@ from .errors import FilterError, Problem
 from .events import Event
 from .explain import Explanation, explain_filter
 from .folding import fold
-from .keys import EventView, Key
+from .keys import MISSING, EventView, Key
 from .operators import OPERATORS, Operator, Test, evaluate, make_test
 
 FILTER_FIELDS: Final = (
@@ -56,7 +56,11 @@ class AdvancedFilter:
 
 def _checker(op: Operator, key: Key, test: Test, arrays: bool) -> Callable[[EventView], bool]:
     """A closure with a fast path for the common case: a scalar of the operator's type."""
-    negated = op.negated
+    if op.kind == "null":  # decided by presence alone, as ``evaluate`` decides it
+        if op.name == "IsNotNull":
+            return lambda view: view.value(key) is not MISSING
+        return lambda view: view.value(key) is MISSING
+    negated, on_missing = op.negated, op.on_missing
     fast_type: tuple[type, ...] = {"string": (str,), "number": (int, Decimal), "bool": (bool,)}.get(
         op.kind, ()
     )
@@ -68,6 +72,8 @@ def _checker(op: Operator, key: Key, test: Test, arrays: bool) -> Callable[[Even
             if kind is str:
                 return test(view.folded_string(key, value)) is not negated
             return test(value) is not negated
+        if value is MISSING:
+            return on_missing
         return evaluate(op, test, value, arrays, lambda s: view.folded_string(key, s), fold)
 
     return passes
