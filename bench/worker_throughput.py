@@ -128,11 +128,16 @@ class Drain:
 
     @property
     def busy(self) -> str:
-        """How busy the consumer and the emulator were while draining, in cores."""
+        """How busy the consumer and the emulator were while draining, in cores, and the
+        consumer's CPU per event."""
         if self.first is None or self.last is None or self.last <= self.first:
             return "n/a"
         span = self.last - self.first
-        return f"consumer {self.cpu_s / span:.2f}, emulator {self.emulator_cpu_s / span:.2f}"
+        per_event_us = self.cpu_s / max(1, self.events - self.at_first) * 1e6
+        return (
+            f"consumer {self.cpu_s / span:.2f} ({per_event_us:.0f} us of CPU per event), "
+            f"emulator {self.emulator_cpu_s / span:.2f}"
+        )
 
     @property
     def wall_s(self) -> float:
