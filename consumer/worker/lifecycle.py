@@ -107,6 +107,8 @@ class Worker:
     metrics: Metrics
     log: structlog.typing.FilteringBoundLogger
     monotonic: Callable[[], float] = time.monotonic
+    questions: EventHubConsumerClient | None = None
+    """The client for questions to the hub (``Intake.questions``); closed with ``client``."""
     dependencies: Dependencies | None = None
     """The stores' health, for readiness."""
     health: HealthServer | None = None
@@ -181,6 +183,7 @@ class Worker:
                 make_worker=self._make_partition, metrics=self.metrics,
                 drain_deadline_s=self.drain_deadline_s, log=self.log,
                 initial_checkpoints=not self.handler.dry_run, monotonic=self.monotonic,
+                questions=self.questions,
             )  # fmt: skip
             receiving = asyncio.create_task(self._intake.run(), name="intake")
             stopping = asyncio.create_task(self._stop.wait(), name="stop")
@@ -193,6 +196,8 @@ class Worker:
             receiving.cancel()
             await asyncio.gather(receiving, return_exceptions=True)
             await self.client.close()
+            if self.questions is not None:
+                await self.questions.close()
             stopping.cancel()
         finally:
             heartbeat.cancel()

@@ -275,6 +275,29 @@ async def test_a_hub_that_fails_twice_pauses_receiving_until_it_answers(
     assert hub.cancelled == 2  # the pause, then the test
 
 
+async def test_questions_to_the_hub_go_to_the_questions_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given a client for questions (the worker's gives up sooner), the receiving client is
+    asked nothing: its failing questions would pause nothing."""
+    _paced(monkeypatch)
+    receiving_client, questions = SilentHub(), SilentHub()
+    receiving_client.down = True
+    taken = _silent_intake(receiving_client)
+    taken.questions = cast(EventHubConsumerClient, questions)
+    receiving = asyncio.create_task(taken.run())
+    try:
+        await until(lambda: questions.asked >= 3, 10, "three questions")
+        assert not taken.paused
+        questions.down = True
+        await until(lambda: taken.paused, 10, "a pause")
+    finally:
+        receiving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiving
+    assert receiving_client.asked == 0
+
+
 class UnreachableHub:
     """A consumer client whose first call fails with ``error``, or never answers."""
 

@@ -11,8 +11,12 @@ from azure.core.credentials_async import AsyncTokenCredential
 
 from consumer.config import EventHubConfig
 from consumer.stores.checkpoints import SqliteCheckpointStore
-from consumer.worker.wiring import consumer_client, eventhub_tls_context
+from consumer.worker.wiring import QUESTION_RETRIES, consumer_client, eventhub_tls_context
 from emulator import Emulator, HubSpec
+
+CONNECTION_STRING = (
+    "Endpoint=sb://127.0.0.1:9;SharedAccessKeyName=k;SharedAccessKey=x;UseDevelopmentEmulator=true"
+)
 
 
 def no_credential() -> AsyncTokenCredential:
@@ -51,3 +55,14 @@ def test_the_tls_context_verifies_the_server() -> None:
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname
     assert context.cert_store_stats()["x509_ca"] > 0
+
+
+async def test_a_client_for_questions_retries_less(tmp_path: Path) -> None:
+    """``retries`` sets the SDK's retries per operation (3 unless given)."""
+    config = EventHubConfig(connection_string=CONNECTION_STRING, name="hub")
+    async with SqliteCheckpointStore(tmp_path / "checkpoints.sqlite3") as store:
+        default = consumer_client(config, store, no_credential)
+        fewer = consumer_client(config, store, no_credential, retries=QUESTION_RETRIES)
+        assert (default._config.max_retries, fewer._config.max_retries) == (3, QUESTION_RETRIES)
+        await default.close()
+        await fewer.close()
