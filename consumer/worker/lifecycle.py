@@ -32,6 +32,7 @@ import structlog
 from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient, PartitionContext
 
 from consumer.config import EventHubConfig
+from consumer.errors import StartError
 from consumer.rulefiles import load_rule_files
 from consumer.stores.deadlines import Dependencies
 from consumer.worker.handler import Handler
@@ -161,7 +162,11 @@ class Worker:
         self._beat = self.monotonic()
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            ids = await partition_ids(self.client, self.eventhub)
+            try:  # asked with the client for questions, which says "refused" soonest
+                ids = await partition_ids(self.questions or self.client, self.eventhub)
+            except StartError:
+                await self.client.close()  # partition_ids closed the one it asked with
+                raise
             self._connected_at = self.monotonic()
             self.log.info(
                 "worker.started",

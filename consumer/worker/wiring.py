@@ -80,10 +80,17 @@ from consumer.worker.metrics import Metrics
 from consumer.worker.partition import Cadence
 
 GC_THRESHOLD = 20_000
+RECEIVE_RETRIES = 100
+"""Lost connections or links a partition's receiver reopens in place. The SDK counts them
+from the claim on and never resets the count: with its default of 3, the fourth loss, however
+long after the others, gives the partition up (an error, a close, a claim again at the next
+load-balancing pass, and a replay from the checkpoint). Reopening in place costs nothing of
+that; a link the hub refuses over and over is still given up, after this many tries in quick
+succession."""
 QUESTION_RETRIES = 1
 """Retries of one question to the hub about itself (lag reads, whether it answers). With the
 SDK's 3, a refused connection fails after 12 s; with 1, after 2.4 s (measured), which is how
-soon an outage can pause receiving. ``client`` keeps 3 for receiving."""
+soon an outage can pause receiving."""
 LEDGER_PURGE_EVERY_S = 3600.0
 WEBHOOK_CONNECTIONS_PER_HOST = 100
 """Connections to one webhook host at most; more requests wait for one (see
@@ -174,7 +181,7 @@ async def build(
         checkpoint_timeout_s=config.checkpoints.store.timeout_s,
     )
     worker = Worker(
-        client=consumer_client(config.eventhub, checkpoints, azure_ad),
+        client=consumer_client(config.eventhub, checkpoints, azure_ad, retries=RECEIVE_RETRIES),
         questions=consumer_client(config.eventhub, checkpoints, azure_ad, retries=QUESTION_RETRIES),
         eventhub=config.eventhub,
         checkpoint_store=checkpoints,

@@ -10,6 +10,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import MutableMapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,37 @@ async def test_a_dropped_connection_mid_drain_loses_nothing_and_keeps_the_window
     assert rate_after >= rate_before / 2, (rate_before, rate_after)
 
 
+async def test_links_lost_again_and_again_are_reattached_in_place(tmp_path: Path) -> None:
+    """The hub detaches the partition's link six times. The SDK counts every loss since the
+    claim and gives the partition up at the fourth with its default retries (an error, a
+    close and a claim again from the checkpoint); the worker's client reattaches each time,
+    and the events sent meanwhile are each acted on once."""
+    async with (
+        Emulator([HubSpec("hub", 1)]) as emu,
+        WebhookReceiver() as receiver,
+    ):
+        rules = webhook_rules(tmp_path / "rules.toml", receiver.url)
+        path = worker_config(tmp_path, rules)
+        config = load_config(path, {"EVENTHUB_CONNECTION_STRING": emu.connection_string()})
+        with structlog.testing.capture_logs() as logs:
+            async with running(config, partitions=1):
+                for i in range(6):
+                    await send(emu.connection_string("hub"), [event_body(f"e{i}")])
+                    await until(partial(_acted, receiver, i + 1), 30, f"webhook {i}")
+                    # The link attached now (the one that just delivered) is the one detached.
+                    detached = emu.faults.detach_consumers("amqp:link:detach-forced")
+                    assert detached == 1
+                await send(emu.connection_string("hub"), [event_body("last")])
+                await until(lambda: len(receiver.acted) == 7, 30, "the last webhook")
+    assert receiver.acted == Counter({**{f"e{i}": 1 for i in range(6)}, "last": 1})
+    given_up = [
+        line for line in logs
+        if line["event"] == "eventhub.error"
+        or (line["event"] == "partition.closed" and "SHUTDOWN" not in line["reason"])
+    ]  # fmt: skip
+    assert not given_up
+
+
 async def test_a_hub_that_goes_away_pauses_receiving_without_spinning_then_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -120,6 +152,10 @@ async def test_a_hub_that_goes_away_pauses_receiving_without_spinning_then_resum
         await hub.stop()
     assert receiver.calls == {"a0": 1, "a1": 1, "b0": 1, "b1": 1}
     assert receiver.acted == {"a0": 1, "a1": 1, "b0": 1, "b1": 1}
+
+
+def _acted(receiver: WebhookReceiver, count: int) -> bool:
+    return len(receiver.acted) == count
 
 
 def _logged(logs: list[MutableMapping[str, Any]], event: str) -> bool:
