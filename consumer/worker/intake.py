@@ -143,6 +143,11 @@ class Intake:
     """Set when a paused intake hears from the hub again."""
 
     @property
+    def _asking(self) -> EventHubConsumerClient:
+        """The client questions go to (``questions``, or ``client`` when there is none)."""
+        return self.questions or self.client
+
+    @property
     def paused(self) -> bool:
         """Whether receiving is paused because the hub does not answer."""
         return self._unreachable.is_set()
@@ -251,7 +256,7 @@ class Intake:
         """Read one partition's last enqueued sequence number; False when the hub failed."""
         try:
             async with asyncio.timeout(MANAGEMENT_TIMEOUT_S):
-                info = await (self.questions or self.client).get_partition_properties(partition)
+                info = await self._asking.get_partition_properties(partition)
         except Exception as exc:  # noqa: BLE001 - a metric must never stop intake
             self.log.debug("partition.lag_unknown", partition=partition, error=str(exc))
             return False
@@ -263,7 +268,7 @@ class Intake:
         """Whether the hub answers a question about itself within the deadline."""
         try:
             async with asyncio.timeout(MANAGEMENT_TIMEOUT_S):
-                await (self.questions or self.client).get_eventhub_properties()
+                await self._asking.get_eventhub_properties()
         except Exception as exc:  # noqa: BLE001 - readiness reports it
             self.log.debug("eventhub.unreachable", error=str(exc))
             return False

@@ -111,10 +111,8 @@ class PartitionWorker:
             await self._moved.wait()
         if self._closed:
             return False
-        rest = self._start(received)
-        if rest is None:  # done already: nothing to wait for
-            self._progress.start_finished(sequence, marker)
-            self._count_finished()
+        rest = self._begin(received, marker)
+        if rest is None:
             return True
         return await self._spawn(received, rest, marker)
 
@@ -126,7 +124,7 @@ class PartitionWorker:
         An event that needs no wait and leaves no I/O (most events: they match nothing, or
         only log) costs no ``await``: one call per batch instead of a coroutine per event.
         """
-        progress, start, max_behind = self._progress, self._start, self._cadence.max_behind
+        progress, max_behind = self._progress, self._cadence.max_behind
         for received, marker in batch:
             if self._closed:
                 return
@@ -135,14 +133,20 @@ class PartitionWorker:
                 if progress.in_flight >= max_behind or progress.seen(sequence):
                     await self.submit(received, marker)  # waits for room, or skips it
                     continue
-                rest = start(received)
-                if rest is None:
-                    progress.start_finished(sequence, marker)
-                    self._count_finished()
-                else:
+                rest = self._begin(received, marker)
+                if rest is not None:
                     await self._spawn(received, rest, marker)
             except Exception:  # noqa: BLE001 - nothing may escape into the SDK
                 self._log.exception("partition.on_event_failed", sequence_number=sequence)
+
+    def _begin(self, received: Received, marker: Any) -> Coroutine[Any, Any, object] | None:
+        """Start the event; when it is done already (nothing to wait for), count it finished
+        and return None, else return the rest to run."""
+        rest = self._start(received)
+        if rest is None:
+            self._progress.start_finished(received.sequence_number, marker)
+            self._count_finished()
+        return rest
 
     async def _spawn(
         self, received: Received, rest: Coroutine[Any, Any, object], marker: Any

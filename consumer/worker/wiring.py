@@ -180,9 +180,10 @@ async def build(
         every_s=config.checkpoints.every_s,
         checkpoint_timeout_s=config.checkpoints.store.timeout_s,
     )
+    tls = eventhub_tls_context()  # one for both clients: building it reads the CA bundle
     worker = Worker(
-        client=consumer_client(config.eventhub, checkpoints, azure_ad, retries=RECEIVE_RETRIES),
-        questions=consumer_client(config.eventhub, checkpoints, azure_ad, retries=QUESTION_RETRIES),
+        client=consumer_client(config.eventhub, checkpoints, azure_ad, RECEIVE_RETRIES, tls),
+        questions=consumer_client(config.eventhub, checkpoints, azure_ad, QUESTION_RETRIES, tls),
         eventhub=config.eventhub,
         checkpoint_store=checkpoints,
         handler=handler,
@@ -373,9 +374,9 @@ def install_signals(worker: Worker, clock: Callable[[], float] = time.monotonic)
 
 def eventhub_tls_context() -> ssl.SSLContext:
     """The TLS settings the SDK builds by default (certifi's CA bundle, hostnames checked),
-    built once per client. Without them the SDK builds its own for every connection it opens,
-    reading the bundle each time (about 35 ms of CPU). Every lag read opens a connection:
-    while draining a backlog that was 5% of the worker's CPU (py-spy,
+    built once and given to every connection of a client. Without them the SDK builds its own
+    for every connection it opens, reading the bundle each time (about 35 ms of CPU). Every lag
+    read opens a connection: while draining a backlog that was 5% of the worker's CPU (py-spy,
     ``bench/worker_throughput.py``). In an outage the SDK tries to reconnect without pause:
     with a context built per attempt that took a whole core (0.95 of one, measured; 0.07
     without)."""
@@ -386,18 +387,19 @@ def consumer_client(
     config: EventHubConfig,
     store: CheckpointStore,
     credential: Credential,
-    *,
     retries: int | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> EventHubConsumerClient:
     """The SDK client: by connection string, or by namespace with an Azure AD credential;
-    ``retries`` replaces the SDK's number of retries per operation (3)."""
+    ``retries`` replaces the SDK's number of retries per operation (3), and ``tls`` the
+    context ``eventhub_tls_context`` builds."""
     options: dict[str, Any] = {
         "consumer_group": config.consumer_group,
         "eventhub_name": config.name or None,
         "checkpoint_store": store,
         "load_balancing_interval": config.load_balancing_interval_s,
         "partition_ownership_expiration_interval": config.ownership_expiration_s,
-        "ssl_context": eventhub_tls_context(),
+        "ssl_context": tls or eventhub_tls_context(),
     }
     if retries is not None:
         options["retry_total"] = retries
